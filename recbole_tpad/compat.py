@@ -1,0 +1,90 @@
+"""Compatibility shims for RecBole 1.2.1 on today's numpy, pandas and torch.
+
+Every shim RecBole needs lives here and nowhere else. Importing ``recbole_tpad`` applies them
+before any RecBole module runs. Each shim says which breakage it answers.
+"""
+
+import types
+
+import numpy as np
+import torch
+
+
+def _restore_numpy_aliases():
+    # numpy 2 removed these aliases; RecBole's Config.compatibility_settings() reads
+    # np.float_ / np.complex_ / np.unicode_ (AttributeError on numpy 2) and its evaluator
+    # uses np.float. Put back the exact types numpy 1.x had.
+    aliases = {
+        "float_": np.float64,
+        "complex_": np.complex128,
+        "unicode_": np.str_,
+        "bool8": np.bool_,
+        "float": float,
+        "int": int,
+    }
+    for name, value in aliases.items():
+        if name not in np.__dict__:
+            setattr(np, name, value)
+
+
+class _TorchTrustingOwnCheckpoints(types.ModuleType):
+    """``torch`` as seen by ``recbole.trainer.trainer``, whose ``torch.load`` reads pickled
+    checkpoints that hold its Config object."""
+
+    def __getattr__(self, name):
+        return getattr(torch, name)
+
+    @staticmethod
+    def load(f, *args, **kwargs):
+        kwargs.setdefault("weights_only", False)
+        return torch.load(f, *args, **kwargs)
+
+
+def _trust_recbole_checkpoints():
+    # torch >= 2.6 defaults torch.load to weights_only=True; RecBole's Trainer reloads its own
+    # best checkpoint (a pickle with the Config inside) and fails. Only the trainer module sees
+    # the relaxed load: it reads checkpoints this process wrote itself.
+    import recbole.trainer.trainer as recbole_trainer
+
+    if not isinstance(recbole_trainer.torch, _TorchTrustingOwnCheckpoints):
+        recbole_trainer.torch = _TorchTrustingOwnCheckpoints("torch")
+
+
+def _import_sequential_models_without_anomaly_mode():
+    # recbole/model/sequential_recommender/sine.py calls torch.autograd.set_detect_anomaly(True)
+    # at import time, for the whole process (training 2.3x slower). Import the package once
+    # here, then switch anomaly detection back off.
+    import recbole.model.sequential_recommender  # noqa: F401
+
+    torch.autograd.set_detect_anomaly(False)
+
+
+def _refuse_dataset_downloads():
+    # RecBole downloads a dataset whose folder is missing (after asking on stdin). This plugin
+    # never fetches data: runs are offline and have no stdin. The runner checks the folder
+    # first; this guard keeps any other path from reaching the network.
+    from recbole.data.dataset import Dataset
+
+    def _download(self):
+        from recbole_tpad.errors import DataError
+
+        raise DataError(
+            f"Dataset folder '{self.dataset_path}' does not exist; recbole-tpad never downloads "
+            "datasets. Set data_path to the folder that holds '<dataset>/'."
+        )
+
+    Dataset._download = _download
+
+
+def apply():
+    """Apply every shim (idempotent).
+
+    Two more breakages are handled without code here:
+    - pandas 3 crashes on token_seq fields and silently skips ``fillna``: setup.py pins pandas<3.
+    - ``recbole.quick_start`` imports ray at import time: this plugin never imports it; its own
+      runner (``recbole_tpad.quick_start``) builds config, data, model and trainer directly.
+    """
+    _restore_numpy_aliases()
+    _trust_recbole_checkpoints()
+    _refuse_dataset_downloads()
+    _import_sequential_models_without_anomaly_mode()

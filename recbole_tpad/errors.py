@@ -1,0 +1,13 @@
+"""Errors caused by the user's data or config. The command line prints their message alone."""
+
+
+class PluginError(Exception):
+    """Base class: the message names the file/line or config key and what to do."""
+
+
+class ConfigError(PluginError, ValueError):
+    """A config value is missing, of the wrong kind or out of range."""
+
+
+class DataError(PluginError, ValueError):
+    """A data file is missing or malformed."""

@@ -1,0 +1,140 @@
+"""Run any model, stock RecBole or ours, on an atomic dataset; compare several in one table.
+
+RecBole's own ``run_recbole`` looks models up inside RecBole only and its module imports ray,
+so this runner builds config, data, model and trainer itself with the plugin's lookups.
+"""
+
+import logging
+import os
+import sys
+import time
+import uuid
+from contextlib import contextmanager
+from logging import getLogger
+
+from recbole.config import Config
+from recbole.data import create_dataset, data_preparation
+from recbole.utils import get_local_time, init_logger, init_seed, set_color
+
+from recbole_tpad.data.atomic_check import check_dataset_files
+from recbole_tpad.utils import PROPERTIES_DIR, get_model, get_trainer, resolve_data_path
+
+
+def plugin_config_files(model_name, dataset):
+    """The plugin's YAML files for this run, lowest precedence first."""
+    candidates = [
+        PROPERTIES_DIR / "overall.yaml",
+        PROPERTIES_DIR / "features.yaml",
+        PROPERTIES_DIR / "dataset" / f"{dataset}.yaml",
+        PROPERTIES_DIR / "model" / f"{model_name}.yaml",
+    ]
+    return [str(path) for path in candidates if path.is_file()]
+
+
+@contextmanager
+def _without_command_line():
+    # RecBole's Config also parses sys.argv; the runner already turned the command line into
+    # config_dict, and in-process callers (tests, --compare) must not inherit stray flags.
+    saved, sys.argv = sys.argv, sys.argv[:1]
+    try:
+        yield
+    finally:
+        sys.argv = saved
+
+
+def load_config(model, dataset, config_file_list=None, config_dict=None):
+    """Build a RecBole ``Config`` with the plugin's properties layered under the user's.
+
+    Precedence, lowest first: RecBole's defaults, the plugin's overall / features / dataset /
+    model YAML, the user's ``config_file_list`` in order, then ``config_dict``.
+    """
+    config_dict = dict(config_dict or {})
+    model_class = get_model(model) if isinstance(model, str) else model
+    files = plugin_config_files(model_class.__name__, dataset) + list(config_file_list or [])
+    data_path = config_dict.get("data_path")
+    for path in config_file_list or []:
+        data_path = data_path or _yaml_value(path, "data_path")
+    config_dict["data_path"] = resolve_data_path(dataset, data_path)
+    with _without_command_line():
+        return Config(model=model_class, dataset=dataset, config_file_list=files, config_dict=config_dict)
+
+
+def _yaml_value(path, key):
+    import yaml
+
+    with open(path, encoding="utf-8") as f:
+        return (yaml.safe_load(f) or {}).get(key)
+
+
+def _init_logging(config):
+    # init_logger relies on logging.basicConfig, which does nothing once the root logger has
+    # handlers: drop the previous run's so each run (e.g. of a comparison) gets its own log file.
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+        handler.close()
+    init_logger(config)
+
+
+class _EpochTimer:
+    """Wall time of each training epoch, measured around the trainer's ``_train_epoch``."""
+
+    def __init__(self, trainer):
+        self.seconds = []
+        self._train_epoch = trainer._train_epoch
+        trainer._train_epoch = self
+
+    def __call__(self, *args, **kwargs):
+        start = time.perf_counter()
+        result = self._train_epoch(*args, **kwargs)
+        self.seconds.append(time.perf_counter() - start)
+        return result
+
+
+def run_recbole_tpad(model, dataset, config_file_list=None, config_dict=None, saved=True):
+    """Train and test one model; return its config, metrics and costs as a dict."""
+    config = load_config(model, dataset, config_file_list, config_dict)
+    init_seed(config["seed"], config["reproducibility"])
+    _init_logging(config)
+    logger = getLogger()
+    logger.info(sys.argv)
+    logger.info(config)
+
+    check_dataset_files(
+        config["data_path"], dataset, config["field_separator"], config["seq_separator"], config["encoding"]
+    )
+    recbole_dataset = create_dataset(config)
+    logger.info(recbole_dataset)
+    train_data, valid_data, test_data = data_preparation(config, recbole_dataset)
+
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    model_class = get_model(config["model"])
+    model = model_class(config, train_data._dataset).to(config["device"])
+    logger.info(model)
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    # RecBole names checkpoints by the second; two runs started in the same second would clash.
+    trainer.saved_model_file = os.path.join(
+        config["checkpoint_dir"], f"{config['model']}-{get_local_time()}-{uuid.uuid4().hex[:8]}.pth"
+    )
+    epoch_timer = _EpochTimer(trainer)
+
+    best_valid_score, best_valid_result = trainer.fit(
+        train_data, valid_data, saved=saved, show_progress=config["show_progress"]
+    )
+    start = time.perf_counter()
+    test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
+    eval_seconds = time.perf_counter() - start
+
+    logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
+    logger.info(set_color("test result", "yellow") + f": {test_result}")
+    return {
+        "config": config,
+        "model": model,
+        "trainer": trainer,
+        "best_valid_score": best_valid_score,
+        "valid_result": dict(best_valid_result or {}),
+        "test_result": dict(test_result),
+        "params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "epoch_seconds": epoch_timer.seconds,
+        "eval_seconds": eval_seconds,
+    }

@@ -1,0 +1,1 @@
+"""Trainers of the plugin, found by the name <Model>Trainer."""

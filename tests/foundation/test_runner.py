@@ -1,0 +1,110 @@
+"""The runner on stock models, --compare, data-path resolution and malformed atomic files."""
+
+import csv
+import os
+
+import pytest
+import torch
+
+import run_recbole_tpad as cli
+from recbole_tpad.compare import compare_models
+from recbole_tpad.data.atomic_check import AtomicFileError, check_atomic_file
+from recbole_tpad.quick_start import load_config, run_recbole_tpad
+from recbole_tpad.utils import DatasetNotFoundError, resolve_data_path
+
+
+def test_stock_model_one_epoch(tiny_dataset):
+    root, config = tiny_dataset
+    run = run_recbole_tpad("GRU4Rec", "tiny", config_dict=config)
+    assert set(run["test_result"]) == {f"{m}@{k}" for m in ("recall", "mrr", "ndcg", "hit") for k in (10, 20)}
+    assert len(run["epoch_seconds"]) == 1
+    assert os.path.isfile(run["trainer"].saved_model_file)
+
+
+def test_plugin_properties_are_layered_under_the_user(tiny_dataset, tmp_path):
+    root, config = tiny_dataset
+    user_yaml = tmp_path / "user.yaml"
+    user_yaml.write_text("stopping_step: 2\ntopk: [5]\n")
+    built = load_config("SASRec", "tiny", [str(user_yaml)], dict(config, topk="[3]"))
+    assert built["stopping_step"] == 2  # user file beats the plugin's overall.yaml (5)
+    assert built["topk"] == [3]  # config dict beats the user file
+    assert built["valid_metric"] == "MRR@20"  # the plugin's default survives
+    assert built["n_layers"] == 2  # RecBole's own SASRec.yaml is still read
+
+
+def test_checkpoint_names_are_unique_within_a_second(tiny_dataset):
+    root, config = tiny_dataset
+    first = run_recbole_tpad("GRU4Rec", "tiny", config_dict=config)
+    second = run_recbole_tpad("GRU4Rec", "tiny", config_dict=config)
+    assert first["trainer"].saved_model_file != second["trainer"].saved_model_file
+
+
+def test_compare_writes_csv_and_keeps_rows_of_failures(tiny_dataset, tmp_path):
+    root, config = tiny_dataset
+    out = tmp_path / "cmp.csv"
+    rows, table, path = compare_models(["GRU4Rec", "NoSuchModel", "SASRec"], "tiny", config_dict=config, results_file=str(out))
+    with open(out, newline="") as f:
+        written = list(csv.DictReader(f))
+    assert [r["model"] for r in written] == ["GRU4Rec", "NoSuchModel", "SASRec"]
+    assert written[1]["error"] and not written[0]["error"] and not written[2]["error"]
+    for column in ("recall@10", "recall@20", "mrr@20", "ndcg@20", "hit@20", "params", "train_s_per_epoch", "epochs", "eval_s", "seed"):
+        assert written[0][column] != "", column
+    assert "| GRU4Rec |" in table
+
+
+def test_command_line_runs_and_reports_user_errors(tiny_dataset, capsys):
+    root, config = tiny_dataset
+    code = cli.main([
+        "--model=GRU4Rec", "--dataset=tiny", f"--data_path={root}", "--epochs=1", "--show_progress=False",
+        "--USER_ID_FIELD=session_id", "--state=WARNING", "--load_col={'inter': ['session_id', 'item_id', 'timestamp']}",
+    ])
+    assert code == 0
+    code = cli.main(["--model=GRU4Rec", "--dataset=absent", f"--data_path={root}"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "Dataset 'absent' not found" in err and "Traceback" not in err
+
+
+def test_data_path_resolution(tmp_path, tiny_dataset):
+    root, _ = tiny_dataset
+    assert resolve_data_path("tiny", str(root)) == str(root)
+    assert resolve_data_path("tiny", str(root / "tiny")) == str(root)  # the dataset folder itself
+    assert resolve_data_path("amazon-beauty").endswith(os.path.join("shared", "datasets"))
+    with pytest.raises(DatasetNotFoundError, match="dataset_atomic"):
+        resolve_data_path("no-such-dataset")
+
+
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        ("a:token\tt:float\nx\t1\ny\tnot-a-number\n", r"bad\.inter:3: column 't' is float"),
+        ("a:token\tt:float\nx\t1\ty\n", r"bad\.inter:2: 3 columns, the header has 2"),
+        ("a:token\tt\nx\t1\n", r"bad\.inter:1: header column 't' must be 'name:type'"),
+        ("a:token\tt:floaty\nx\t1\n", r"bad\.inter:1: header column 't:floaty'"),
+    ],
+)
+def test_malformed_atomic_files_name_file_and_line(tmp_path, content, expected):
+    path = tmp_path / "bad.inter"
+    path.write_text(content)
+    with pytest.raises(AtomicFileError, match=expected):
+        check_atomic_file(path)
+
+
+def test_malformed_file_fails_before_training_without_traceback(tiny_dataset, capsys):
+    root, config = tiny_dataset
+    inter = root / "tiny" / "tiny.inter"
+    inter.write_text(inter.read_text() + "s999\ti001\tyesterday\n")
+    code = cli.main(["--model=GRU4Rec", "--dataset=tiny", f"--data_path={root}"])
+    err = capsys.readouterr().err
+    assert code == 2 and "tiny.inter:" in err and "yesterday" in err and "Traceback" not in err
+
+
+def test_compat_shims():
+    import numpy as np
+    import recbole.trainer.trainer as recbole_trainer
+
+    assert np.float_ is np.float64 and np.complex_ is np.complex128 and np.unicode_ is np.str_ and np.bool8 is np.bool_
+    assert not torch.is_anomaly_enabled()  # SINE's import switched it on; the shim switched it off
+    assert "ray" not in __import__("sys").modules
+    assert recbole_trainer.torch.load is not torch.load  # trusted load for RecBole's own checkpoints
+    assert recbole_trainer.torch.nn is torch.nn
