@@ -4,6 +4,7 @@ Every shim RecBole needs lives here and nowhere else. Importing ``recbole_tpad``
 before any RecBole module runs. Each shim says which breakage it answers.
 """
 
+import functools
 import types
 
 import numpy as np
@@ -59,6 +60,34 @@ def _import_sequential_models_without_anomaly_mode():
     torch.autograd.set_detect_anomaly(False)
 
 
+class _PandasReadingWithReplacement(types.ModuleType):
+    """``pandas`` as seen by ``recbole.data.dataset.dataset``."""
+
+    def __getattr__(self, name):
+        import pandas
+
+        return getattr(pandas, name)
+
+    @staticmethod
+    def read_csv(*args, **kwargs):
+        import pandas
+
+        kwargs.setdefault("encoding_errors", "replace")
+        return pandas.read_csv(*args, **kwargs)
+
+
+def _read_atomic_files_with_replacement():
+    # RecBole reads atomic files with pandas in strict UTF-8: one invalid byte in a title kills
+    # the run. Read them with replacement characters instead; recbole_tpad.data.atomic_check
+    # counts such lines and the runner logs the count.
+    # It also opens each file once to read the header: that text read gets replacement too.
+    import recbole.data.dataset.dataset as recbole_dataset
+
+    if not isinstance(recbole_dataset.pd, _PandasReadingWithReplacement):
+        recbole_dataset.pd = _PandasReadingWithReplacement("pandas")
+        recbole_dataset.open = functools.partial(open, errors="replace")
+
+
 def _refuse_dataset_downloads():
     # RecBole downloads a dataset whose folder is missing (after asking on stdin). This plugin
     # never fetches data: runs are offline and have no stdin. The runner checks the folder
@@ -87,4 +116,5 @@ def apply():
     _restore_numpy_aliases()
     _trust_recbole_checkpoints()
     _refuse_dataset_downloads()
+    _read_atomic_files_with_replacement()
     _import_sequential_models_without_anomaly_mode()

@@ -66,14 +66,24 @@ def _yaml_value(path, key):
         return (yaml.safe_load(f) or {}).get(key)
 
 
+_RUN_LOG_HANDLERS = []
+
+
 def _init_logging(config):
-    # init_logger relies on logging.basicConfig, which does nothing once the root logger has
-    # handlers: drop the previous run's so each run (e.g. of a comparison) gets its own log file.
+    # init_logger relies on logging.basicConfig, which does nothing while the root logger has
+    # handlers. Close the previous run's handlers (each run of a comparison gets its own log
+    # file) and set aside any other handlers (pytest's, an application's) while it runs.
     root = logging.getLogger()
-    for handler in list(root.handlers):
+    for handler in _RUN_LOG_HANDLERS:
         root.removeHandler(handler)
         handler.close()
+    others = list(root.handlers)
+    for handler in others:
+        root.removeHandler(handler)
     init_logger(config)
+    _RUN_LOG_HANDLERS[:] = root.handlers
+    for handler in others:
+        root.addHandler(handler)
 
 
 class _EpochTimer:
@@ -100,9 +110,10 @@ def run_recbole_tpad(model, dataset, config_file_list=None, config_dict=None, sa
     logger.info(sys.argv)
     logger.info(config)
 
-    check_dataset_files(
-        config["data_path"], dataset, config["field_separator"], config["seq_separator"], config["encoding"]
-    )
+    for note in check_dataset_files(
+        config["data_path"], dataset, config["ITEM_ID_FIELD"], config["field_separator"], config["seq_separator"], config["encoding"] or "utf-8"
+    ):
+        logger.warning(note)
     recbole_dataset = create_dataset(config)
     logger.info(recbole_dataset)
     train_data, valid_data, test_data = data_preparation(config, recbole_dataset)
@@ -131,6 +142,9 @@ def run_recbole_tpad(model, dataset, config_file_list=None, config_dict=None, sa
         "config": config,
         "model": model,
         "trainer": trainer,
+        "train_data": train_data,
+        "test_data": test_data,
+        "test_sessions": len(test_data._dataset),
         "best_valid_score": best_valid_score,
         "valid_result": dict(best_valid_result or {}),
         "test_result": dict(test_result),
