@@ -1,0 +1,140 @@
+"""Item-encoding speed of a feature backbone vs. its FLOP bound.
+
+    python bench/bench_features.py --dataset=amazon-beauty --sample=512
+    python bench/bench_features.py --dataset=hm-fashion --sample=256 --dtype=fp32
+    python bench/bench_features.py --dataset=amazon-beauty --full      # whole catalogue, via the cache
+
+FLOP bound: the forward pass costs about 2 x (non-embedding LLM params) FLOPs per token (text +
+visual tokens, padding included, as run), plus the image encoder per image; divided by the
+matmul rate measured on this machine at the same dtype just before the run. items/s measured
+over the encode loop only (model loading excluded; item files read beforehand).
+"""
+
+import argparse
+import json
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import recbole_tpad  # noqa: E402,F401
+
+EFFICIENTNET_LITE0_FLOPS = 2 * 0.385e9  # 385 M multiply-adds at 224x224 (EfficientNet-Lite0 model card)
+
+
+def matmul_rate(dtype, n=1024, m=576, k=1536, repeats=20):
+    """GFLOP/s of a [n, m] x [m, k] matmul (the shapes of a SmolLM2 layer) at ``dtype``."""
+    import torch
+
+    a = torch.randn(n, m, dtype=dtype)
+    b = torch.randn(m, k, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * n * m * k * repeats / (time.perf_counter() - start) / 1e9
+
+
+def subset(items, rows):
+    from recbole_tpad.features.items import ItemTable
+
+    table = ItemTable([items.records[0]] + [items.records[r] for r in rows], items.text_fields, items.folder,
+                      items.max_pixels)
+    return table
+
+
+def count_tokens(backbone, items, batch_size):
+    """Tokens the encode loop runs (padding included), and how many images it encodes."""
+    from recbole_tpad.features.encode import bucketed_batches, item_prompts
+
+    prompts = item_prompts(backbone, items)
+    lengths = [len(x) for x in backbone.tokenizer(prompts, add_special_tokens=False)["input_ids"]]
+    suffix = len(backbone._suffix_ids)
+    has_image = [r.image_path is not None for r in items.records]
+    visual = getattr(backbone, "num_visual_tokens", 0) if getattr(backbone, "image_encoder", None) else 0
+    tokens = images = 0
+    for rows in bucketed_batches(lengths, has_image, batch_size):
+        width = max(min(lengths[r], backbone.settings.max_length) + suffix + (visual if has_image[r] else 0)
+                    for r in rows)
+        tokens += width * len(rows)
+        images += sum(has_image[r] for r in rows)
+    return tokens, images
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--sample", type=int, default=512, help="items to encode (fixed seed); 0 = all")
+    parser.add_argument("--full", action="store_true", help="time a full extraction through get_item_views")
+    parser.add_argument("--dtype", default="bf16", choices=["bf16", "fp32"])
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--backbone", default="smollm2-efficientnet")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--out", default=None, help="append the result as one JSON line to this file")
+    args = parser.parse_args()
+
+    import torch
+    from recbole.data import create_dataset
+
+    from recbole_tpad.features.build import build_backbone
+    from recbole_tpad.features.cache import get_item_views
+    from recbole_tpad.features.config import FeaturesConfig
+    from recbole_tpad.features.items import load_items
+    from recbole_tpad.quick_start import load_config
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    overrides = {"feature_backbone": args.backbone, "feature_dtype": args.dtype,
+                 "feature_batch_size": args.batch_size, "state": "WARNING"}
+    config = load_config("SASRec", args.dataset, config_dict=overrides)
+    dataset = create_dataset(config)
+    settings = FeaturesConfig.from_config(config)
+    start = time.perf_counter()
+    backbone = build_backbone(settings)
+    load_seconds = time.perf_counter() - start
+    rate = matmul_rate(torch.bfloat16 if args.dtype == "bf16" else torch.float32)
+    items = load_items(config, dataset, settings)
+    n_all = len(items) - 1
+    if args.full:
+        start = time.perf_counter()
+        views = get_item_views(config, dataset, backbone=backbone, cache_tag=f"bench-{time.time()}")
+        seconds = time.perf_counter() - start
+        table = items
+        result_extra = {"folder": str(views.folder)}
+    else:
+        rows = list(range(1, len(items)))
+        if args.sample and args.sample < n_all:
+            rows = sorted(random.Random(0).sample(rows, args.sample))
+        table = subset(items, rows)
+        start = time.perf_counter()
+        backbone.encode_items(table, progress=True)
+        seconds = time.perf_counter() - start
+        result_extra = {}
+    n = len(table) - 1
+    tokens, images = count_tokens(backbone, table, args.batch_size)
+    params = sum(p.numel() for n_, p in backbone.model.named_parameters() if "embed_tokens" not in n_)
+    flops = 2 * params * tokens
+    if images and getattr(backbone, "image_encoder", None) is not None:
+        flops += EFFICIENTNET_LITE0_FLOPS * images
+    bound_seconds = flops / (rate * 1e9)
+    result = dict(
+        dataset=args.dataset, backbone=args.backbone, dtype=args.dtype, items=n, of_items=n_all, images=images,
+        full=args.full, batch_size=args.batch_size, threads=torch.get_num_threads(), seconds=round(seconds, 2),
+        items_per_s=round(n / seconds, 2), tokens=tokens, tokens_per_item=round(tokens / n, 1),
+        llm_params_non_embedding=params, matmul_gflops=round(rate, 1), flop_bound_seconds=round(bound_seconds, 2),
+        flop_bound_items_per_s=round(n / bound_seconds, 1), fraction_of_bound=round(bound_seconds / seconds, 3),
+        model_load_seconds=round(load_seconds, 2), load_avg=os.getloadavg()[0], **result_extra,
+    )
+    print(json.dumps(result))
+    if args.out:
+        with open(args.out, "a", encoding="utf-8") as f:
+            f.write(json.dumps(result) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""``python -m recbole_tpad.features --dataset=NAME [--data_path=DIR] [--key=value ...]``
+
+Encodes every item of the dataset with the configured backbone (no training) and prints the
+cache folder as the last line. ``--key=value`` sets any config key (e.g. ``--feature_backbone=tiny-llama``).
+"""
+
+import argparse
+import sys
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="python -m recbole_tpad.features", description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", "-d", required=True, help="dataset name (folder holding <name>.inter/.item)")
+    parser.add_argument("--config_files", default=None, help="space-separated YAML files")
+    args, rest = parser.parse_known_args(argv)
+    overrides = {}
+    for item in rest:
+        if not item.startswith("--") or "=" not in item:
+            parser.error(f"unrecognized argument '{item}': use --key=value")
+        key, value = item[2:].split("=", 1)
+        overrides[key] = _parse_value(value)
+    return args, overrides
+
+
+def _parse_value(text):
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def main(argv=None):
+    args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
+    from recbole_tpad.errors import PluginError
+
+    try:
+        folder = extract(args.dataset, args.config_files.split() if args.config_files else None, overrides)
+    except PluginError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(folder)
+    return 0
+
+
+def extract(dataset_name, config_files=None, overrides=None):
+    import recbole_tpad  # noqa: F401  (compat shims before RecBole)
+    from recbole.data import create_dataset
+    from recbole.utils import init_logger, init_seed
+
+    from recbole_tpad.features.cache import get_item_views
+    from recbole_tpad.quick_start import load_config
+
+    config = load_config("SASRec", dataset_name, config_files, dict(overrides or {}))
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    dataset = create_dataset(config)
+    views = get_item_views(config, dataset, progress=config["show_progress"] is not False)
+    return views.folder
+
+
+if __name__ == "__main__":
+    sys.exit(main())

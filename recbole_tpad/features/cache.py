@@ -1,0 +1,213 @@
+"""Cached item views on disk: one folder per (data, backbone, adapter, prompt), written atomically.
+
+Layout of a folder: ``manifest.json`` (written last) and ``<view>.npy`` of shape
+``(num_items, dim)`` per view, plus ``image_mask.npy``. A folder is built under a temporary
+name, re-read and checked, then renamed into place; a folder that fails the check on load
+(half-written, edited, truncated) is never used: it is rebuilt.
+"""
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from recbole_tpad.features.config import FeaturesConfig
+from recbole_tpad.features.encode import VIEWS
+from recbole_tpad.features.prompt import template_description
+
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class ItemViews:
+    views: dict          # view name -> np.ndarray [num_items, dim] float32; row = internal item id
+    image_mask: np.ndarray  # [num_items] bool
+    manifest: dict
+    folder: Path
+
+
+def _sha256_file(path, chunk=1 << 20):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def data_fingerprint(folder, name):
+    """Hashes of the atomic files and a listing hash (name, size, mtime) of the images folder."""
+    folder = Path(folder)
+    hashes = {}
+    for suffix in ("inter", "item"):
+        path = folder / f"{name}.{suffix}"
+        hashes[path.name] = _sha256_file(path) if path.is_file() else None
+    images = folder / "images"
+    if images.is_dir():
+        digest = hashlib.sha256()
+        for entry in sorted(os.scandir(images), key=lambda e: e.name):
+            stat = entry.stat()
+            digest.update(f"{entry.name}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+        hashes["images/"] = digest.hexdigest()
+    return hashes
+
+
+def weights_fingerprint(backbone, adapter):
+    """Hash of the trainable parts (adapter, projector) whose values change the features."""
+    if backbone is None:
+        return "untrained"
+    import torch
+
+    digest = hashlib.sha256()
+    tensors = dict(backbone.adapter_state_dict(adapter)) if adapter else {}
+    if backbone.projector is not None:
+        tensors.update({f"projector.{k}": v for k, v in backbone.projector.state_dict().items()})
+    for key in sorted(tensors):
+        digest.update(key.encode())
+        digest.update(tensors[key].detach().to(torch.float32).cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def backbone_description(settings, backbone):
+    if backbone is not None:
+        return backbone.describe()
+    causal = settings.backbone in ("smollm2-efficientnet", "causal", "tiny-llama")
+    return {
+        "kind": settings.backbone,
+        "source": settings.llm_path if causal else settings.mllm_path,
+        "image_encoder": settings.image_encoder if causal and settings.use_images else None,
+        "num_visual_tokens": settings.num_visual_tokens if causal else None,
+    }
+
+
+def cache_identity(config, dataset, settings, backbone, adapter, cache_tag):
+    """Everything the features depend on, as a dict, and its hash (the cache key)."""
+    from recbole_tpad.features.tiny import TINY_VERSION
+
+    iid = dataset.iid_field
+    item_ids = [str(t) for t in dataset.field2id_token[iid]]
+    text_fields = list(settings.text_fields or config["ITEM_TEXT_FIELDS"] or [])
+    describe = backbone_description(settings, backbone)
+    describe = {k: v for k, v in describe.items() if k != "hidden_size"}
+    identity = {
+        "format": FORMAT_VERSION,
+        "dataset": config["dataset"],
+        "data_hashes": data_fingerprint(config["data_path"], config["dataset"]),
+        "item_ids_sha256": hashlib.sha256("\n".join(item_ids).encode()).hexdigest(),
+        "backbone": describe,
+        "tiny_version": TINY_VERSION if settings.backbone.startswith("tiny-") else None,
+        "adapter": adapter,
+        "weights": weights_fingerprint(backbone, adapter),
+        "cache_tag": cache_tag,
+        "prompt": {
+            "template": template_description(text_fields, settings.field_labels),
+            "summary_suffix": settings.summary_suffix,
+            "text_fields": text_fields,
+            "image_field": config["IMAGE_FIELD"],
+        },
+        "settings": {k: v for k, v in dataclasses.asdict(settings).items()
+                     if k not in ("device", "cache_dir", "batch_size", "threads", "lora_r", "lora_alpha",
+                                  "lora_dropout", "lora_target_modules")},
+    }
+    key = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
+    return identity, key, item_ids
+
+
+def read_cache(folder, key=None):
+    """The :class:`ItemViews` in ``folder``, or None if it is missing, stale or damaged."""
+    folder = Path(folder)
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+        if key is not None and manifest.get("key") != key:
+            return None
+        shape = (manifest["num_items"], manifest["dim"])
+        views = {}
+        for name in manifest["views"]:
+            array = np.load(folder / f"{name}.npy", allow_pickle=False)
+            if array.shape != shape or array.dtype != np.float32 or not np.isfinite(array).all():
+                raise ValueError(f"{name}.npy has shape {array.shape} / dtype {array.dtype}, expected {shape}")
+            views[name] = array
+        image_mask = np.load(folder / "image_mask.npy", allow_pickle=False)
+        if image_mask.shape != shape[:1] or image_mask.dtype != np.bool_:
+            raise ValueError("image_mask.npy does not match")
+        if len(manifest["item_ids"]) != shape[0]:
+            raise ValueError("item_ids does not match num_items")
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError) as error:
+        logging.getLogger().warning(f"Ignoring damaged feature cache {folder}: {error}")
+        return None
+    return ItemViews(views, image_mask, manifest, folder)
+
+
+def write_cache(folder, arrays, manifest):
+    """Write views + manifest to a temp folder, check it reads back, then rename into ``folder``."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        for name in manifest["views"]:
+            np.save(tmp / f"{name}.npy", np.ascontiguousarray(arrays[name], dtype=np.float32))
+        np.save(tmp / "image_mask.npy", np.asarray(arrays["image_mask"], dtype=np.bool_))
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, default=str))
+        if read_cache(tmp, manifest["key"]) is None:
+            raise RuntimeError(f"Feature cache written to {tmp} does not read back.")
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return read_cache(folder, manifest["key"])
+
+
+def cache_folder(settings, dataset_name, key):
+    return settings.cache_root / "item_views" / dataset_name / key[:20]
+
+
+def get_item_views(config, dataset, backbone=None, adapter=None, cache_tag=None, progress=True):
+    """Load the cached views of every item, or extract them with the configured backbone and cache them."""
+    from recbole_tpad.features.items import load_items
+
+    settings = FeaturesConfig.from_config(config)
+    if adapter is not None and (backbone is None or adapter not in backbone.adapter_names):
+        raise ValueError(f"get_item_views(adapter='{adapter}') needs a backbone carrying that adapter.")
+    identity, key, item_ids = cache_identity(config, dataset, settings, backbone, adapter, cache_tag)
+    folder = cache_folder(settings, config["dataset"], key)
+    logger = logging.getLogger()
+    cached = read_cache(folder, key)
+    if cached is not None:
+        logger.info(f"Item views loaded from cache {folder}")
+        return cached
+    if backbone is None:
+        from recbole_tpad.features.build import build_backbone
+
+        backbone = build_backbone(settings)
+    items = load_items(config, dataset, settings)
+    items.log_summary(logger)
+    start = time.perf_counter()
+    arrays = backbone.encode_items(items, adapter=adapter, progress=progress)
+    seconds = time.perf_counter() - start
+    manifest = dict(
+        identity,
+        key=key,
+        num_items=len(item_ids),
+        views=list(VIEWS),
+        dim=int(backbone.hidden_size),
+        item_ids=item_ids,
+        backbone=backbone.describe(),
+        problems=items.stats,
+        seconds=round(seconds, 2),
+        created=time.strftime("%Y-%m-%d %H:%M:%S"),
+    )
+    views = write_cache(folder, arrays, manifest)
+    logger.info(f"Item views written to {folder} ({seconds:.1f} s)")
+    return views

@@ -1,0 +1,111 @@
+"""Validated settings of the feature extractor, read once from a RecBole ``Config``.
+
+Every key is documented in ``properties/features.yaml``. Bad values fail here, early, naming the
+key and the allowed values (peft-style ``__post_init__`` validation).
+"""
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from recbole_tpad.errors import ConfigError
+
+CAUSAL_KINDS = ("smollm2-efficientnet", "causal", "tiny-llama")
+NATIVE_KINDS = ("mllm", "tiny-qwen2-vl", "tiny-llava", "tiny-smolvlm", "tiny-idefics3")
+BACKBONE_KINDS = CAUSAL_KINDS + NATIVE_KINDS
+IMAGE_ENCODERS = ("efficientnet-lite0", "tiny", "none")
+DTYPES = ("bf16", "fp32")
+
+
+def default_cache_root():
+    return Path(os.environ.get("RECBOLE_TPAD_CACHE") or Path.home() / ".cache" / "recbole_tpad")
+
+
+@dataclass
+class FeaturesConfig:
+    backbone: str = "smollm2-efficientnet"
+    llm_path: str | None = None
+    mllm_path: str | None = None
+    image_encoder: str = "efficientnet-lite0"
+    num_visual_tokens: int = 4
+    image_size: int = 224
+    mllm_max_pixels: int = 200704
+    use_images: bool = True
+    device: str = "cpu"
+    dtype: str = "bf16"
+    cache_dir: str | None = None
+    text_fields: list | None = None
+    field_labels: dict = field(default_factory=dict)
+    list_fields: list = field(default_factory=lambda: ["categories"])
+    max_field_chars: int = 300
+    summary_suffix: str = " This item in one word:"
+    max_length: int = 160
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    lora_target_modules: list = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    batch_size: int = 32
+    threads: int = 0
+    image_max_pixels: int = 40_000_000
+
+    def __post_init__(self):
+        if self.backbone not in BACKBONE_KINDS:
+            raise ConfigError(
+                f"feature_backbone='{self.backbone}' is not known; use one of: {', '.join(BACKBONE_KINDS)}."
+            )
+        if self.backbone == "mllm" and not self.mllm_path:
+            raise ConfigError("feature_backbone='mllm' needs feature_mllm_path (a local folder or hub id).")
+        if self.backbone == "causal" and not self.llm_path:
+            raise ConfigError("feature_backbone='causal' needs feature_llm_path (a local folder or hub id).")
+        if self.image_encoder not in IMAGE_ENCODERS:
+            raise ConfigError(
+                f"feature_image_encoder='{self.image_encoder}' is not known; use one of: {', '.join(IMAGE_ENCODERS)}."
+            )
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"feature_dtype='{self.dtype}' is not known; use one of: {', '.join(DTYPES)}.")
+        if not isinstance(self.threads, int) or self.threads < 0:
+            raise ConfigError(f"feature_threads must be an integer >= 0 (0: torch's default), got {self.threads!r}.")
+        for key in ("num_visual_tokens", "image_size", "mllm_max_pixels", "max_field_chars", "max_length",
+                    "lora_r", "lora_alpha", "batch_size", "image_max_pixels"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"feature_{key} must be a positive integer, got {value!r}.")
+        if not 0.0 <= float(self.lora_dropout) < 1.0:
+            raise ConfigError(f"feature_lora_dropout must be in [0, 1), got {self.lora_dropout!r}.")
+        if self.text_fields is not None and (
+            not isinstance(self.text_fields, (list, tuple)) or not all(isinstance(f, str) for f in self.text_fields)
+        ):
+            raise ConfigError(f"feature_text_fields must be a list of .item column names, got {self.text_fields!r}.")
+        if not isinstance(self.field_labels, dict):
+            raise ConfigError(f"feature_field_labels must be a dict field -> label, got {self.field_labels!r}.")
+        if not isinstance(self.summary_suffix, str) or not self.summary_suffix.strip():
+            raise ConfigError("feature_summary_suffix must be a non-empty string (its last token is the summary).")
+
+    @property
+    def is_native(self):
+        return self.backbone in NATIVE_KINDS
+
+    @property
+    def cache_root(self):
+        return Path(self.cache_dir).expanduser() if self.cache_dir else default_cache_root()
+
+    @classmethod
+    def from_config(cls, config):
+        """Read the ``feature_*`` keys of a RecBole ``Config`` (or a plain dict); missing keys keep defaults."""
+        values = {}
+        for f in fields(cls):
+            key = f"feature_{f.name}"
+            value = _get(config, key)
+            if value is not None:
+                values[f.name] = value
+        if "device" not in values:
+            device = _get(config, "device")
+            values["device"] = str(device) if device is not None else "cpu"
+        return cls(**values)
+
+
+def _get(config, key):
+    try:
+        return config[key]
+    except KeyError:
+        return None

@@ -1,0 +1,88 @@
+"""Encode every item once: batched, length-bucketed, ``torch.inference_mode`` + autocast."""
+
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+from recbole.utils import set_color
+from tqdm import tqdm
+
+from recbole_tpad.features.backbone import as_numpy
+from recbole_tpad.features.prompt import format_item_prompt
+
+VIEWS = ("text", "image", "fused")
+
+
+def item_prompts(backbone, items):
+    labels = backbone.settings.field_labels
+    return [format_item_prompt(record, labels) for record in items.records]
+
+
+def bucketed_batches(lengths, has_image, batch_size):
+    """Rows 1..N-1 sorted by (image?, token length) and cut into batches: little padding per batch."""
+    rows = sorted(range(1, len(lengths)), key=lambda r: (has_image[r], lengths[r], r))
+    return [rows[i: i + batch_size] for i in range(0, len(rows), batch_size)]
+
+
+def encode_items(backbone, items, batch_size=None, adapter=None, progress=True):
+    """Views of every item row: ``{'text','image','fused': [N,H] float32, 'image_mask': [N] bool}``."""
+    batch_size = batch_size or backbone.settings.batch_size
+    num_items = len(items)
+    hidden = backbone.hidden_size
+    views = {name: np.zeros((num_items, hidden), dtype=np.float32) for name in VIEWS}
+    image_mask = np.zeros(num_items, dtype=bool)
+    prompts = item_prompts(backbone, items)
+    lengths = [len(ids) for ids in backbone.tokenizer(prompts, add_special_tokens=False)["input_ids"]]
+    may_have_image = [rec.image_path is not None for rec in items.records]
+    batches = bucketed_batches(lengths, may_have_image, batch_size)
+    threads = backbone.settings.threads
+    previous_threads = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    previous_adapter = backbone.active_adapter
+    backbone.set_adapter(adapter)
+    was_training = backbone.training
+    backbone.eval()
+    iterator = batches
+    if progress:
+        iterator = tqdm(batches, total=len(batches), ncols=100, desc=set_color("Encoding items", "pink"))
+    # Images of the next batch are decoded by worker threads while the model runs (Pillow
+    # releases the GIL while decoding); on a GPU, decoding is otherwise the bottleneck.
+    pool = ThreadPoolExecutor(max_workers=max(1, min(8, (os.cpu_count() or 2) - 1)))
+
+    def load(row):
+        return backbone.shrink_image(items.load_image(row))
+
+    def submit(rows):
+        return [pool.submit(load, r) if may_have_image[r] else None for r in rows]
+
+    try:
+        pending = submit(batches[0]) if batches else []
+        with torch.inference_mode():
+            for index, rows in enumerate(iterator):
+                images = [f.result() if f is not None else None for f in pending]
+                if index + 1 < len(batches):
+                    pending = submit(batches[index + 1])
+                inputs = backbone.prepare([prompts[r] for r in rows], images)
+                out = backbone(inputs)
+                views["text"][rows] = as_numpy(out.text_view)
+                views["image"][rows] = as_numpy(out.image_view)
+                views["fused"][rows] = as_numpy(out.summary)
+                image_mask[rows] = out.image_mask.cpu().numpy()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        torch.set_num_threads(previous_threads)
+        backbone.set_adapter(previous_adapter)
+        backbone.train(was_training)
+    for name in VIEWS:
+        views[name][0] = 0.0
+    views["image"][~image_mask] = 0.0
+    if not np.isfinite(np.stack([views[n] for n in VIEWS])).all():
+        raise FloatingPointError("Item encoding produced non-finite values; try feature_dtype: fp32.")
+    logging.getLogger().info(
+        f"Encoded {num_items - 1} items with {backbone.kind} backbone (adapter={adapter}), "
+        f"{int(image_mask.sum())} with an image."
+    )
+    return dict(views, image_mask=image_mask)

@@ -1,0 +1,122 @@
+"""Cached item views: extraction, reuse, invalidation, damaged and interrupted writes, the command."""
+
+import json
+
+import numpy as np
+import pytest
+from recbole.data import create_dataset
+
+from recbole_tpad.features import cache as cache_module
+from recbole_tpad.features.__main__ import main as features_main
+from recbole_tpad.features.build import build_backbone
+from recbole_tpad.features.cache import get_item_views, read_cache
+from recbole_tpad.quick_start import load_config
+
+
+@pytest.fixture
+def setup(tiny_dataset, tmp_path):
+    root, config_dict = tiny_dataset
+    config_dict.update(feature_backbone="tiny-llama", feature_cache_dir=str(tmp_path / "cache"), feature_dtype="fp32")
+    config = load_config("SASRec", "tiny", config_dict=config_dict)
+    return config, create_dataset(config), root, config_dict
+
+
+def test_extract_then_reuse(setup, monkeypatch):
+    config, dataset, _, _ = setup
+    views = get_item_views(config, dataset, progress=False)
+    n = dataset.item_num
+    assert set(views.views) == {"text", "image", "fused"}
+    for array in views.views.values():
+        assert array.shape == (n, 64) and array.dtype == np.float32
+        assert not array[0].any()  # [PAD] row
+        assert np.abs(array[1:]).sum(1).min() > 0  # every item has an image here, so every view is set
+    assert views.image_mask[0] == False and views.image_mask[1:].all()  # noqa: E712
+    manifest = views.manifest
+    assert manifest["num_items"] == n and manifest["dim"] == 64 and manifest["item_ids"][0] == "[PAD]"
+    assert manifest["item_ids"] == list(dataset.field2id_token["item_id"])
+    assert manifest["backbone"]["kind"] == "causal" and "tiny.item" in manifest["data_hashes"]
+    assert "Item: {title}." in manifest["prompt"]["template"]
+
+    def no_encoding(*args, **kwargs):
+        raise AssertionError("a valid cache must be reused, not re-encoded")
+
+    monkeypatch.setattr(cache_module, "read_cache", read_cache)
+    monkeypatch.setattr("recbole_tpad.features.build.build_backbone", no_encoding)
+    again = get_item_views(config, dataset, progress=False)
+    assert again.folder == views.folder
+    np.testing.assert_array_equal(again.views["fused"], views.views["fused"])
+
+
+def test_changes_invalidate(setup, tmp_path):
+    config, dataset, root, config_dict = setup
+    first = get_item_views(config, dataset, progress=False).folder
+    # a prompt setting changes the key
+    config2 = load_config("SASRec", "tiny", config_dict=dict(config_dict, feature_summary_suffix=" Summary:"))
+    assert get_item_views(config2, dataset, progress=False).folder != first
+    # a data file changes the key
+    item_file = root / "tiny" / "tiny.item"
+    item_file.write_text(item_file.read_text().replace("Brand1", "Brand9"))
+    third = get_item_views(config, dataset, progress=False)
+    assert third.folder != first and third.manifest["data_hashes"] != read_cache(first).manifest["data_hashes"]
+
+
+def test_adapter_weights_are_part_of_the_key(setup):
+    config, dataset, _, _ = setup
+    backbone = build_backbone(config)
+    backbone.add_adapter("K")
+    base = get_item_views(config, dataset, backbone=backbone, progress=False)
+    with_k = get_item_views(config, dataset, backbone=backbone, adapter="K", progress=False)
+    assert with_k.folder != base.folder and with_k.manifest["adapter"] == "K"
+    import torch
+
+    with torch.no_grad():
+        for p in backbone.adapter_parameters("K"):
+            p.add_(0.3)
+    changed = get_item_views(config, dataset, backbone=backbone, adapter="K", progress=False)
+    assert changed.folder != with_k.folder
+    assert np.abs(changed.views["fused"] - with_k.views["fused"]).max() > 1e-4
+
+
+def test_damaged_cache_is_rebuilt(setup):
+    config, dataset, _, _ = setup
+    views = get_item_views(config, dataset, progress=False)
+    good = views.views["text"].copy()
+    (views.folder / "text.npy").write_bytes(b"\x93NUMPY garbage")
+    assert read_cache(views.folder, views.manifest["key"]) is None
+    rebuilt = get_item_views(config, dataset, progress=False)
+    np.testing.assert_allclose(rebuilt.views["text"], good, atol=1e-5)
+    manifest = json.loads((views.folder / "manifest.json").read_text())
+    manifest["num_items"] += 1
+    (views.folder / "manifest.json").write_text(json.dumps(manifest))
+    assert read_cache(views.folder, manifest["key"]) is None
+
+
+def test_interrupted_write_leaves_nothing_readable(setup, monkeypatch):
+    config, dataset, _, _ = setup
+    calls = []
+    real_save = np.save
+
+    def failing_save(path, array, *args, **kwargs):
+        calls.append(path)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("power cut")
+        return real_save(path, array, *args, **kwargs)
+
+    monkeypatch.setattr(cache_module.np, "save", failing_save)
+    with pytest.raises(KeyboardInterrupt):
+        get_item_views(config, dataset, progress=False)
+    monkeypatch.setattr(cache_module.np, "save", real_save)
+    parent = cache_module.cache_folder(cache_module.FeaturesConfig.from_config(config), "tiny", "x").parent
+    assert not parent.exists() or not [p for p in parent.iterdir()]  # no temp or final folder left
+    assert get_item_views(config, dataset, progress=False).manifest["num_items"] == dataset.item_num
+
+
+def test_command_prints_the_folder_last(setup, capsys, tmp_path):
+    _, _, root, _ = setup
+    code = features_main(["--dataset=tiny", f"--data_path={root}", "--feature_backbone=tiny-llama",
+                          f"--feature_cache_dir={tmp_path / 'cli_cache'}", "--show_progress=False",
+                          "--IMAGE_FIELD=image", "--ITEM_TEXT_FIELDS=[title, brand]", "--USER_ID_FIELD=session_id",
+                          "--load_col={'inter': ['session_id', 'item_id', 'timestamp']}"])
+    assert code == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert read_cache(last) is not None and str(tmp_path / "cli_cache") in last
