@@ -9,6 +9,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import recbole_tpad  # noqa: E402,F401  (compat shims before any RecBole import)
+import torch  # noqa: E402
+
+# The tests run tiny tensors: one thread avoids OpenMP's hand-off cost, which dominates them
+# (and explodes when the cores are shared).
+torch.set_num_threads(1)
 
 COLOURS = ["Black", "White", "Red", "Blue", "Green"]
 KINDS = ["Dress", "Shirt", "Trousers", "Shoes", "Hat", "Scarf"]

@@ -1,0 +1,89 @@
+"""Training cost per epoch and full-ranking evaluation time: TPAD / KDSR against their stock backbones.
+
+    python bench/downstream_speed.py --dataset=hm-fashion [--epochs=2] [--threads=1] [--view_dim=576] [--one_batch]
+
+Frozen item views are random arrays of the size the offline backbone gives (``--view_dim``): the
+cost of the downstream model does not depend on their values. Each row: seconds per training
+epoch (median of ``--epochs``; with ``--one_batch``: seconds of forward+backward of one batch) and seconds for one full-ranking evaluation of the valid split.
+"""
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--dataset", default="hm-fashion")
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--view_dim", type=int, default=576)
+    parser.add_argument("--only", default=None, help="comma-separated row names to run")
+    parser.add_argument("--one_batch", action="store_true", help="time forward+backward of one training batch instead of epochs")
+    args = parser.parse_args()
+
+    import torch
+
+    import recbole_tpad  # noqa: F401
+    from recbole.data import create_dataset, data_preparation
+    from recbole.utils import init_seed
+
+    from recbole_tpad.quick_start import load_config
+    from recbole_tpad.trainer import MultimodalTrainer
+    from recbole_tpad.utils import get_model, get_trainer
+
+    torch.set_num_threads(args.threads)
+    rows = [("GRU4Rec", {}), ("SASRec", {}), ("SRGNN", {})]
+    for backbone in ("GRU4Rec", "SASRec", "SRGNN"):
+        rows += [
+            ("TPAD", {"backbone": backbone, "shared_encoder": True}),
+            ("TPAD", {"backbone": backbone, "shared_encoder": False}),
+            ("TPAD", {"backbone": backbone, "views": ["id"]}),
+            ("KDSR", {"backbone": backbone}),
+        ]
+    base = {"show_progress": False, "state": "WARNING", "checkpoint_dir": "saved-bench"}
+    config = load_config("SASRec", args.dataset, config_dict=base)
+    train, valid, _ = data_preparation(config, create_dataset(config))
+    print(f"| model | backbone | encoder | s/epoch | eval s | params |\n|---|---|---|---|---|---|")
+    for name, overrides in rows:
+        kind = "id" if overrides.get("views") == ["id"] else "shared" if overrides.get("shared_encoder", True) else "per-view"
+        label = f"{name}-{overrides.get('backbone', name)}-{kind}"
+        if args.only and label not in args.only.split(","):
+            continue
+        config = load_config(name, args.dataset, config_dict={**base, **overrides})
+        init_seed(config["seed"], config["reproducibility"])
+        model = get_model(name)(config, train._dataset)
+        if hasattr(model, "set_item_views"):
+            # the views' cost, not their values, matters here: random views, MultimodalTrainer's own hook
+            trainer = MultimodalTrainer(config, model)
+            rng = np.random.default_rng(0)
+            views = {v: rng.normal(size=(model.n_items, args.view_dim)).astype(np.float32) for v in ("text", "image", "fused")}
+            trainer.prepare_item_views = lambda dataset, views=views: (views, np.ones(len(views["text"]), bool))
+            trainer._ensure_item_views(train._dataset)
+        else:
+            trainer = get_trainer(config["MODEL_TYPE"], name)(config, model)
+        seconds = []
+        if args.one_batch:
+            batch = next(iter(train))
+            for _ in range(args.epochs):
+                start = time.perf_counter()
+                losses = model.calculate_loss(batch)
+                (sum(losses) if isinstance(losses, tuple) else losses).backward()
+                seconds.append(time.perf_counter() - start)
+        for epoch in range(0 if args.one_batch else args.epochs):
+            start = time.perf_counter()
+            trainer._train_epoch(train, epoch)
+            seconds.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        trainer.evaluate(valid, load_best_model=False)
+        eval_seconds = time.perf_counter() - start
+        params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        encoder = kind if name == "TPAD" else "-"
+        print(f"| {name} | {overrides.get('backbone', name)} | {encoder} | {statistics.median(seconds):.2f} | "
+              f"{eval_seconds:.2f} | {params} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+# -*- coding: utf-8 -*-
+r"""
+Modality adapters
+################################################
+
+Trainable maps from a frozen item view (an MLLM's text, image or fused item feature) to the
+recommender's item space, and the standardisation applied to a frozen view before it.
+"""
+
+import torch
+from torch import nn
+
+from recbole_tpad.errors import ConfigError
+
+ADAPTER_TYPES = ("linear", "mlp")
+
+
+def standardize_view(view, valid=None, eps=1e-6):
+    r"""Zero mean, unit variance per dimension over the ``valid`` rows; other rows become zero.
+
+    LLM hidden states have a few dimensions of very large magnitude; standardising keeps one of
+    them from dominating the adapter at initialisation.
+
+    Args:
+        view (torch.Tensor): ``[n_items, dim]``.
+        valid (torch.BoolTensor, optional): ``[n_items]`` rows to fit on (default: all but row 0).
+    """
+    if valid is None:
+        valid = torch.ones(view.size(0), dtype=torch.bool)
+        valid[0] = False
+    if valid.sum() < 2:
+        raise ValueError("standardize_view needs at least two valid rows.")
+    rows = view[valid]
+    out = (view - rows.mean(0)) / (rows.std(0) + eps)
+    return out * valid.unsqueeze(-1).to(out.dtype)
+
+
+class ModalityAdapter(nn.Module):
+    r"""``linear``: one linear layer; ``mlp``: linear, GELU, dropout, linear. Dropout on the output.
+
+    Args:
+        in_dim (int): size of the frozen view.
+        out_dim (int): the recommender's item size.
+        adapter_type (str): ``'linear'`` or ``'mlp'``.
+        dropout (float): dropout probability.
+    """
+
+    def __init__(self, in_dim, out_dim, adapter_type="linear", dropout=0.0):
+        super().__init__()
+        if adapter_type == "linear":
+            self.net = nn.Linear(in_dim, out_dim)
+        elif adapter_type == "mlp":
+            self.net = nn.Sequential(
+                nn.Linear(in_dim, out_dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(out_dim, out_dim)
+            )
+        else:
+            raise ConfigError(f"adapter_type={adapter_type!r} is not supported; choose one of {list(ADAPTER_TYPES)}.")
+        self.dropout = nn.Dropout(dropout)
+
+    def reset_parameters(self, out_std):
+        """Initialise so that a standardised input gives outputs of std ``out_std`` (like an ID table's)."""
+        linears = [m for m in self.modules() if isinstance(m, nn.Linear)]
+        for k, linear in enumerate(linears):
+            gain = out_std if k == len(linears) - 1 else 1.0
+            linear.weight.data.normal_(mean=0.0, std=gain / linear.in_features**0.5)
+            linear.bias.data.zero_()
+
+    def forward(self, x):
+        return self.dropout(self.net(x))

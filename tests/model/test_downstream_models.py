@@ -1,0 +1,203 @@
+"""TPAD and KDSR on every backbone: losses, scores, gradients, no label leak, cached item side."""
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import tiny_config, write_tiny_dataset
+from recbole.data import create_dataset, data_preparation
+
+from recbole_tpad.errors import ConfigError, DataError
+from recbole_tpad.model.kdsr import KDSR
+from recbole_tpad.model.tpad import TPAD
+from recbole_tpad.quick_start import load_config
+
+SMALL = {"TPAD": {"embedding_size": 16, "teacher_dim": 8, "n_sub_vectors": 4, "n_codes": 4, "kmeans_pairs": 2000, "n_pairs": 256},
+         "KDSR": {"embedding_size": 16, "n_sub_vectors": 4, "n_codes": 4, "kmeans_pairs": 2000, "n_pairs": 256}}
+BACKBONES = ["SASRec", "GRU4Rec", "SRGNN"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Tiny tensors: extra intra-op threads only contend for the shared cores (4 s -> 0.2 s a test).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """Config dict, train and test batches of a tiny dataset, built once for the module."""
+    tmp = tmp_path_factory.mktemp("downstream")
+    write_tiny_dataset(str(tmp / "data"))
+    config_dict = tiny_config(tmp / "data", tmp, n_heads=2)
+    config = load_config("TPAD", "tiny", config_dict=config_dict)
+    train, _, test = data_preparation(config, create_dataset(config))
+    return config_dict, train._dataset, next(iter(train)), next(iter(test))[0]
+
+
+def random_views(n_items, dim=24, seed=0):
+    rng = np.random.default_rng(seed)
+    views = {name: rng.normal(size=(n_items, dim)).astype(np.float32) for name in ("text", "image", "fused")}
+    image_mask = rng.random(n_items) > 0.3
+    return views, image_mask
+
+
+def build(tiny, model_class, with_views=True, **overrides):
+    config_dict, dataset, _, _ = tiny
+    torch.manual_seed(0)
+    config = load_config(model_class.__name__, "tiny", config_dict={**config_dict, **SMALL[model_class.__name__], **overrides})
+    model = model_class(config, dataset)
+    if with_views:
+        model.set_item_views(*random_views(model.n_items))
+    return model
+
+
+CASES = [(TPAD, b, {"shared_encoder": s}) for b in BACKBONES for s in (True, False)] + [(KDSR, b, {}) for b in BACKBONES]
+
+
+@pytest.mark.parametrize("model_class,backbone,extra", CASES, ids=lambda v: getattr(v, "__name__", str(v)))
+def test_loss_scores_and_gradients(tiny, model_class, backbone, extra):
+    model = build(tiny, model_class, backbone=backbone, **extra)
+    _, _, train_batch, test_batch = tiny
+    losses = model.calculate_loss(train_batch)
+    assert all(torch.isfinite(loss) for loss in losses)
+    sum(losses).backward()
+    encoder_params = list((model.encoders if model_class is TPAD else model.encoder).parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in encoder_params)
+    if model_class is TPAD:
+        assert all(p.grad is not None for p in model.adapters.parameters())
+    else:
+        assert all(t.weight.grad.abs().sum() > 0 for t in model.modality_embedding.values())
+
+    model.eval()
+    with torch.no_grad():
+        full = model.full_sort_predict(test_batch)
+        single = model.predict(test_batch)
+    batch_size = len(test_batch)
+    assert full.shape == (batch_size, model.n_items) and single.shape == (batch_size,)
+    targets = test_batch[model.ITEM_ID]
+    assert torch.allclose(full[torch.arange(batch_size), targets], single, atol=1e-5)
+
+
+@pytest.mark.parametrize("model_class", [TPAD, KDSR])
+def test_full_sort_predict_reads_the_session_only(tiny, model_class):
+    """RecBole's eval batch also carries the target item's id and features: changing them changes nothing."""
+    model = build(tiny, model_class).eval()
+    batch = tiny[3][torch.arange(len(tiny[3]))]  # a copy: the module's batch stays as it is
+    with torch.no_grad():
+        before = model.full_sort_predict(batch)
+        batch[model.ITEM_ID] = torch.flip(batch[model.ITEM_ID], [0]) % (model.n_items - 1) + 1
+        touched = [model.ITEM_ID]
+        for field in batch.columns:
+            if field not in (model.ITEM_SEQ, model.ITEM_SEQ_LEN, model.ITEM_ID, model.USER_ID):
+                batch[field] = torch.zeros_like(batch[field])
+                touched.append(field)
+        after = model.full_sort_predict(batch)
+        assert not torch.equal(model.predict(batch), model.predict(tiny[3]))  # predict does read the target
+    assert len(touched) > 2, touched  # the target's own features were in the batch
+    assert torch.equal(before, after)
+
+
+def test_item_side_is_computed_once_per_evaluation(tiny, monkeypatch):
+    model = build(tiny, TPAD)
+    calls = []
+    original = model.item_representations
+    monkeypatch.setattr(model, "item_representations", lambda: calls.append(1) or original())
+    batch = tiny[3]
+    model.eval()
+    with torch.no_grad():
+        first = model.full_sort_predict(batch)
+        model.full_sort_predict(batch)
+        model.predict(batch)
+    assert len(calls) == 1
+    model.train()
+    model.calculate_loss(tiny[2])
+    assert len(calls) == 2  # training never uses the cache
+    with torch.no_grad():
+        model.adapters["text"].net.weight.add_(1.0)  # weights change while training...
+    model.eval()
+    with torch.no_grad():
+        assert not torch.allclose(model.full_sort_predict(batch), first)  # ...so eval() recomputes
+    assert len(calls) == 3
+
+
+def test_models_refuse_to_run_without_views(tiny):
+    for model_class in (TPAD, KDSR):
+        model = build(tiny, model_class, with_views=False)
+        with pytest.raises(RuntimeError, match="set_item_views"):
+            model.calculate_loss(tiny[2])
+    id_only = build(tiny, TPAD, with_views=False, views=["id"])  # needs no views at all
+    assert id_only.has_item_views and len(id_only.calculate_loss(tiny[2])) == 1
+
+
+def test_views_are_validated(tiny):
+    model = build(tiny, TPAD, with_views=False)
+    views, mask = random_views(model.n_items)
+    with pytest.raises(DataError, match="image"):
+        model.set_item_views({"text": views["text"], "fused": views["fused"]}, mask)
+    with pytest.raises(DataError, match="n_items"):
+        model.set_item_views({k: v[:-1] for k, v in views.items()}, mask)
+    with pytest.raises(DataError, match="no images"):
+        model.set_item_views(views, np.zeros(model.n_items, bool))
+    assert "view_text" not in model.state_dict()  # frozen views never go into checkpoints
+
+
+@pytest.mark.parametrize("overrides", [{"views": ["foo"]}, {"fusion": "average"}, {"backbone": "NARM"},
+                                       {"correlation_supervision": True, "correlation_views": ["id"]},
+                                       {"fusion_weights": {"text": -1.0}}])
+def test_bad_tpad_config_fails_early(tiny, overrides):
+    with pytest.raises(ConfigError):
+        build(tiny, TPAD, with_views=False, **overrides)
+
+
+@pytest.mark.parametrize("views", [["text"], ["image"], ["id", "fused"]])
+def test_view_ablations(tiny, views):
+    model = build(tiny, TPAD, views=views, fusion="fixed", fusion_weights={views[0]: 2.0})
+    assert len(model.item_representations()) == len(views)
+    assert model.view_weights()[0] == 2.0
+    assert torch.isfinite(model.calculate_loss(tiny[2])[0])
+
+
+def test_tpad_correlation_switch(tiny):
+    plain = build(tiny, TPAD)
+    assert plain.correlation is None and len(plain.calculate_loss(tiny[2])) == 1
+    model = build(tiny, TPAD, correlation_supervision=True, correlation_views=["text", "image"])
+    rec, holistic, code = model.calculate_loss(tiny[2])
+    assert holistic > 0 and code > 0
+    (holistic + code).backward()  # the supervision alone reaches the supervised adapters, not the others
+    assert model.adapters["text"].net.weight.grad.abs().sum() > 0
+    assert model.adapters["image"].net.weight.grad.abs().sum() > 0
+    fused_grad = model.adapters["fused"].net.weight.grad
+    assert fused_grad is None or fused_grad.abs().sum() == 0
+
+
+def test_view_loss_adds_one_term(tiny):
+    model = build(tiny, TPAD, view_loss_weight=0.5)
+    assert len(model.calculate_loss(tiny[2])) == 2
+
+
+def test_kdsr_student_starts_at_teacher_and_has_slow_group(tiny):
+    model = build(tiny, KDSR, modality_lr_scale=0.1)
+    teacher = model.correlation.teachers["text"].teacher
+    assert torch.allclose(model.modality_embedding["text"].weight, teacher)
+    slow, rest = model.parameter_groups(0.01)
+    assert slow["lr"] == pytest.approx(0.001) and "lr" not in rest
+    assert {id(p) for p in slow["params"]} == {id(t.weight) for t in model.modality_embedding.values()}
+    assert len(slow["params"]) + len(rest["params"]) == len(list(model.parameters()))
+    # items without a photo never weigh the image table in their gate
+    model.eval()
+    no_image = ~model.modality_mask[:, 2]
+    assert no_image[1:].any() and not model.modality_mask[0, 1:].any()
+    before = model.item_representations()[0]
+    with torch.no_grad():
+        model.modality_embedding["image"].weight.add_(100.0)
+    after = model.item_representations()[0]
+    assert torch.allclose(before[no_image], after[no_image]) and not torch.allclose(before[~no_image], after[~no_image])
+
+
+def test_bad_kdsr_config_fails_early(tiny):
+    with pytest.raises(ConfigError, match="n_sub_vectors"):
+        build(tiny, KDSR, with_views=False, n_sub_vectors=5)
+    with pytest.raises(ConfigError, match="modalities"):
+        build(tiny, KDSR, with_views=False, modalities=["audio"])
