@@ -1,0 +1,161 @@
+"""Validated settings of TPAD's training stages, read once from a RecBole ``Config``.
+
+Every key is documented in the stage block of ``properties/model/TPAD.yaml``. Bad values fail
+here, early, naming the key (peft-style ``__post_init__`` validation).
+"""
+
+from dataclasses import asdict, dataclass, fields
+
+from recbole_tpad.errors import ConfigError
+
+# config key -> (dataclass field, kind); kinds: 'weight' (float >= 0), 'posfloat' (> 0),
+# 'count' (int >= 1), 'count0' (int >= 0, 0 = all / off), 'bool', 'path'
+_KEYS = {
+    "stage_cache_dir": ("cache_dir", "path"),
+    "stage_generation_task": ("generation_task", "bool"),
+    "stage_amie": ("amie", "bool"),
+    "stage_hmie": ("hmie", "bool"),
+    "stage_distillation": ("distillation", "bool"),
+    "stage1_epochs": ("stage1_epochs", "count0"),
+    "stage1_items_per_epoch": ("stage1_items_per_epoch", "count0"),
+    "stage1_batch_size": ("stage1_batch_size", "count"),
+    "stage1_learning_rate": ("stage1_learning_rate", "posfloat"),
+    "stage1_gen_weight": ("stage1_gen_weight", "weight"),
+    "stage1_itc_weight": ("stage1_itc_weight", "weight"),
+    "stage2_epochs": ("stage2_epochs", "count0"),
+    "stage2_sessions_per_epoch": ("stage2_sessions_per_epoch", "count0"),
+    "stage2_batch_size": ("stage2_batch_size", "count"),
+    "stage2_learning_rate": ("stage2_learning_rate", "posfloat"),
+    "stage2_num_negatives": ("stage2_num_negatives", "count0"),
+    "stage2_gen_t_weight": ("stage2_gen_t_weight", "weight"),
+    "stage2_next_weight": ("stage2_next_weight", "weight"),
+    "stage2_amie_weight": ("stage2_amie_weight", "weight"),
+    "stage2_hmie_weight": ("stage2_hmie_weight", "weight"),
+    "stage2_gen_k_weight": ("stage2_gen_k_weight", "weight"),
+    "stage_lora_layers": ("lora_layers", "count0"),
+    "stage_session_items": ("session_items", "count"),
+    "stage_title_words": ("title_words", "count"),
+    "stage_answer_words": ("answer_words", "count"),
+    "stage_temperature": ("temperature", "posfloat"),
+    "stage_amie_temperature": ("amie_temperature", "posfloat"),
+    "stage_amie_proj_dim": ("amie_proj_dim", "count"),
+    "stage_hmie_shared_dim": ("hmie_shared_dim", "count"),
+    "stage_hmie_specific_dim": ("hmie_specific_dim", "count"),
+    "stage_hmie_hidden_size": ("hmie_hidden_size", "count"),
+    "stage_hmie_recon_weight": ("hmie_recon_weight", "weight"),
+    "stage_hmie_tokens": ("hmie_tokens", "count"),
+    "stage_grad_clip": ("grad_clip", "weight"),
+    "stage_checkpoint_steps": ("checkpoint_steps", "count0"),
+}
+
+
+@dataclass
+class StageConfig:
+    cache_dir: str | None = None
+    generation_task: bool = True
+    amie: bool = True
+    hmie: bool = True
+    distillation: bool = True
+    stage1_epochs: int = 1
+    stage1_items_per_epoch: int = 192
+    stage1_batch_size: int = 16
+    stage1_learning_rate: float = 5e-4
+    stage1_gen_weight: float = 1.0
+    stage1_itc_weight: float = 1.0
+    stage2_epochs: int = 1
+    stage2_sessions_per_epoch: int = 64
+    stage2_batch_size: int = 8
+    stage2_learning_rate: float = 5e-4
+    stage2_num_negatives: int = 8
+    stage2_gen_t_weight: float = 1.0
+    stage2_next_weight: float = 1.0
+    stage2_amie_weight: float = 0.5
+    stage2_hmie_weight: float = 0.1
+    stage2_gen_k_weight: float = 0.5
+    lora_layers: int = 8
+    session_items: int = 5
+    title_words: int = 10
+    answer_words: int = 24
+    temperature: float = 0.07
+    amie_temperature: float = 0.1
+    amie_proj_dim: int = 128
+    hmie_shared_dim: int = 64
+    hmie_specific_dim: int = 64
+    hmie_hidden_size: int = 128
+    hmie_recon_weight: float = 1.0
+    hmie_tokens: int = 256
+    grad_clip: float = 1.0
+    checkpoint_steps: int = 8
+
+    def __post_init__(self):
+        for key, (name, kind) in _KEYS.items():
+            value = getattr(self, name)
+            if kind == "bool":
+                if not isinstance(value, bool):
+                    raise ConfigError(f"{key} must be True or False, got {value!r}.")
+            elif kind == "path":
+                if value is not None and not isinstance(value, str):
+                    raise ConfigError(f"{key} must be a folder path or None, got {value!r}.")
+            elif kind in ("count", "count0"):
+                low = 1 if kind == "count" else 0
+                if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                    raise ConfigError(f"{key} must be an integer >= {low}, got {value!r}.")
+            else:
+                if not isinstance(value, (int, float)) or isinstance(value, bool):
+                    raise ConfigError(f"{key} must be a number, got {value!r}.")
+                if kind == "weight" and value < 0:
+                    raise ConfigError(f"{key} must be >= 0 (a loss weight; 0 switches the term off), got {value!r}.")
+                if kind == "posfloat" and value <= 0:
+                    raise ConfigError(f"{key} must be > 0, got {value!r}.")
+                setattr(self, name, float(value))
+
+    # effective weights after the ablation switches
+    @property
+    def stage1_gen(self):
+        return self.stage1_gen_weight if self.generation_task else 0.0
+
+    @property
+    def gen_t(self):
+        return self.stage2_gen_t_weight if self.generation_task else 0.0
+
+    @property
+    def gen_k(self):
+        return self.stage2_gen_k_weight if self.generation_task else 0.0
+
+    @property
+    def amie_weight(self):
+        return self.stage2_amie_weight if self.amie else 0.0
+
+    @property
+    def hmie_weight(self):
+        return self.stage2_hmie_weight if self.hmie else 0.0
+
+    @property
+    def run_stage2(self):
+        return self.distillation and self.stage2_epochs > 0
+
+    def stage1_key(self):
+        """Settings stage 1 depends on (its cache key part)."""
+        keep = ("generation_task", "answer_words", "temperature", "grad_clip", "lora_layers")
+        return {k: v for k, v in asdict(self).items() if k.startswith("stage1_") or k in keep}
+
+    def stage2_key(self):
+        """Settings stage 2 depends on, beyond stage 1's."""
+        skip = ("cache_dir", "checkpoint_steps")
+        return {k: v for k, v in asdict(self).items() if not k.startswith("stage1_") and k not in skip}
+
+    @classmethod
+    def from_config(cls, config):
+        """Read the stage keys of a RecBole ``Config`` (or a dict); missing keys keep their defaults."""
+        values = {}
+        for key, (name, _) in _KEYS.items():
+            try:
+                value = config[key]
+            except KeyError:
+                value = None
+            if value is not None:
+                values[name] = value
+        return cls(**values)
+
+
+STAGE_FIELDS = tuple(f.name for f in fields(StageConfig))

@@ -1,0 +1,172 @@
+"""The training loop both TPAD stages share, and adapter files in peft's standard layout.
+
+A stage object provides ``title``, ``number``, ``schedule()`` (a list of ``(epoch, rows)`` batches,
+fixed by the seed), ``parameters_to_train()``, ``training_loss(rows, step) -> (loss, parts)`` (it
+may back-propagate independent terms itself and report their value as ``parts[SEPARATE]``),
+``trainable_state()`` /
+``load_trainable_state(state)`` and ``save(folder)``; :func:`train_stage` runs it with AdamW,
+gradient clipping, a resumable checkpoint every ``checkpoint_steps`` steps, a progress bar per
+epoch and a per-epoch loss breakdown in the log, then commits the result atomically.
+"""
+
+import time
+from collections import defaultdict
+from logging import getLogger
+
+import torch
+from tqdm import tqdm
+
+from recbole.utils import set_color
+
+SEPARATE = "separately_backpropagated"  # parts key: loss already back-propagated inside training_loss
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+PEFT_PREFIX = "base_model.model."  # key prefix of a PeftModel's saved weights
+
+
+# ---- adapters as standard peft folders ----------------------------------------------------------
+def save_peft_adapter(backbone, name, folder):
+    """Write adapter ``name`` as a peft folder (``adapter_config.json`` + ``adapter_model.safetensors``),
+    loadable with ``PeftModel.from_pretrained`` / ``model.load_adapter`` on the same base model."""
+    from peft.utils import get_peft_model_state_dict
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    backbone.model.peft_config[name].save_pretrained(str(folder))
+    state = get_peft_model_state_dict(backbone.model, adapter_name=name)  # keys relative to the LLM
+    save_file({PEFT_PREFIX + k: v.detach().cpu().contiguous() for k, v in state.items()}, str(folder / ADAPTER_WEIGHTS))
+
+
+def load_peft_adapter(backbone, name, folder):
+    """Attach (if needed) and fill adapter ``name`` of ``backbone`` from a peft folder."""
+    from peft import LoraConfig
+    from peft.utils import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    config = LoraConfig.from_pretrained(str(folder))
+    if name not in backbone.adapter_names:
+        backbone.add_adapter(name, r=config.r, alpha=config.lora_alpha, dropout=config.lora_dropout,
+                             target_modules=sorted(config.target_modules))
+    state = {k[len(PEFT_PREFIX):] if k.startswith(PEFT_PREFIX) else k: v
+             for k, v in load_file(str(folder / ADAPTER_WEIGHTS)).items()}
+    result = set_peft_model_state_dict(backbone.model, state, adapter_name=name)
+    unexpected = list(getattr(result, "unexpected_keys", []) or [])
+    missing = [k for k in getattr(result, "missing_keys", []) or [] if f".{name}." in k and "lora_" in k]
+    if unexpected or missing:
+        raise ValueError(f"{folder} does not fit this backbone's adapter '{name}': "
+                         f"unexpected {unexpected[:3]}, missing {missing[:3]}")
+    for parameter in backbone.adapter_parameters(name):
+        parameter.requires_grad_(True)
+
+
+def save_safetensors(module_state, path):
+    from safetensors.torch import save_file
+
+    save_file({k: v.detach().cpu().contiguous() for k, v in module_state.items()}, str(path))
+
+
+def load_safetensors(path):
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
+
+
+# ---- trainable state for checkpoints -------------------------------------------------------------
+def named_state(named_parameters):
+    """``{name: tensor}`` copies of trainable tensors, for checkpoints."""
+    return {name: p.detach().cpu().clone() for name, p in named_parameters}
+
+
+def load_named_state(named_parameters, state, what):
+    params = dict(named_parameters)
+    if set(params) != set(state):
+        raise ValueError(f"checkpoint of {what} does not match: {sorted(set(params) ^ set(state))[:3]}")
+    for name, value in state.items():  # validate everything before copying anything
+        if params[name].shape != value.shape:
+            raise ValueError(f"checkpoint of {what}: {name} has shape {tuple(value.shape)}, "
+                             f"expected {tuple(params[name].shape)}")
+    with torch.no_grad():
+        for name, value in state.items():
+            params[name].copy_(value)
+
+
+# ---- the loop ---------------------------------------------------------------------------------------
+def check_finite(loss, stage, step):
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"{stage.title}: loss is {loss.item()} at step {step}; lower the learning rate "
+                                 f"(stage{stage.number}_learning_rate) or the loss weights")
+
+
+def train_stage(stage, store, learning_rate, grad_clip, checkpoint_steps, show_progress=True):
+    """Train ``stage`` and commit its result to ``store``; resume from a valid checkpoint.
+
+    Returns:
+        dict: the committed manifest (with ``epoch_losses`` and ``seconds``).
+    """
+    logger = getLogger()
+    schedule = stage.schedule()
+    total = len(schedule)
+    parameters = list(stage.parameters_to_train())
+    for parameter in parameters:  # adapters loaded or added while another was active may come back frozen
+        parameter.requires_grad_(True)
+    optimizer = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=0.0)
+    start, sums, counts, elapsed = 0, defaultdict(float), defaultdict(int), 0.0
+    resumed = store.load_checkpoint(total)
+    if resumed is not None:
+        start, state = resumed
+        try:
+            stage.load_trainable_state(state["trainable"])
+            optimizer.load_state_dict(state["optimizer"])
+            torch.set_rng_state(state["rng"])
+            sums.update(state["sums"])
+            counts.update(state["counts"])
+            elapsed = float(state["elapsed"])
+            logger.info(set_color(f"{stage.title}: resuming at step {start}/{total}", "yellow"))
+        except (KeyError, ValueError, TypeError, RuntimeError) as e:
+            logger.warning(f"{stage.title}: checkpoint does not fit ({e}); the stage restarts")
+            start, sums, counts, elapsed = 0, defaultdict(float), defaultdict(int), 0.0
+            optimizer = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=0.0)
+    epoch_losses = dict(state.get("epoch_losses", {})) if resumed is not None and start > 0 else {}
+    epochs = sorted({epoch for epoch, _ in schedule})
+    clock = time.perf_counter()
+    stage.train()
+    for epoch in epochs:
+        steps = [s for s in range(total) if schedule[s][0] == epoch]
+        todo = [s for s in steps if s >= start]
+        if not todo:
+            continue
+        bar = tqdm(todo, total=len(steps), initial=len(steps) - len(todo), ncols=100, disable=not show_progress,
+                   desc=set_color(f"{stage.title} {epoch:>3}", "pink"))
+        for step in bar:
+            optimizer.zero_grad(set_to_none=True)
+            loss, parts = stage.training_loss(schedule[step][1], step)
+            check_finite(loss, stage, step)
+            if loss.requires_grad:
+                loss.backward()
+            total_loss = loss.item() + parts.pop(SEPARATE, 0.0)
+            if grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(parameters, grad_clip)
+            optimizer.step()
+            for key, value in dict(parts, loss=total_loss).items():
+                sums[f"{epoch}/{key}"] += float(value)
+                counts[f"{epoch}/{key}"] += 1
+            if show_progress:
+                bar.set_postfix(loss=f"{total_loss:.4f}")
+            done = step + 1
+            if checkpoint_steps and done % checkpoint_steps == 0 and done < total:
+                store.save_checkpoint(done, total, {
+                    "trainable": stage.trainable_state(), "optimizer": optimizer.state_dict(),
+                    "rng": torch.get_rng_state(), "sums": dict(sums), "counts": dict(counts),
+                    "elapsed": elapsed + time.perf_counter() - clock, "epoch_losses": epoch_losses,
+                })
+        breakdown = {k.split("/", 1)[1]: sums[k] / counts[k] for k in sums if k.startswith(f"{epoch}/")}
+        epoch_losses[str(epoch)] = breakdown
+        text = ", ".join(f"{k}: {v:.4f}" for k, v in sorted(breakdown.items()))
+        logger.info(set_color(f"{stage.title} epoch {epoch}", "green") + f" [{text}]")
+    stage.eval()
+    seconds = elapsed + time.perf_counter() - clock
+    manifest = store.commit(stage.save, info={"epoch_losses": epoch_losses, "seconds": round(seconds, 2),
+                                              "steps": total})
+    logger.info(set_color(f"{stage.title} done", "green") + f" in {seconds:.1f} s, saved to {store.folder}")
+    return manifest
+

@@ -1,0 +1,278 @@
+"""TPAD's stages on a tiny random backbone: losses fall, caching skips and rebuilds, resume after a crash."""
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from recbole_tpad.errors import ConfigError
+from recbole_tpad.stages import loop
+from recbole_tpad.stages.config import _KEYS, StageConfig
+from recbole_tpad.stages.pipeline import StagePipeline
+
+TRAIN_STAGE = loop.train_stage
+STAGE_KEYS = {
+    "feature_backbone": "tiny-llama",
+    "stage1_items_per_epoch": 16,
+    "stage1_batch_size": 8,
+    "stage2_sessions_per_epoch": 16,
+    "stage2_batch_size": 8,
+    "stage2_num_negatives": 4,
+    "stage_hmie_tokens": 32,
+}
+
+
+def _setup(tiny_dataset, tmp_path, **overrides):
+    from recbole.data import create_dataset, data_preparation
+
+    from recbole_tpad.quick_start import load_config
+
+    _, config_dict = tiny_dataset
+    config_dict = dict(config_dict, feature_cache_dir=str(tmp_path / "cache"), **STAGE_KEYS)
+    config_dict.update(overrides)
+    config = load_config("GRU4Rec", "tiny", config_dict=config_dict)
+    dataset = create_dataset(config)
+    train, _, _ = data_preparation(config, dataset)
+    return config, dataset, train._dataset
+
+
+def _pipeline(tiny_dataset, tmp_path, **overrides):
+    config, dataset, train = _setup(tiny_dataset, tmp_path, **overrides)
+    return StagePipeline(config, dataset, train, show_progress=False)
+
+
+# ---- config ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("key", [k for k, (_, kind) in _KEYS.items() if kind == "weight"])
+def test_negative_weights_are_rejected_naming_the_key(key):
+    with pytest.raises(ConfigError, match=key):
+        StageConfig.from_config({key: -0.5})
+
+
+@pytest.mark.parametrize("key,value", [("stage1_batch_size", 0), ("stage_temperature", 0.0),
+                                       ("stage_amie", "yes"), ("stage2_epochs", 1.5)])
+def test_bad_values_are_rejected_naming_the_key(key, value):
+    with pytest.raises(ConfigError, match=key):
+        StageConfig.from_config({key: value})
+
+
+def test_yaml_block_documents_every_key_with_the_dataclass_default():
+    path = Path(__file__).resolve().parents[2] / "properties" / "model" / "TPAD.yaml"
+    text = path.read_text()
+    block = text[text.index("# ---- BEGIN TPAD stages"):text.index("# ---- END TPAD stages")]
+    values = yaml.safe_load(block)
+    assert set(values) == set(_KEYS)
+    default = StageConfig()
+    for key, (name, _) in _KEYS.items():
+        assert values[key] == getattr(default, name), key
+    for line in block.splitlines():
+        if line and not line.startswith("#"):
+            assert "# (" in line, f"undocumented key: {line}"
+
+
+def test_ablation_switches_zero_their_terms():
+    s = StageConfig(generation_task=False, amie=False, hmie=False, distillation=False)
+    assert (s.stage1_gen, s.gen_t, s.gen_k, s.amie_weight, s.hmie_weight, s.run_stage2) == (0, 0, 0, 0, 0, False)
+
+
+# ---- one stage step lowers its loss -----------------------------------------------------------------
+def _repeat_batch(stage, rows, steps=6, lr=5e-3):
+    params = [p for p in stage.parameters_to_train() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=lr)
+    losses = []
+    for _ in range(steps):
+        optimizer.zero_grad()
+        loss, parts = stage.training_loss(rows, 0)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item() + parts.get(loop.SEPARATE, 0.0))
+    return losses
+
+
+def test_stage_steps_lower_their_losses_on_a_tiny_batch(tiny_dataset, tmp_path):
+    from recbole_tpad.features import build_backbone, load_items
+    from recbole_tpad.stages.knowledge_acquisition import KnowledgeAcquisition
+    from recbole_tpad.stages.session_prompts import training_sessions
+    from recbole_tpad.stages.transition_distillation import TransitionDistillation
+
+    torch.manual_seed(0)
+    config, dataset, train = _setup(tiny_dataset, tmp_path, feature_lora_dropout=0.0)
+    backbone = build_backbone(config)
+    items = load_items(config, dataset)
+    settings = StageConfig.from_config(config)
+    stage1 = KnowledgeAcquisition(backbone, items, settings)
+    losses = _repeat_batch(stage1, stage1.pool[:8])
+    assert losses[-1] < losses[0] - 0.1, losses
+    stage2 = TransitionDistillation(backbone, items, training_sessions(train), settings)
+    losses = _repeat_batch(stage2, list(range(8)))
+    assert losses[-1] < losses[0] - 0.1, losses
+
+
+# ---- caching -------------------------------------------------------------------------------------------
+def _no_training(*args, **kwargs):
+    raise AssertionError("a cached stage was trained again")
+
+
+def test_pipeline_runs_fast_caches_and_rebuilds_only_what_changed(tiny_dataset, tmp_path, monkeypatch):
+    start = time.perf_counter()
+    views = _pipeline(tiny_dataset, tmp_path).run()
+    assert time.perf_counter() - start < 60
+    assert set(views.views) == {"text", "image", "fused"}
+    assert views.views["fused"].shape == (31, 64)
+    assert views.manifest["adapter"] == "K"
+    first = _pipeline(tiny_dataset, tmp_path)
+    assert first.store1.is_complete() and first.store2.is_complete()
+    assert views.manifest["cache_tag"] == first.final_hash
+    # valid caches: nothing trains, nothing is encoded again
+    monkeypatch.setattr(loop, "train_stage", _no_training)
+    again = first.run()
+    assert again.folder == views.folder
+    # the views' pointer gone: the stages still load from their caches, only encoding reruns
+    next(Path(first.root).glob("representation-*.json")).unlink()
+    assert _pipeline(tiny_dataset, tmp_path).run().folder == views.folder
+    # a stage-2 key changes: stage 1 is reused, stage 2 retrains, new views
+    calls = []
+
+    def counting(stage, *args, **kwargs):
+        calls.append(stage.number)
+        return TRAIN_STAGE(stage, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "train_stage", counting)
+    changed = _pipeline(tiny_dataset, tmp_path, stage2_amie_weight=0.25)
+    assert changed.store1.key_hash == first.store1.key_hash and changed.store2.key_hash != first.store2.key_hash
+    new_views = changed.run()
+    assert calls == [2]
+    assert new_views.folder != views.folder
+    # a damaged result is not used
+    adapter = changed.store2.folder / "adapter_K" / "adapter_model.safetensors"
+    data = bytearray(adapter.read_bytes())
+    data[-4:] = bytes(b ^ 0xFF for b in data[-4:])
+    adapter.write_bytes(bytes(data))
+    assert not changed.store2.is_complete()
+
+
+def test_interrupted_stage_leaves_no_result_and_resumes_to_the_same_adapters(tiny_dataset, tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    from recbole_tpad.stages.transition_distillation import TransitionDistillation
+
+    keys = dict(stage2_sessions_per_epoch=32, stage_checkpoint_steps=1)
+    reference = _pipeline(tiny_dataset, tmp_path / "ref", **keys)
+    reference.run()
+    crashing = _pipeline(tiny_dataset, tmp_path / "crash", **keys)
+    original = TransitionDistillation.training_loss
+    seen, crashed = [], []
+
+    def crash_at_step_2(self, rows, step):
+        seen.append(step)
+        if step == 2 and not crashed:
+            crashed.append(step)
+            raise RuntimeError("injected crash")
+        return original(self, rows, step)
+
+    monkeypatch.setattr(TransitionDistillation, "training_loss", crash_at_step_2)
+    with pytest.raises(RuntimeError, match="injected crash"):
+        crashing.run()
+    assert crashing.store1.is_complete()
+    assert not crashing.store2.folder.exists() and not crashing.store2.is_complete()
+    step, _ = crashing.store2.load_checkpoint(total_steps=4)
+    assert step == 2
+    seen.clear()
+    _pipeline(tiny_dataset, tmp_path / "crash", **keys).run()
+    assert seen == [2, 3]  # resumed, not restarted
+    assert not crashing.store2.partial.exists()
+    for adapter in ("adapter_K", "adapter_T"):
+        a = load_file(str(reference.store2.folder / adapter / "adapter_model.safetensors"))
+        b = load_file(str(crashing.store2.folder / adapter / "adapter_model.safetensors"))
+        assert a.keys() == b.keys()
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)
+
+
+def test_a_checkpoint_of_another_schedule_or_a_torn_file_is_ignored(tmp_path):
+    from recbole_tpad.stages.stage_cache import StageStore
+
+    store = StageStore(tmp_path, "knowledge", {"a": 1})
+    store.save_checkpoint(3, 10, {"x": torch.ones(2)})
+    assert store.load_checkpoint(10)[0] == 3
+    assert store.load_checkpoint(12) is None  # another schedule
+    assert StageStore(tmp_path, "knowledge", {"a": 2}).load_checkpoint(10) is None  # another key
+    (store.partial / "checkpoint.pt").write_bytes(b"torn")
+    assert store.load_checkpoint(10) is None
+    store.commit(lambda folder: (folder / "w.bin").write_bytes(b"1234"))
+    assert store.is_complete() and not store.partial.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [store.folder.name]  # no temp folders left
+
+
+def test_stage_two_without_the_training_split_fails_clearly(tiny_dataset, tmp_path):
+    config, dataset, _ = _setup(tiny_dataset, tmp_path)
+    with pytest.raises(ConfigError, match="training split"):
+        StagePipeline(config, dataset, train_dataset=None, show_progress=False).run()
+
+
+def test_saved_adapters_are_standard_peft_folders(tiny_dataset, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from recbole_tpad.features import build_backbone
+    from recbole_tpad.features.tiny import tiny_folder
+    from recbole_tpad.stages.loop import load_peft_adapter, save_peft_adapter
+
+    config, _, _ = _setup(tiny_dataset, tmp_path)
+    backbone = build_backbone(config)
+    backbone.add_adapter("K")
+    with torch.no_grad():
+        for p in backbone.adapter_parameters("K"):
+            p.normal_()
+    save_peft_adapter(backbone, "K", tmp_path / "adapter_K")
+    assert sorted(p.name for p in (tmp_path / "adapter_K").iterdir()) == ["adapter_config.json",
+                                                                         "adapter_model.safetensors"]
+    # peft itself loads it onto a fresh copy of the base model, with the same weights
+    base = AutoModelForCausalLM.from_pretrained(tiny_folder("tiny-llama", Path(config["feature_cache_dir"])))
+    peft_model = PeftModel.from_pretrained(base, str(tmp_path / "adapter_K"), adapter_name="K")
+    ours = {n.split("lora_")[-1] + n.split(".lora_")[0].split("model.")[-1]: p
+            for n, p in backbone.model.named_parameters() if ".K." in n}
+    theirs = {n.split("lora_")[-1] + n.split(".lora_")[0].split("model.")[-1]: p
+              for n, p in peft_model.named_parameters() if ".K." in n}
+    assert ours.keys() == theirs.keys() and len(ours) > 0
+    for key in ours:
+        torch.testing.assert_close(ours[key], theirs[key])
+    # and our loader restores it into another backbone
+    other = build_backbone(config)
+    load_peft_adapter(other, "K", tmp_path / "adapter_K")
+    for a, b in zip(backbone.adapter_parameters("K"), other.adapter_parameters("K")):
+        torch.testing.assert_close(a, b)
+
+
+def test_lora_on_the_top_layers_only(tiny_dataset, tmp_path):
+    from recbole_tpad.features import build_backbone
+    from recbole_tpad.stages.knowledge_acquisition import ensure_adapter, lora_target_names
+
+    config, _, _ = _setup(tiny_dataset, tmp_path)
+    backbone = build_backbone(config)
+    every = lora_target_names(backbone, 0)
+    top = lora_target_names(backbone, 1)
+    assert every == backbone._lora_targets()
+    assert top and all(".layers.1." in name for name in top)  # tiny-llama has layers 0 and 1
+    ensure_adapter(backbone, "K", top_layers=1)
+    names = [n for n, _ in backbone.model.named_parameters() if ".lora_A.K." in n]
+    assert names and all(".layers.1." in n for n in names)
+
+
+@pytest.mark.parametrize("switches,stores", [
+    ({"stage_distillation": False}, ["knowledge"]),
+    ({"stage_generation_task": False, "stage_amie": False, "stage_hmie": False}, ["distillation", "knowledge"]),
+])
+def test_ablation_switches_run_the_remaining_pipeline(tiny_dataset, tmp_path, switches, stores):
+    pipeline = _pipeline(tiny_dataset, tmp_path, **switches)
+    views = pipeline.run()
+    assert views.manifest["cache_tag"] == pipeline.final_hash
+    made = sorted(p.name.split("-")[0] for p in pipeline.root.iterdir() if not p.name.startswith("representation"))
+    assert made == stores
+    losses = json.loads((pipeline.store1.folder / "manifest.json").read_text())["epoch_losses"]
+    if not switches.get("stage_generation_task", True):
+        assert set(losses["0"]) == {"itc", "loss"}  # stage 1 keeps only the image-text term
+        losses = json.loads((pipeline.store2.folder / "manifest.json").read_text())["epoch_losses"]
+        assert set(losses["0"]) == {"next", "loss"}
