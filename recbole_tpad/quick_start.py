@@ -25,8 +25,8 @@ def plugin_config_files(model_name, dataset):
     candidates = [
         PROPERTIES_DIR / "overall.yaml",
         PROPERTIES_DIR / "features.yaml",
-        PROPERTIES_DIR / "dataset" / f"{dataset}.yaml",
         PROPERTIES_DIR / "model" / f"{model_name}.yaml",
+        PROPERTIES_DIR / "dataset" / f"{dataset}.yaml",  # after the model's, as RecBole orders them
     ]
     return [str(path) for path in candidates if path.is_file()]
 
@@ -45,8 +45,8 @@ def _without_command_line():
 def load_config(model, dataset, config_file_list=None, config_dict=None):
     """Build a RecBole ``Config`` with the plugin's properties layered under the user's.
 
-    Precedence, lowest first: RecBole's defaults, the plugin's overall / features / dataset /
-    model YAML, the user's ``config_file_list`` in order, then ``config_dict``.
+    Precedence, lowest first: RecBole's defaults, the plugin's overall / features / model /
+    dataset YAML, the user's ``config_file_list`` in order, then ``config_dict``.
     """
     config_dict = dict(config_dict or {})
     model_class = get_model(model) if isinstance(model, str) else model

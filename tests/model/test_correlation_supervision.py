@@ -17,13 +17,6 @@ from recbole_tpad.model.correlation_supervision import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny tensors: extra intra-op threads only contend for the shared cores (4 s -> 0.2 s a test).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 def test_holistic_targets_are_cosines_of_hand_made_vectors():
     teacher = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0], [3.0, 3.0], [-1.0, 0.0]])

@@ -17,13 +17,6 @@ SMALL = {"TPAD": {"embedding_size": 16, "teacher_dim": 8, "n_sub_vectors": 4, "n
 BACKBONES = ["SASRec", "GRU4Rec", "SRGNN"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny tensors: extra intra-op threads only contend for the shared cores (4 s -> 0.2 s a test).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):

@@ -13,12 +13,6 @@ from recbole_tpad.trainer import KDSRTrainer, MultimodalTrainer
 from recbole_tpad.utils import get_trainer
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture

@@ -14,15 +14,7 @@ from recbole_tpad.stages.config import _KEYS, StageConfig
 from recbole_tpad.stages.pipeline import StagePipeline
 
 TRAIN_STAGE = loop.train_stage
-STAGE_KEYS = {
-    "feature_backbone": "tiny-llama",
-    "stage1_items_per_epoch": 16,
-    "stage1_batch_size": 8,
-    "stage2_sessions_per_epoch": 16,
-    "stage2_batch_size": 8,
-    "stage2_num_negatives": 4,
-    "stage_hmie_tokens": 32,
-}
+from tests.stages.stage_keys import STAGE_KEYS
 
 
 def _setup(tiny_dataset, tmp_path, **overrides):

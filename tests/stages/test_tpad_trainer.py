@@ -4,15 +4,7 @@ from pathlib import Path
 
 import pytest
 
-STAGE_KEYS = {  # the stages at their smallest on the tiny random backbone
-    "feature_backbone": "tiny-llama",
-    "stage1_items_per_epoch": 16,
-    "stage1_batch_size": 8,
-    "stage2_sessions_per_epoch": 16,
-    "stage2_batch_size": 8,
-    "stage2_num_negatives": 4,
-    "stage_hmie_tokens": 32,
-}
+from tests.stages.stage_keys import STAGE_KEYS
 
 
 def test_tpad_run_trains_the_stages_then_the_recommender(tiny_dataset, tmp_path):
