@@ -7,7 +7,6 @@ length-bucketed item encoding loop live here. See ``README-api.md`` for the cont
 """
 
 import contextlib
-import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,8 @@ class BackboneOutput:
     loss: torch.Tensor | None = None           # answer-token cross-entropy
     answer_logits: torch.Tensor | None = None  # [N_answer_tokens, V]
 
+
+PEFT_PREFIX = "base_model.model."  # key prefix of a PeftModel's saved weights
 
 class Backbone(nn.Module):
     """A frozen LLM/MLLM with named LoRA adapters; subclasses fill in ``_encode_one`` and ``_run``."""
@@ -226,34 +227,39 @@ class Backbone(nn.Module):
         return {n: p.detach().cpu() for n, p in self.model.named_parameters() if any(m in n for m in marks)}
 
     def save_adapter(self, name, folder):
+        """Write adapter ``name`` as a standard peft folder (``adapter_config.json`` +
+        ``adapter_model.safetensors``), loadable with ``PeftModel.from_pretrained`` on the base."""
+        from peft.utils import get_peft_model_state_dict
         from safetensors.torch import save_file
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        config = self._adapter_configs[name]
-        meta = {"r": config.r, "alpha": config.lora_alpha, "dropout": config.lora_dropout,
-                "target_modules": sorted(config.target_modules) if not isinstance(config.target_modules, str)
-                else config.target_modules}
-        tmp = folder / f".{name}.safetensors.tmp"
-        save_file({k: v.contiguous() for k, v in self.adapter_state_dict(name).items()}, str(tmp))
-        (folder / f"{name}.json").write_text(json.dumps(meta))
-        tmp.replace(folder / f"{name}.safetensors")
+        self.model.peft_config[name].save_pretrained(str(folder))
+        state = get_peft_model_state_dict(self.model, adapter_name=name)  # keys relative to the LLM
+        save_file({PEFT_PREFIX + k: v.detach().cpu().contiguous() for k, v in state.items()},
+                  str(folder / "adapter_model.safetensors"))
 
     def load_adapter(self, name, folder):
+        """Attach (if needed) and fill adapter ``name`` from a peft folder written by ``save_adapter``."""
+        from peft import LoraConfig
+        from peft.utils import set_peft_model_state_dict
         from safetensors.torch import load_file
 
         folder = Path(folder)
-        meta = json.loads((folder / f"{name}.json").read_text())
-        if name not in self._adapter_configs:
-            self.add_adapter(name, meta["r"], meta["alpha"], meta["dropout"], meta["target_modules"])
-        state = load_file(str(folder / f"{name}.safetensors"))
-        own = dict(self.model.named_parameters())
-        missing = set(self.adapter_state_dict(name)) - set(state)
-        if missing or any(k not in own for k in state):
-            raise ConfigError(f"{folder / name}.safetensors does not match this backbone's adapter '{name}'.")
-        with torch.no_grad():
-            for key, value in state.items():
-                own[key].copy_(value)
+        config = LoraConfig.from_pretrained(str(folder))
+        if name not in self.adapter_names:
+            self.add_adapter(name, r=config.r, alpha=config.lora_alpha, dropout=config.lora_dropout,
+                             target_modules=sorted(config.target_modules))
+        state = {k[len(PEFT_PREFIX):] if k.startswith(PEFT_PREFIX) else k: v
+                 for k, v in load_file(str(folder / "adapter_model.safetensors")).items()}
+        result = set_peft_model_state_dict(self.model, state, adapter_name=name)
+        unexpected = list(getattr(result, "unexpected_keys", []) or [])
+        missing = [k for k in getattr(result, "missing_keys", []) or [] if f".{name}." in k and "lora_" in k]
+        if unexpected or missing:
+            raise ConfigError(f"{folder} does not fit this backbone's adapter '{name}': "
+                              f"unexpected {unexpected[:3]}, missing {missing[:3]}")
+        for parameter in self.adapter_parameters(name):
+            parameter.requires_grad_(True)
 
     def save_projector(self, path):
         if self.projector is not None:

@@ -21,15 +21,12 @@ backbone has one) learns knowledge-aware item features:
 import re
 
 import numpy as np
-import torch
 from torch import nn
 
 from recbole_tpad.stages.loop import (
     load_named_state,
-    load_peft_adapter,
     load_safetensors,
     named_state,
-    save_peft_adapter,
     save_safetensors,
 )
 from recbole_tpad.stages.mi_estimators import info_nce
@@ -70,13 +67,13 @@ def projector_parameters(backbone):
 
 def save_knowledge_mllm(backbone, folder):
     """The Knowledge-MLLM's trainable parts: ``adapter_K/`` (peft folder) and the projector."""
-    save_peft_adapter(backbone, KNOWLEDGE, folder / f"adapter_{KNOWLEDGE}")
+    backbone.save_adapter(KNOWLEDGE, folder / f"adapter_{KNOWLEDGE}")
     if backbone.projector is not None:
         save_safetensors(backbone.projector.state_dict(), folder / PROJECTOR_FILE)
 
 
 def load_knowledge_mllm(backbone, folder):
-    load_peft_adapter(backbone, KNOWLEDGE, folder / f"adapter_{KNOWLEDGE}")
+    backbone.load_adapter(KNOWLEDGE, folder / f"adapter_{KNOWLEDGE}")
     if backbone.projector is not None:
         backbone.projector.load_state_dict(load_safetensors(folder / PROJECTOR_FILE))
 

@@ -1,4 +1,4 @@
-"""The training loop both TPAD stages share, and adapter files in peft's standard layout.
+"""The training loop both TPAD stages share (adapters are saved by ``Backbone.save_adapter``).
 
 A stage object provides ``title``, ``number``, ``schedule()`` (a list of ``(epoch, rows)`` batches,
 fixed by the seed), ``parameters_to_train()``, ``training_loss(rows, step) -> (loss, parts)`` (it
@@ -19,44 +19,6 @@ from tqdm import tqdm
 from recbole.utils import set_color
 
 SEPARATE = "separately_backpropagated"  # parts key: loss already back-propagated inside training_loss
-ADAPTER_CONFIG = "adapter_config.json"
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
-PEFT_PREFIX = "base_model.model."  # key prefix of a PeftModel's saved weights
-
-
-# ---- adapters as standard peft folders ----------------------------------------------------------
-def save_peft_adapter(backbone, name, folder):
-    """Write adapter ``name`` as a peft folder (``adapter_config.json`` + ``adapter_model.safetensors``),
-    loadable with ``PeftModel.from_pretrained`` / ``model.load_adapter`` on the same base model."""
-    from peft.utils import get_peft_model_state_dict
-    from safetensors.torch import save_file
-
-    folder.mkdir(parents=True, exist_ok=True)
-    backbone.model.peft_config[name].save_pretrained(str(folder))
-    state = get_peft_model_state_dict(backbone.model, adapter_name=name)  # keys relative to the LLM
-    save_file({PEFT_PREFIX + k: v.detach().cpu().contiguous() for k, v in state.items()}, str(folder / ADAPTER_WEIGHTS))
-
-
-def load_peft_adapter(backbone, name, folder):
-    """Attach (if needed) and fill adapter ``name`` of ``backbone`` from a peft folder."""
-    from peft import LoraConfig
-    from peft.utils import set_peft_model_state_dict
-    from safetensors.torch import load_file
-
-    config = LoraConfig.from_pretrained(str(folder))
-    if name not in backbone.adapter_names:
-        backbone.add_adapter(name, r=config.r, alpha=config.lora_alpha, dropout=config.lora_dropout,
-                             target_modules=sorted(config.target_modules))
-    state = {k[len(PEFT_PREFIX):] if k.startswith(PEFT_PREFIX) else k: v
-             for k, v in load_file(str(folder / ADAPTER_WEIGHTS)).items()}
-    result = set_peft_model_state_dict(backbone.model, state, adapter_name=name)
-    unexpected = list(getattr(result, "unexpected_keys", []) or [])
-    missing = [k for k in getattr(result, "missing_keys", []) or [] if f".{name}." in k and "lora_" in k]
-    if unexpected or missing:
-        raise ValueError(f"{folder} does not fit this backbone's adapter '{name}': "
-                         f"unexpected {unexpected[:3]}, missing {missing[:3]}")
-    for parameter in backbone.adapter_parameters(name):
-        parameter.requires_grad_(True)
 
 
 def save_safetensors(module_state, path):

@@ -47,7 +47,6 @@ from recbole_tpad.stages.loop import (
     check_finite,
     load_named_state,
     named_state,
-    save_peft_adapter,
     save_safetensors,
 )
 from recbole_tpad.stages.mi_estimators import AMIE, HMIE
@@ -228,7 +227,7 @@ class TransitionDistillation(nn.Module):
 
     def save(self, folder):
         save_knowledge_mllm(self.backbone, folder)
-        save_peft_adapter(self.backbone, TRANSFER, folder / f"adapter_{TRANSFER}")
+        self.backbone.save_adapter(TRANSFER, folder / f"adapter_{TRANSFER}")
         heads = {f"amie.{k}": v for k, v in self.amie.state_dict().items()}
         heads.update({f"hmie.{k}": v for k, v in self.hmie.state_dict().items()})
         save_safetensors(heads, folder / HEADS_FILE)

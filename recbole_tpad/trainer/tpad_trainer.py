@@ -19,6 +19,7 @@ class TPADTrainer(MultimodalTrainer):
         StageConfig.from_config(config)  # bad stage keys fail here, before any data or model work
         super(TPADTrainer, self).__init__(config, model)
         self._stage_train_dataset = None
+        self.stage_seconds = {}  # wall time of each stage of the last prepare_item_views
 
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
         self._stage_train_dataset = train_data._dataset
@@ -30,4 +31,5 @@ class TPADTrainer(MultimodalTrainer):
         pipeline = StagePipeline(self.config, dataset, train_dataset=self._stage_train_dataset,
                                  show_progress=bool(self.config["show_progress"]))
         views = pipeline.run()
+        self.stage_seconds = {f"{name}_s": round(seconds, 1) for name, seconds in pipeline.timings.items()}
         return views.views, views.image_mask

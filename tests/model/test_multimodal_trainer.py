@@ -2,9 +2,7 @@
 
 import numpy as np
 import pytest
-import torch
 
-from conftest import tiny_config, write_tiny_dataset
 from recbole.data import create_dataset, data_preparation
 
 from recbole_tpad.model.tpad import TPAD

@@ -210,7 +210,6 @@ def test_saved_adapters_are_standard_peft_folders(tiny_dataset, tmp_path):
 
     from recbole_tpad.features import build_backbone
     from recbole_tpad.features.tiny import tiny_folder
-    from recbole_tpad.stages.loop import load_peft_adapter, save_peft_adapter
 
     config, _, _ = _setup(tiny_dataset, tmp_path)
     backbone = build_backbone(config)
@@ -218,7 +217,7 @@ def test_saved_adapters_are_standard_peft_folders(tiny_dataset, tmp_path):
     with torch.no_grad():
         for p in backbone.adapter_parameters("K"):
             p.normal_()
-    save_peft_adapter(backbone, "K", tmp_path / "adapter_K")
+    backbone.save_adapter("K", tmp_path / "adapter_K")
     assert sorted(p.name for p in (tmp_path / "adapter_K").iterdir()) == ["adapter_config.json",
                                                                          "adapter_model.safetensors"]
     # peft itself loads it onto a fresh copy of the base model, with the same weights
@@ -233,7 +232,7 @@ def test_saved_adapters_are_standard_peft_folders(tiny_dataset, tmp_path):
         torch.testing.assert_close(ours[key], theirs[key])
     # and our loader restores it into another backbone
     other = build_backbone(config)
-    load_peft_adapter(other, "K", tmp_path / "adapter_K")
+    other.load_adapter("K", tmp_path / "adapter_K")
     for a, b in zip(backbone.adapter_parameters("K"), other.adapter_parameters("K")):
         torch.testing.assert_close(a, b)
 
