@@ -46,7 +46,7 @@ def main():
     base = {"show_progress": False, "state": "WARNING", "checkpoint_dir": "saved-bench"}
     config = load_config("SASRec", args.dataset, config_dict=base)
     train, valid, _ = data_preparation(config, create_dataset(config))
-    print(f"| model | backbone | encoder | s/epoch | eval s | params |\n|---|---|---|---|---|---|")
+    print("| model | backbone | encoder | s/epoch | eval s | params |\n|---|---|---|---|---|---|")
     for name, overrides in rows:
         kind = "id" if overrides.get("views") == ["id"] else "shared" if overrides.get("shared_encoder", True) else "per-view"
         label = f"{name}-{overrides.get('backbone', name)}-{kind}"

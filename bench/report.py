@@ -1,0 +1,158 @@
+"""Tables (CSV, Markdown) and figures of a benchmark run."""
+
+import os
+import statistics
+from pathlib import Path
+
+from recbole_tpad.compare import table_columns, write_csv
+
+QUALITY = ["recall@10", "recall@20", "mrr@10", "mrr@20", "ndcg@20", "hit@20"]
+COLD = ["cold_targets", "cold_recall@20", "cold_mrr@20", "cold_ndcg@20"]
+COST = ["params", "train_s_per_epoch", "epochs", "eval_s", "s_per_1000_sessions", "peak_rss_mb",
+        "stage1_s", "stage2_s", "representation_s", "total_s"]
+
+
+def _fmt(value):
+    if value is None or value == "":
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 10 else f"{value:.1f}"
+    return str(value)
+
+
+def _markdown(rows, columns):
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_fmt(row.get(c)) for c in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def headline(rows):
+    """Mean and std over seeds of each model's quality metrics (models run with several seeds)."""
+    by_model = {}
+    for row in rows:
+        if not row.get("error"):
+            by_model.setdefault(row["model"], []).append(row)
+    table = []
+    for model, runs in by_model.items():
+        entry = {"model": model, "seeds": len(runs)}
+        for metric in ["recall@20", "mrr@20", "ndcg@20", "cold_recall@20", "cold_mrr@20"]:
+            values = [r[metric] for r in runs if isinstance(r.get(metric), (int, float))]
+            if values:
+                entry[f"{metric} mean"] = statistics.mean(values)
+                entry[f"{metric} std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+        table.append(entry)
+    return table
+
+
+def write_report(rows, out_dir, dataset, header, smoke=False):
+    out_dir = Path(out_dir)
+    write_csv(rows, out_dir / f"{dataset}.csv")
+    first_seed = {}
+    for row in rows:
+        first_seed.setdefault(row["model"], row)
+    singles = list(first_seed.values())
+    heads = headline(rows)
+    head_columns = ["model", "seeds"] + [c for c in table_columns(heads) if c.endswith(("mean", "std"))]
+    title = f"# Benchmark: {dataset}" + (" (SMOKE RUN: small sample, 1 epoch, tiny backbone; not results)" if smoke else "")
+    parts = [
+        title,
+        "",
+        "\n".join(f"- {key}: `{value}`" if key == "command" else f"- {key}: {value}" for key, value in header.items()),
+        "- rows: one per model; seeds beyond the first only for the headline models. Cold start = test targets whose item has at most 5 training interactions.",
+        "",
+        "## Headline (mean and std over seeds)",
+        _markdown(heads, head_columns),
+        "",
+        "## All models (first seed)",
+        _markdown(singles, ["model", "seed"] + QUALITY + ["error"]),
+        "",
+        "## Cold-start targets (first seed)",
+        _markdown(singles, ["model"] + COLD),
+        "",
+        "## Cost (first seed)",
+        _markdown(singles, ["model"] + COST),
+        "",
+    ]
+    figures = write_figures(singles, out_dir, dataset)
+    parts += [f"![{name}]({os.path.basename(path)})" for name, path in figures]
+    (out_dir / f"{dataset}.md").write_text("\n".join(parts) + "\n", encoding="utf-8")
+
+
+def write_figures(rows, out_dir, dataset):
+    """Bar chart of the main table, recall@20 against training time, t-SNE of embeddings."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    done = [r for r in rows if not r.get("error") and isinstance(r.get("recall@20"), float)]
+    figures = []
+    if done:
+        fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(done)), 4))
+        x = range(len(done))
+        ax.bar([i - 0.2 for i in x], [r["recall@20"] for r in done], width=0.4, label="Recall@20")
+        ax.bar([i + 0.2 for i in x], [r["mrr@20"] for r in done], width=0.4, label="MRR@20")
+        ax.set_xticks(list(x), [r["model"] for r in done], rotation=60, ha="right")
+        ax.set_title(f"{dataset}: test metrics")
+        ax.legend()
+        fig.tight_layout()
+        path = out_dir / f"{dataset}-metrics.png"
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        figures.append(("test metrics", path))
+
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for r in done:
+            train_s = r.get("train_s_per_epoch", 0) * r.get("epochs", 0) + sum(r.get(k, 0) or 0 for k in ("stage1_s", "stage2_s", "representation_s"))
+            ax.scatter(max(train_s, 1e-3), r["recall@20"])
+            ax.annotate(r["model"], (max(train_s, 1e-3), r["recall@20"]), fontsize=7)
+        ax.set_xscale("log")
+        ax.set_xlabel("training time incl. TPAD stages (s, log)")
+        ax.set_ylabel("Recall@20")
+        ax.set_title(f"{dataset}: quality against training time")
+        fig.tight_layout()
+        path = out_dir / f"{dataset}-recall-vs-time.png"
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        figures.append(("recall against time", path))
+    tsne = write_tsne(out_dir, dataset, plt)
+    if tsne:
+        figures.append(("t-SNE of ID and modality embeddings", tsne))
+    return figures
+
+
+def write_tsne(out_dir, dataset, plt, n_items=1000, seed=0):
+    """t-SNE of ID against modality embeddings, before (stage 1 only) and after distillation."""
+    import numpy as np
+    from sklearn.manifold import TSNE
+
+    panels = [("before distillation (TPAD-no_distill)", out_dir / f"{dataset}-TPAD-no_distill-embeddings.npz"),
+              ("after distillation (TPAD)", out_dir / f"{dataset}-TPAD-embeddings.npz")]
+    panels = [(title, path) for title, path in panels if path.is_file()]
+    if not panels:
+        return None
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 5), squeeze=False)
+    for ax, (title, path) in zip(axes[0], panels):
+        snapshot = np.load(path)
+        ids = snapshot["id"]
+        rng = np.random.default_rng(seed)
+        pick = rng.choice(np.arange(1, len(ids)), size=min(n_items, len(ids) - 1), replace=False)
+        names = [k for k in snapshot.files if k != "id"]
+        stacked = np.concatenate([ids[pick]] + [snapshot[k][pick] for k in names])
+        stacked = stacked / (np.linalg.norm(stacked, axis=1, keepdims=True) + 1e-8)
+        points = TSNE(n_components=2, random_state=seed, init="pca", perplexity=30).fit_transform(stacked)
+        gap = []
+        for j, name in enumerate(["id"] + names):
+            part = points[j * len(pick):(j + 1) * len(pick)]
+            ax.scatter(part[:, 0], part[:, 1], s=3, label=name, alpha=0.6)
+        for name in names:  # mean cosine distance between an item's ID and modality vectors
+            a = ids[pick] / (np.linalg.norm(ids[pick], axis=1, keepdims=True) + 1e-8)
+            b = snapshot[name][pick] / (np.linalg.norm(snapshot[name][pick], axis=1, keepdims=True) + 1e-8)
+            gap.append(f"{name}: {1 - float((a * b).sum(1).mean()):.3f}")
+        ax.set_title(f"{title}\nID-modality cosine distance {', '.join(gap)}", fontsize=9)
+        ax.legend(markerscale=4)
+    fig.tight_layout()
+    path = out_dir / f"{dataset}-tsne.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

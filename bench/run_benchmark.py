@@ -1,0 +1,122 @@
+"""Regenerate the benchmark of one dataset: every model, TPAD's ablations, cold start, cost, figures.
+
+    python bench/run_benchmark.py --dataset=hm-fashion
+    python bench/run_benchmark.py --dataset=amazon-beauty
+    python bench/run_benchmark.py --dataset=hm-fashion --quick     # smoke run on a small sample
+
+Writes ``docs/results/<dataset>.csv`` (one row per model and seed), ``docs/results/<dataset>.md``
+(headline table with mean and std over seeds, all rows, cold start, cost; date, machine, versions
+and the command at the top) and the figures beside them. Each row runs in its own process
+(bench/run_one.py), so its peak memory is its own and a crash loses that row only. ``--quick``
+writes under ``results/bench-quick/`` unless ``--out`` says otherwise, and marks the tables as a
+smoke run.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench.report import write_report  # noqa: E402
+from bench.sample import write_sample  # noqa: E402
+from bench.variants import HEADLINE_MODELS, QUICK_OVERRIDES, STOCK_MODELS, tpad_variants  # noqa: E402
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--quick", action="store_true", help="small sample, one epoch, tiny TPAD backbone")
+    parser.add_argument("--seeds", default="2020,2021,2022", help="seeds of the headline rows")
+    parser.add_argument("--models", default=None, help="comma-separated subset of rows to run")
+    parser.add_argument("--out", default=None, help="output folder (default docs/results, quick: results/bench-quick)")
+    parser.add_argument("--epochs", type=int, default=None, help="epoch limit (default: overall.yaml's)")
+    parser.add_argument("--timeout", type=int, default=4 * 3600, help="seconds allowed per row")
+    return parser.parse_args(argv)
+
+
+def benchmark_rows(dataset, quick, seeds, has_images):
+    """(row name, model, seed, overrides) for every row of the benchmark."""
+    rows = []
+    for model in STOCK_MODELS + ["KDSR", "TPAD"]:
+        for seed in seeds if model in HEADLINE_MODELS else seeds[:1]:
+            rows.append((model, model, seed, {}))
+    for name, overrides in tpad_variants(has_images).items():
+        rows.append((f"TPAD-{name}", "TPAD", seeds[0], overrides))
+    return rows
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    out_dir = Path(args.out or (REPO / ("results/bench-quick" if args.quick else "docs/results")))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    work_dir = Path(tempfile.mkdtemp(prefix=f"bench-{args.dataset}-"))
+    common = {"show_progress": False}
+    if args.epochs:
+        common["epochs"] = args.epochs
+    data_path = None
+    if args.quick:
+        seeds = seeds[:1]
+        data_path = write_sample(args.dataset, work_dir / "data", n_sessions=150)
+        common.update(QUICK_OVERRIDES, data_path=str(data_path))
+    from recbole_tpad.utils import resolve_data_path
+
+    dataset_dir = Path(resolve_data_path(args.dataset, data_path)) / args.dataset
+    has_images = (dataset_dir / "images").is_dir()
+    rows = benchmark_rows(args.dataset, args.quick, seeds, has_images)
+    if args.models:
+        wanted = set(args.models.split(","))
+        rows = [row for row in rows if row[0] in wanted]
+
+    results = []
+    for name, model, seed, overrides in rows:
+        result_file = work_dir / f"{name}-{seed}.json"
+        embeddings = out_dir / f"{args.dataset}-{name}-embeddings.npz" if model == "TPAD" and seed == seeds[0] else None
+        command = [
+            sys.executable, str(REPO / "bench" / "run_one.py"), f"--model={model}", f"--dataset={args.dataset}",
+            f"--seed={seed}", f"--overrides={json.dumps({**common, **overrides})}", f"--out={result_file}",
+        ] + ([f"--embeddings={embeddings}"] if embeddings else [])
+        print(f"[bench] {name} seed={seed}", flush=True)
+        log_file = work_dir / f"{name}-{seed}.log"
+        with open(log_file, "w") as log:
+            try:
+                code = subprocess.run(command, cwd=work_dir, stdout=log, stderr=subprocess.STDOUT, timeout=args.timeout).returncode
+            except subprocess.TimeoutExpired:
+                code = "timeout"
+        row = {"model": name, "dataset": args.dataset, "seed": seed}
+        if code == 0 and result_file.is_file():
+            row.update(json.loads(result_file.read_text()))
+        else:
+            tail = log_file.read_text(errors="replace").strip().splitlines()[-1:] or [""]
+            row["error"] = f"exit {code}: {tail[0][:200]} (log: {log_file})"
+        results.append(row)
+        print(f"[bench] {name}: " + (row.get("error") or f"recall@20={row.get('recall@20'):.4f} mrr@20={row.get('mrr@20'):.4f}"), flush=True)
+        write_report(results, out_dir, args.dataset, header=run_header(args), smoke=args.quick)
+    return 0
+
+
+def run_header(args):
+    import recbole
+    import torch
+    import transformers
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    return {
+        "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, GPU: {gpu}",
+        "versions": f"python {platform.python_version()}, torch {torch.__version__}, recbole {recbole.__version__}, transformers {transformers.__version__}",
+        "command": "python bench/run_benchmark.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main())

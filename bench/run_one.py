@@ -1,0 +1,67 @@
+"""One benchmark row: train and test one model with one seed, write its results as JSON.
+
+Run in a fresh process per row (bench/run_benchmark.py does so), so that the peak memory it
+reports belongs to that model alone and a crash loses one row only.
+"""
+
+import argparse
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import recbole_tpad  # noqa: E402,F401  (compat shims first)
+from bench.cold_start import cold_start_metrics  # noqa: E402
+from recbole_tpad.quick_start import run_recbole_tpad  # noqa: E402
+
+
+def peak_rss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--overrides", default="{}", help="JSON dict of config overrides")
+    parser.add_argument("--out", required=True, help="JSON file to write")
+    parser.add_argument("--embeddings", default=None, help="save item ID/view embeddings (.npz) here")
+    args = parser.parse_args()
+
+    config_dict = dict(json.loads(args.overrides), seed=args.seed)
+    start = time.perf_counter()
+    run = run_recbole_tpad(args.model, args.dataset, config_dict=config_dict)
+    total_seconds = time.perf_counter() - start
+    config, model, trainer = run["config"], run["model"], run["trainer"]
+
+    epochs = run["epoch_seconds"]
+    row = {metric.lower(): float(value) for metric, value in run["test_result"].items()}
+    n_test_sessions = run["test_sessions"]
+    row.update(
+        params=run["params"],
+        train_s_per_epoch=round(sum(epochs) / max(len(epochs), 1), 2),
+        epochs=len(epochs),
+        eval_s=round(run["eval_seconds"], 2),
+        s_per_1000_sessions=round(1000 * run["eval_seconds"] / max(n_test_sessions, 1), 3),
+        total_s=round(total_seconds, 1),
+        peak_rss_mb=round(peak_rss_mb(), 1),
+    )
+    row.update(getattr(trainer, "stage_seconds", {}) or {})
+    row.update(cold_start_metrics(model, run["train_data"]._dataset, run["test_data"], config["device"]))
+    if args.embeddings and "id" in getattr(model, "views", ()):
+        import numpy as np
+        import torch
+
+        model.eval()
+        with torch.no_grad():  # each view's item vectors, as the recommender scores them
+            reps = model.item_representations().float().cpu().numpy()
+        np.savez_compressed(args.embeddings, **dict(zip(model.views, reps)))
+    Path(args.out).write_text(json.dumps(row, indent=1))
+
+
+if __name__ == "__main__":
+    main()
