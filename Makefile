@@ -11,7 +11,7 @@ MODEL ?= TPAD
 DATASET ?= amazon-beauty
 ARGS ?=
 
-.PHONY: install run test test-all compare clean
+.PHONY: install run test bench-quick compare clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,9 @@ run: install
 
 test: install
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q tests
+
+bench-quick: install
+	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 $(BIN)/python bench/run_benchmark.py --dataset=hm-fashion --quick
 
 compare: install
 	HF_HUB_OFFLINE=1 $(BIN)/python run_recbole_tpad.py --dataset=$(DATASET) --compare=GRU4Rec,SASRec,SRGNN,TPAD $(ARGS)

@@ -80,7 +80,8 @@ def main(argv=None):
     results = []
     for name, model, seed, overrides in rows:
         result_file = work_dir / f"{name}-{seed}.json"
-        embeddings = out_dir / f"{args.dataset}-{name}-embeddings.npz" if model == "TPAD" and seed == seeds[0] else None
+        # ID and view embeddings before / after distillation, for the t-SNE figure
+        embeddings = out_dir / f"{args.dataset}-{name}-embeddings.npz" if name in ("TPAD", "TPAD-no_distill") and seed == seeds[0] else None
         command = [
             sys.executable, str(REPO / "bench" / "run_one.py"), f"--model={model}", f"--dataset={args.dataset}",
             f"--seed={seed}", f"--overrides={json.dumps({**common, **overrides})}", f"--out={result_file}",
@@ -101,7 +102,11 @@ def main(argv=None):
         results.append(row)
         print(f"[bench] {name}: " + (row.get("error") or f"recall@20={row.get('recall@20'):.4f} mrr@20={row.get('mrr@20'):.4f}"), flush=True)
         write_report(results, out_dir, args.dataset, header=run_header(args), smoke=args.quick)
-    return 0
+    failed = [row["model"] for row in results if row.get("error")]
+    print(f"[bench] report: {out_dir / args.dataset}.md; failed rows: {failed or 'none'}")
+    print(f"bench: {len(results) - len(failed)} passed, {len(failed)} failed")
+    # A smoke run exists to catch a broken harness: any failed row fails it.
+    return 1 if args.quick and failed else 0
 
 
 def run_header(args):
