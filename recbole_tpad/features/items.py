@@ -152,11 +152,13 @@ def load_items(config, dataset, settings=None):
         columns = {col_name: (i, kind) for i, (col_name, kind) in enumerate(header)}
         if header[0][0] != iid_field:
             raise DataError(f"{item_path}: first column is '{header[0][0]}', expected the item id '{iid_field}'.")
-    text_fields = [f for f in wanted if f in columns]
-    if wanted and item_path.is_file() and not text_fields:
+    absent = [f for f in wanted if f not in columns]
+    if item_path.is_file() and absent:
         raise DataError(
-            f"{item_path}: none of the text fields {wanted} (ITEM_TEXT_FIELDS / feature_text_fields) is a column."
+            f"{item_path}: text field(s) {absent} named in ITEM_TEXT_FIELDS / feature_text_fields are not "
+            f"columns of this file (it has {[c for c in columns if c != iid_field]}); fix the dataset YAML."
         )
+    text_fields = [f for f in wanted if f in columns]
     if image_field and image_field not in columns:
         raise DataError(f"{item_path}: IMAGE_FIELD '{image_field}' is not a column; set IMAGE_FIELD: ~ if none.")
     fallback = {}
