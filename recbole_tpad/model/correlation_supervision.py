@@ -235,3 +235,15 @@ class CorrelationSupervision(nn.Module):
             holistic = holistic + self.holistic_loss(modality, student, i, j)
             code = code + self.code_loss(modality, student, i, j)
         return self.holistic_weight * holistic, self.code_weight * code
+
+
+def teacher_settings(config, dim):
+    """Keyword arguments of ``CorrelationTeacher.from_view`` from a model's config."""
+    return {
+        "dim": dim,
+        "n_sub": config["n_sub_vectors"],
+        "n_codes": config["n_codes"],
+        "n_pairs": config["kmeans_pairs"],
+        "seed": config["seed"],
+        "cache_dir": config["correlation_cache_dir"] or os.path.join(config["checkpoint_dir"], "correlation"),
+    }

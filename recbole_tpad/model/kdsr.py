@@ -11,13 +11,12 @@ Reference code:
     The authors' public KDSR code (defaults d=128, D=8, K=50, tau=1.5, w_h=4, w_c=0.5).
 """
 
-import os
 
 import torch
 from torch import nn
 
 from recbole_tpad.errors import ConfigError, DataError
-from recbole_tpad.model.correlation_supervision import CorrelationSupervision, CorrelationTeacher
+from recbole_tpad.model.correlation_supervision import CorrelationSupervision, CorrelationTeacher, teacher_settings
 from recbole_tpad.model.multimodal_recommender import MultimodalSequentialRecommender
 from recbole_tpad.model.session_encoders import build_session_encoder
 
@@ -56,14 +55,7 @@ class KDSR(MultimodalSequentialRecommender):
         self.fusion_dropout_prob = config["fusion_dropout_prob"]
         self.modality_lr_scale = config["modality_lr_scale"]
         self.initializer_range = config["initializer_range"]
-        self.teacher_config = {
-            "dim": self.embedding_size,
-            "n_sub": config["n_sub_vectors"],
-            "n_codes": config["n_codes"],
-            "n_pairs": config["kmeans_pairs"],
-            "seed": config["seed"],
-            "cache_dir": config["correlation_cache_dir"] or os.path.join(config["checkpoint_dir"], "correlation"),
-        }
+        self.teacher_config = teacher_settings(config, self.embedding_size)
         unknown = [m for m in self.modalities if m not in MODALITIES]
         if not self.modalities or unknown or len(set(self.modalities)) != len(self.modalities):
             raise ConfigError(f"modalities={self.modalities}: give distinct names from {list(MODALITIES)}.")

@@ -12,14 +12,13 @@ that produce the item views (knowledge acquisition, transition distillation, rep
 generation) run before it, in ``TPADTrainer``; this model only sees their cached output.
 """
 
-import os
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from recbole_tpad.errors import ConfigError, DataError
-from recbole_tpad.model.correlation_supervision import CorrelationSupervision, CorrelationTeacher
+from recbole_tpad.model.correlation_supervision import CorrelationSupervision, CorrelationTeacher, teacher_settings
 from recbole_tpad.model.modality_adapters import ModalityAdapter, standardize_view
 from recbole_tpad.model.multimodal_recommender import MultimodalSequentialRecommender
 from recbole_tpad.model.session_encoders import build_session_encoder
@@ -62,14 +61,7 @@ class TPAD(MultimodalSequentialRecommender):
         self.initializer_range = config["initializer_range"]
         self.use_correlation = config["correlation_supervision"]
         self.correlation_views = list(config["correlation_views"] or [])
-        self.correlation_config = {
-            "dim": config["teacher_dim"],
-            "n_sub": config["n_sub_vectors"],
-            "n_codes": config["n_codes"],
-            "n_pairs": config["kmeans_pairs"],
-            "seed": config["seed"],
-            "cache_dir": config["correlation_cache_dir"] or os.path.join(config["checkpoint_dir"], "correlation"),
-        }
+        self.correlation_config = teacher_settings(config, config["teacher_dim"])
         self._check_config(config)
         fusion_weights = self._initial_fusion_weights(config["fusion_weights"])
 
