@@ -83,7 +83,8 @@ class StagePipeline:
         if views is not None:
             self.logger.info(set_color("TPAD stages", "green") + f": all cached, item views from {views.folder}")
             return views
-        with torch.random.fork_rng(devices=[]):
+        # fork the CUDA generators too: stages on a GPU draw from them (dropout, sampling)
+        with torch.random.fork_rng(devices=list(range(torch.cuda.device_count()))):
             torch.manual_seed(self.seed)
             backbone, items = self._backbone_and_items()
             if self.store2 is None or not self.store2.is_complete():  # a complete stage 2 holds K already
