@@ -24,9 +24,8 @@ import numpy as np
 from torch import nn
 
 from recbole_tpad.stages.loop import (
-    load_named_state,
+    TrainableStateMixin,
     load_safetensors,
-    named_state,
     save_safetensors,
 )
 from recbole_tpad.stages.mi_estimators import info_nce
@@ -78,7 +77,7 @@ def load_knowledge_mllm(backbone, folder):
         backbone.projector.load_state_dict(load_safetensors(folder / PROJECTOR_FILE))
 
 
-class KnowledgeAcquisition(nn.Module):
+class KnowledgeAcquisition(TrainableStateMixin, nn.Module):
     r"""Stage 1 as a trainable object for :func:`recbole_tpad.stages.loop.train_stage`.
 
     Args:
@@ -130,12 +129,6 @@ class KnowledgeAcquisition(nn.Module):
         if self.backbone.projector is not None:
             named += [(f"projector.{n}", p) for n, p in self.backbone.projector.named_parameters()]
         return named
-
-    def trainable_state(self):
-        return named_state(self._named_trainable())
-
-    def load_trainable_state(self, state):
-        load_named_state(self._named_trainable(), state, self.title)
 
     def training_loss(self, rows, step):
         r"""``(loss, parts)`` of one batch of item rows."""

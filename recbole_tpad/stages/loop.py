@@ -34,6 +34,16 @@ def load_safetensors(path):
 
 
 # ---- trainable state for checkpoints -------------------------------------------------------------
+class TrainableStateMixin:
+    """``trainable_state`` / ``load_trainable_state`` for a stage with ``_named_trainable()`` and ``title``."""
+
+    def trainable_state(self):
+        return named_state(self._named_trainable())
+
+    def load_trainable_state(self, state):
+        load_named_state(self._named_trainable(), state, self.title)
+
+
 def named_state(named_parameters):
     """``{name: tensor}`` copies of trainable tensors, for checkpoints."""
     return {name: p.detach().cpu().clone() for name, p in named_parameters}

@@ -43,10 +43,9 @@ from recbole_tpad.stages.knowledge_acquisition import (
     save_knowledge_mllm,
 )
 from recbole_tpad.stages.loop import (
+    TrainableStateMixin,
     SEPARATE,
     check_finite,
-    load_named_state,
-    named_state,
     save_safetensors,
 )
 from recbole_tpad.stages.mi_estimators import AMIE, HMIE
@@ -65,7 +64,7 @@ def sample_tokens(hidden, mask, limit, generator):
     return states
 
 
-class TransitionDistillation(nn.Module):
+class TransitionDistillation(TrainableStateMixin, nn.Module):
     r"""Stage 2 as a trainable object for :func:`recbole_tpad.stages.loop.train_stage`.
 
     Args:
@@ -140,12 +139,6 @@ class TransitionDistillation(nn.Module):
         for prefix, module in (("amie", self.amie), ("hmie", self.hmie)):
             named += [(f"{prefix}.{n}", p) for n, p in module.named_parameters()]
         return named
-
-    def trainable_state(self):
-        return named_state(self._named_trainable())
-
-    def load_trainable_state(self, state):
-        load_named_state(self._named_trainable(), state, self.title)
 
     def candidates(self, targets, step):
         r"""The batch's unique next items, sampled negative items (not among them), each target's position."""
