@@ -5,7 +5,9 @@ before any RecBole module runs. Each shim says which breakage it answers.
 """
 
 import functools
+import os
 import types
+import zipfile
 
 import numpy as np
 import torch
@@ -28,9 +30,8 @@ def _restore_numpy_aliases():
             setattr(np, name, value)
 
 
-class _TorchTrustingOwnCheckpoints(types.ModuleType):
-    """``torch`` as seen by ``recbole.trainer.trainer``, whose ``torch.load`` reads pickled
-    checkpoints that hold its Config object."""
+class _TorchForRecBoleTrainer(types.ModuleType):
+    """``torch`` as seen by ``recbole.trainer.trainer``: its checkpoint ``save`` and ``load``."""
 
     def __getattr__(self, name):
         return getattr(torch, name)
@@ -38,17 +39,49 @@ class _TorchTrustingOwnCheckpoints(types.ModuleType):
     @staticmethod
     def load(f, *args, **kwargs):
         kwargs.setdefault("weights_only", False)
-        return torch.load(f, *args, **kwargs)
+        try:
+            return torch.load(f, *args, **kwargs)
+        except Exception as error:
+            if isinstance(f, (str, os.PathLike)) and not _is_complete_zip(f):
+                from recbole_tpad.errors import DataError
+
+                raise DataError(
+                    f"Checkpoint '{f}' is missing, truncated or damaged ({type(error).__name__}: {error}). "
+                    "Delete it and train again, or point to another checkpoint file."
+                ) from error
+            raise
+
+    @staticmethod
+    def save(obj, f, *args, **kwargs):
+        if not isinstance(f, (str, os.PathLike)):
+            return torch.save(obj, f, *args, **kwargs)
+        from recbole_tpad.atomic import atomic_path
+
+        with atomic_path(f) as tmp:
+            torch.save(obj, tmp, *args, **kwargs)
 
 
-def _trust_recbole_checkpoints():
-    # torch >= 2.6 defaults torch.load to weights_only=True; RecBole's Trainer reloads its own
-    # best checkpoint (a pickle with the Config inside) and fails. Only the trainer module sees
-    # the relaxed load: it reads checkpoints this process wrote itself.
+def _is_complete_zip(path):
+    # torch.save writes a zip archive; a truncated or torn one fails here with its CRCs or directory.
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.testzip() is None
+    except (OSError, zipfile.BadZipFile, EOFError):
+        return False
+
+
+def _guard_recbole_checkpoints():
+    # RecBole's Trainer saves and reloads its best checkpoint (a pickle with the Config inside):
+    # - torch >= 2.6 defaults torch.load to weights_only=True and fails on it. Only the trainer
+    #   module sees the relaxed load: it reads checkpoints this process wrote itself.
+    # - torch.save writes the final file in place, so a run killed mid-save leaves a torn
+    #   checkpoint. Write a temporary beside it and os.replace it (recbole_tpad.atomic).
+    # - A torn or truncated checkpoint fails deep in torch's zip reader; name the file and what
+    #   to do instead.
     import recbole.trainer.trainer as recbole_trainer
 
-    if not isinstance(recbole_trainer.torch, _TorchTrustingOwnCheckpoints):
-        recbole_trainer.torch = _TorchTrustingOwnCheckpoints("torch")
+    if not isinstance(recbole_trainer.torch, _TorchForRecBoleTrainer):
+        recbole_trainer.torch = _TorchForRecBoleTrainer("torch")
 
 
 def _import_sequential_models_without_anomaly_mode():
@@ -114,7 +147,7 @@ def apply():
       runner (``recbole_tpad.quick_start``) builds config, data, model and trainer directly.
     """
     _restore_numpy_aliases()
-    _trust_recbole_checkpoints()
+    _guard_recbole_checkpoints()
     _refuse_dataset_downloads()
     _read_atomic_files_with_replacement()
     _import_sequential_models_without_anomaly_mode()
