@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from recbole_tpad.atomic import remove_stale_temps
 from recbole_tpad.features.config import FeaturesConfig
 from recbole_tpad.features.encode import VIEWS
 from recbole_tpad.features.prompt import template_description
@@ -152,6 +153,7 @@ def write_cache(folder, arrays, manifest):
     """Write views + manifest to a temp folder, check it reads back, then rename into ``folder``."""
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(folder.parent)  # folders of extractions killed mid-write
     tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:

@@ -12,6 +12,7 @@ import shutil
 import uuid
 from pathlib import Path
 
+from recbole_tpad.atomic import remove_stale_temps
 from recbole_tpad.errors import ConfigError
 
 COMPLETE_MARK = "recbole_tpad_complete.json"
@@ -24,6 +25,7 @@ def build_folder_atomically(final, builder, info=None):
     if (final / COMPLETE_MARK).is_file():
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(final.parent)  # conversions killed mid-write
     tmp = final.parent / f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
         builder(tmp)

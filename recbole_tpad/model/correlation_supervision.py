@@ -31,6 +31,7 @@ NOTE:
 
 import hashlib
 import os
+import zipfile
 from logging import getLogger
 
 import numpy as np
@@ -38,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from recbole_tpad.atomic import remove_stale_temps
 from recbole_tpad.errors import ConfigError
 
 logger = getLogger()
@@ -137,6 +139,7 @@ class CorrelationTeacher(nn.Module):
         centroids = fit_correlation_codes(teacher, valid, n_sub, n_codes, n_pairs, seed)
         if path is not None:
             os.makedirs(cache_dir, exist_ok=True)
+            remove_stale_temps(cache_dir)  # a cache write killed halfway
             tmp = f"{path}.tmp-{os.getpid()}.npz"
             np.savez(tmp, teacher=teacher.numpy(), centroids=centroids)
             os.replace(tmp, path)
@@ -150,11 +153,11 @@ class CorrelationTeacher(nn.Module):
         try:
             with np.load(path) as data:
                 teacher, centroids = data["teacher"], data["centroids"]
-        except (OSError, KeyError, ValueError) as error:
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as error:  # torn or foreign file
             logger.warning(f"Ignoring unreadable correlation cache {path}: {error}")
             return None
-        if teacher.shape != (n_items, dim) or centroids.shape != (n_codes, n_sub):
-            logger.warning(f"Ignoring correlation cache {path}: shapes {teacher.shape}, {centroids.shape}.")
+        if teacher.shape != (n_items, dim) or centroids.shape != (n_codes, n_sub) or not np.isfinite(teacher).all():
+            logger.warning(f"Ignoring correlation cache {path}: shapes {teacher.shape}, {centroids.shape} or non-finite values.")
             return None
         return torch.from_numpy(teacher), centroids
 

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import torch
 
+from recbole_tpad.atomic import remove_stale_temps
+
 MANIFEST = "manifest.json"
 CHECKPOINT = "checkpoint.pt"
 FORMAT_VERSION = 1
@@ -116,6 +118,7 @@ class StageStore:
             dict: the manifest.
         """
         self.root.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(self.root)  # result folders of stages killed mid-commit
         tmp = self.root / f".{self.folder.name}.tmp-{os.getpid()}-{int(time.time() * 1000)}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
@@ -147,6 +150,7 @@ class StageStore:
     def save_checkpoint(self, step, total_steps, state):
         """Write ``state`` (a dict of tensors / numbers / lists) as the checkpoint after ``step``."""
         self.partial.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(self.partial)  # a checkpoint torn by a kill
         payload = {"key_hash": self.key_hash, "step": int(step), "total_steps": int(total_steps), "state": state}
         path = self.partial / CHECKPOINT
         tmp = path.with_name(f".{CHECKPOINT}.tmp-{os.getpid()}")
