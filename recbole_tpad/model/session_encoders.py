@@ -41,6 +41,22 @@ def _gather_last(output, item_seq_len):
     return SequentialRecommender.gather_indexes(None, output, item_seq_len - 1)
 
 
+def keep_recent_items(item_seq, item_seq_len, length):
+    r"""The ``length`` most recent items of each session, laid out as RecBole lays out sessions.
+
+    RecBole left-aligns a session (oldest item first, padding after the last one) and keeps its
+    ``MAX_ITEM_LIST_LENGTH`` most recent items; this keeps fewer in the same way, so a model can
+    read shorter sessions than the dataset holds. ``length`` 0 (or not shorter) keeps them all.
+    """
+    if not length or length >= item_seq.size(1):
+        return item_seq, item_seq_len
+    start = (item_seq_len - length).clamp(min=0)
+    positions = torch.arange(length, device=item_seq.device)
+    recent = item_seq.gather(1, (start.unsqueeze(1) + positions).clamp(max=item_seq.size(1) - 1))
+    recent_len = item_seq_len.clamp(max=length)
+    return recent * (positions < recent_len.unsqueeze(1)), recent_len
+
+
 def _fold(emb):
     """[V, B, L, H] -> [V * B, L, H]."""
     return emb.reshape(-1, *emb.shape[2:])

@@ -21,7 +21,7 @@ from recbole_tpad.errors import ConfigError, DataError
 from recbole_tpad.model.correlation_supervision import CorrelationSupervision, CorrelationTeacher, teacher_settings
 from recbole_tpad.model.modality_adapters import ModalityAdapter, standardize_view
 from recbole_tpad.model.multimodal_recommender import MultimodalSequentialRecommender
-from recbole_tpad.model.session_encoders import build_session_encoder
+from recbole_tpad.model.session_encoders import build_session_encoder, keep_recent_items
 
 VIEWS = ("id", "text", "image", "fused")
 FUSIONS = ("learned", "fixed")
@@ -52,6 +52,7 @@ class TPAD(MultimodalSequentialRecommender):
         # load parameters info
         self.embedding_size = config["embedding_size"]
         self.backbone = config["backbone"]
+        self.session_length = config["session_length"] or 0
         self.views = list(config["views"])
         self.shared_encoder = config["shared_encoder"]
         self.adapter_type = config["adapter_type"]
@@ -101,6 +102,8 @@ class TPAD(MultimodalSequentialRecommender):
         unknown = [v for v in self.views if v not in VIEWS]
         if not self.views or unknown or len(set(self.views)) != len(self.views):
             raise ConfigError(f"views={self.views}: give distinct names from {list(VIEWS)}.")
+        if self.session_length < 0:
+            raise ConfigError(f"session_length={self.session_length}: give 0 (whole sessions) or a positive length.")
         if self.fusion not in FUSIONS:
             raise ConfigError(f"fusion={self.fusion!r} is not supported; choose one of {list(FUSIONS)}.")
         if self.use_correlation:
@@ -170,6 +173,7 @@ class TPAD(MultimodalSequentialRecommender):
         return reps * (torch.arange(self.n_items, device=reps.device) > 0).unsqueeze(-1)  # padding row 0
 
     def encode_sessions(self, item_seq, item_seq_len, items):
+        item_seq, item_seq_len = keep_recent_items(item_seq, item_seq_len, self.session_length)
         ids, context = self.encoders[0].prepare(item_seq)  # the session graph / mask, shared by the views
         emb = items[:, ids]  # [V, B, L, H]
         if self.shared_encoder:

@@ -9,6 +9,7 @@ from recbole.data import create_dataset, data_preparation
 
 from recbole_tpad.errors import ConfigError, DataError
 from recbole_tpad.model.kdsr import KDSR
+from recbole_tpad.model.session_encoders import keep_recent_items
 from recbole_tpad.model.tpad import TPAD
 from recbole_tpad.quick_start import load_config
 
@@ -138,7 +139,7 @@ def test_views_are_validated(tiny):
 
 @pytest.mark.parametrize("overrides", [{"views": ["foo"]}, {"fusion": "average"}, {"backbone": "NARM"},
                                        {"correlation_supervision": True, "correlation_views": ["id"]},
-                                       {"fusion_weights": {"text": -1.0}}])
+                                       {"fusion_weights": {"text": -1.0}}, {"session_length": -1}])
 def test_bad_tpad_config_fails_early(tiny, overrides):
     with pytest.raises(ConfigError):
         build(tiny, TPAD, with_views=False, **overrides)
@@ -194,3 +195,31 @@ def test_bad_kdsr_config_fails_early(tiny):
         build(tiny, KDSR, with_views=False, n_sub_vectors=5)
     with pytest.raises(ConfigError, match="modalities"):
         build(tiny, KDSR, with_views=False, modalities=["audio"])
+
+
+def test_keep_recent_items_matches_recbole_truncation(tiny):
+    # TPAD's session_length must read exactly what RecBole keeps with a shorter MAX_ITEM_LIST_LENGTH.
+    config_dict = tiny[0]
+    sequences = {}
+    for length in (10, 2):
+        config = load_config("TPAD", "tiny", config_dict={**config_dict, "MAX_ITEM_LIST_LENGTH": length})
+        feat = data_preparation(config, create_dataset(config))[0]._dataset.inter_feat
+        sequences[length] = feat["item_id_list"], feat["item_length"]
+    long_seq, long_len = sequences[10]
+    assert (long_len > 2).any(), "the fixture needs sessions longer than the cut"
+    recent_seq, recent_len = keep_recent_items(long_seq, long_len, 2)
+    assert torch.equal(recent_len, sequences[2][1])
+    assert torch.equal(recent_seq, sequences[2][0])
+    assert keep_recent_items(long_seq, long_len, 0)[0] is long_seq
+
+
+def test_session_length_changes_what_tpad_reads(tiny):
+    model = build(tiny, TPAD, session_length=1).eval()
+    batch = tiny[3]
+    seq, seq_len = batch["item_id_list"], batch["item_length"]
+    last_only = seq.gather(1, (seq_len - 1).unsqueeze(1))
+    with torch.no_grad():
+        scores = model.full_sort_predict(batch)
+        batch.interaction["item_id_list"] = torch.nn.functional.pad(last_only, (0, seq.size(1) - 1))
+        batch.interaction["item_length"] = torch.ones_like(seq_len)
+        assert torch.allclose(scores, model.full_sort_predict(batch), atol=1e-6)
