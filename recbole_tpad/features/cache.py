@@ -194,10 +194,10 @@ def get_item_views(config, dataset, backbone=None, adapter=None, cache_tag=None,
 
         backbone = build_backbone(settings)
     items = load_items(config, dataset, settings)
-    items.log_summary(logger)
     start = time.perf_counter()
     arrays = backbone.encode_items(items, adapter=adapter, progress=progress)
     seconds = time.perf_counter() - start
+    items.log_summary(logger)  # after encoding: damaged images are only found when opened
     manifest = dict(
         identity,
         key=key,
