@@ -1,7 +1,7 @@
 """Make a damaged copy of an atomic dataset with images (issue #7), and check a run's item views on it.
 
     python bench/damage_dataset.py --out=/work/runs/damaged            # copy + damage hm-fashion
-    python bench/damage_dataset.py --out=/work/runs/damaged --check=CACHE_ROOT   # after a run
+    python bench/damage_dataset.py --check=CACHE_ROOT                  # after a run on the copy
 
 The source is never modified: the atomic files are rewritten into ``OUT/<dataset>/`` and the images
 copied there, then a share of the copies is deleted, truncated, emptied, re-saved in CMYK / palette /
@@ -34,7 +34,7 @@ IMAGE_DAMAGE = {
     "alpha": 0.05,        # an RGBA PNG under the .jpg name: alpha on white, still used
     "other_format": 0.03,  # WebP bytes under the .jpg name: decoded by content, still used
 }
-BOMB_SIDE = 20_000  # 400 M pixels, above the 40 M default of feature_image_max_pixels; ~50 KB on disk
+BOMB_SIDE = 20_000  # 400 M pixels, above the 40 M default of feature_image_max_pixels; 49 KB on disk
 
 
 def _bomb_png(path, side=BOMB_SIDE):
@@ -163,13 +163,15 @@ def check_item_views(cache_root, dataset):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", default=str(DEFAULT_SOURCE), help="dataset folder to copy (read only)")
-    parser.add_argument("--out", required=True, help="folder that gets <dataset>/ (outside the repository)")
+    parser.add_argument("--out", default=None, help="folder that gets <dataset>/ (outside the repository)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--check", default=None, help="cache root of a run on the copy: check its item views")
     args = parser.parse_args(argv)
     if args.check:
         check_item_views(args.check, Path(args.source).name)
         return 0
+    if not args.out:
+        parser.error("--out is required to make a damaged copy")
     record = damage_dataset(args.source, args.out, args.seed)
     print(json.dumps({"images": record["summary"], "text": record["text"], "inter": record["inter"]}))
     print(Path(args.out).resolve() / Path(args.source).name)
