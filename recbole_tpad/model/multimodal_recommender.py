@@ -149,6 +149,15 @@ class MultimodalSequentialRecommender(SequentialRecommender):
     def _fuse(self, view_scores):
         return torch.einsum("v...,v->...", view_scores, self.view_weights())
 
+    def _fused_logits(self, seq_output, items):
+        """``sum_v w_v <s_v, e_v(i)>`` for every item, ``[B, n_items]``.
+
+        One matmul over the views laid side by side, so the ``[V, B, n_items]`` per-view scores, the
+        largest tensors of a training step, are never built (epoch times: docs/results.md).
+        """
+        query = (seq_output * self.view_weights()[:, None, None]).permute(1, 0, 2).flatten(1)  # [B, V*H]
+        return query @ items.permute(1, 0, 2).flatten(1).T
+
     def calculate_loss(self, interaction):
         self._require_item_views()
         item_seq = interaction[self.ITEM_SEQ]
@@ -156,11 +165,10 @@ class MultimodalSequentialRecommender(SequentialRecommender):
         pos_items = interaction[self.POS_ITEM_ID]
         items = self.item_representations()  # fresh each batch: adapters are training
         seq_output = self.encode_sessions(item_seq, item_seq_len, items)
-        view_logits = self._view_logits(seq_output, items)
-        loss = self.loss_fct(self._fuse(view_logits), pos_items)
-        return (loss, *self.view_losses(view_logits, pos_items), *self.auxiliary_losses(interaction, items))
+        loss = self.loss_fct(self._fused_logits(seq_output, items), pos_items)
+        return (loss, *self.view_losses(seq_output, items, pos_items), *self.auxiliary_losses(interaction, items))
 
-    def view_losses(self, view_logits, pos_items):
+    def view_losses(self, seq_output, items, pos_items):
         """Per-view loss terms (already weighted); none by default."""
         return ()
 
@@ -174,4 +182,4 @@ class MultimodalSequentialRecommender(SequentialRecommender):
         # Reads the session only: the batch also carries the target item's id and features.
         items = self._items()
         seq_output = self.encode_sessions(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN], items)
-        return self._fuse(self._view_logits(seq_output, items))  # [B, n_items]
+        return self._fused_logits(seq_output, items)  # [B, n_items]

@@ -186,10 +186,10 @@ class TPAD(MultimodalSequentialRecommender):
             return len(self.views) * torch.softmax(self.fusion_logits, dim=0)
         return self.fixed_fusion_weights
 
-    def view_losses(self, view_logits, pos_items):
+    def view_losses(self, seq_output, items, pos_items):
         if not self.view_loss_weight:
             return ()
-        losses = [F.cross_entropy(logits, pos_items) for logits in view_logits]
+        losses = [F.cross_entropy(logits, pos_items) for logits in self._view_logits(seq_output, items)]
         return (self.view_loss_weight * torch.stack(losses).mean(),)
 
     def auxiliary_losses(self, interaction, items):

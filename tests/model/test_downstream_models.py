@@ -223,3 +223,11 @@ def test_session_length_changes_what_tpad_reads(tiny):
         batch.interaction["item_id_list"] = torch.nn.functional.pad(last_only, (0, seq.size(1) - 1))
         batch.interaction["item_length"] = torch.ones_like(seq_len)
         assert torch.allclose(scores, model.full_sort_predict(batch), atol=1e-6)
+
+
+def test_fused_logits_equal_the_weighted_sum_of_view_scores(tiny):
+    model = build(tiny, TPAD, fusion="fixed", fusion_weights={"id": 2.0, "text": 0.5})
+    items = model.item_representations()
+    seq_output = torch.randn(len(model.views), 5, items.size(-1))
+    per_view = model._fuse(model._view_logits(seq_output, items))
+    assert torch.allclose(model._fused_logits(seq_output, items), per_view, atol=1e-5)
