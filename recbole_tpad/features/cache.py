@@ -13,13 +13,12 @@ import logging
 import os
 import shutil
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from recbole_tpad.atomic import remove_stale_temps
+from recbole_tpad.atomic import remove_stale_temps, temp_name
 from recbole_tpad.features.config import FeaturesConfig
 from recbole_tpad.features.encode import VIEWS
 from recbole_tpad.features.prompt import template_description
@@ -154,7 +153,7 @@ def write_cache(folder, arrays, manifest):
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(folder.parent)  # folders of extractions killed mid-write
-    tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp = temp_name(folder)
     tmp.mkdir()
     try:
         for name in manifest["views"]:

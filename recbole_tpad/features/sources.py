@@ -9,10 +9,9 @@ import json
 import logging
 import os
 import shutil
-import uuid
 from pathlib import Path
 
-from recbole_tpad.atomic import remove_stale_temps
+from recbole_tpad.atomic import remove_stale_temps, temp_name
 from recbole_tpad.errors import ConfigError
 
 COMPLETE_MARK = "recbole_tpad_complete.json"
@@ -26,7 +25,7 @@ def build_folder_atomically(final, builder, info=None):
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(final.parent)  # conversions killed mid-write
-    tmp = final.parent / f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp = temp_name(final)
     try:
         builder(tmp)
         (tmp / COMPLETE_MARK).write_text(json.dumps(info or {}, indent=1))

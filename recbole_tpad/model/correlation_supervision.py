@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recbole_tpad.atomic import remove_stale_temps
+from recbole_tpad.atomic import atomic_path
 from recbole_tpad.errors import ConfigError
 
 logger = getLogger()
@@ -138,11 +138,8 @@ class CorrelationTeacher(nn.Module):
         teacher = reduce_item_matrix(view, dim, valid, seed)
         centroids = fit_correlation_codes(teacher, valid, n_sub, n_codes, n_pairs, seed)
         if path is not None:
-            os.makedirs(cache_dir, exist_ok=True)
-            remove_stale_temps(cache_dir)  # a cache write killed halfway
-            tmp = f"{path}.tmp-{os.getpid()}.npz"
-            np.savez(tmp, teacher=teacher.numpy(), centroids=centroids)
-            os.replace(tmp, path)
+            with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: savez adds no suffix
+                np.savez(f, teacher=teacher.numpy(), centroids=centroids)
             logger.info(f"Correlation codes cached to {path}")
         return cls(teacher, valid, centroids, n_sub)
 

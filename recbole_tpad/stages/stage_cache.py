@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from recbole_tpad.atomic import remove_stale_temps
+from recbole_tpad.atomic import atomic_path, remove_stale_temps, temp_name
 
 MANIFEST = "manifest.json"
 CHECKPOINT = "checkpoint.pt"
@@ -119,7 +119,7 @@ class StageStore:
         """
         self.root.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(self.root)  # result folders of stages killed mid-commit
-        tmp = self.root / f".{self.folder.name}.tmp-{os.getpid()}-{int(time.time() * 1000)}"
+        tmp = temp_name(self.folder)
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         try:
@@ -149,13 +149,9 @@ class StageStore:
     # ---- resumable checkpoints --------------------------------------------------------------
     def save_checkpoint(self, step, total_steps, state):
         """Write ``state`` (a dict of tensors / numbers / lists) as the checkpoint after ``step``."""
-        self.partial.mkdir(parents=True, exist_ok=True)
-        remove_stale_temps(self.partial)  # a checkpoint torn by a kill
         payload = {"key_hash": self.key_hash, "step": int(step), "total_steps": int(total_steps), "state": state}
-        path = self.partial / CHECKPOINT
-        tmp = path.with_name(f".{CHECKPOINT}.tmp-{os.getpid()}")
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
+        with atomic_path(self.partial / CHECKPOINT) as tmp:  # also removes a checkpoint torn by a kill
+            torch.save(payload, tmp)
 
     def load_checkpoint(self, total_steps):
         """The state of a valid checkpoint of this key and schedule, as ``(step, state)``, else ``None``."""
