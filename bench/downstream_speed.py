@@ -1,10 +1,11 @@
 """Training cost per epoch and full-ranking evaluation time: TPAD / KDSR against their stock backbones.
 
-    python bench/downstream_speed.py --dataset=hm-fashion [--epochs=2] [--threads=1] [--view_dim=576] [--one_batch]
+    python bench/downstream_speed.py --dataset=hm-fashion [--epochs=2] [--threads=1] [--view_dim=576] [--one_batch] [--amp]
 
 Frozen item views are random arrays of the size the offline backbone gives (``--view_dim``): the
 cost of the downstream model does not depend on their values. Each row: seconds per training
 epoch (median of ``--epochs``; with ``--one_batch``: seconds of forward+backward of one batch) and seconds for one full-ranking evaluation of the valid split.
+``--amp`` sets RecBole's ``enable_amp`` (bf16 autocast on a CPU) for every row.
 """
 
 import argparse
@@ -22,6 +23,7 @@ def main():
     parser.add_argument("--view_dim", type=int, default=576)
     parser.add_argument("--only", default=None, help="comma-separated row names to run")
     parser.add_argument("--one_batch", action="store_true", help="time forward+backward of one training batch instead of epochs")
+    parser.add_argument("--amp", action="store_true", help="RecBole's enable_amp: autocast (bf16 on a CPU) in training")
     args = parser.parse_args()
 
     import torch
@@ -43,7 +45,7 @@ def main():
             ("TPAD", {"backbone": backbone, "views": ["id"]}),
             ("KDSR", {"backbone": backbone}),
         ]
-    base = {"show_progress": False, "state": "WARNING", "checkpoint_dir": "saved-bench"}
+    base = {"show_progress": False, "state": "WARNING", "checkpoint_dir": "saved-bench", "enable_amp": args.amp}
     config = load_config("SASRec", args.dataset, config_dict=base)
     train, valid, _ = data_preparation(config, create_dataset(config))
     print("| model | backbone | encoder | s/epoch | eval s | params |\n|---|---|---|---|---|---|")
@@ -69,7 +71,8 @@ def main():
             batch = next(iter(train))
             for _ in range(args.epochs):
                 start = time.perf_counter()
-                losses = model.calculate_loss(batch)
+                with torch.autocast(device_type="cpu", enabled=args.amp):
+                    losses = model.calculate_loss(batch)
                 (sum(losses) if isinstance(losses, tuple) else losses).backward()
                 seconds.append(time.perf_counter() - start)
         for epoch in range(0 if args.one_batch else args.epochs):

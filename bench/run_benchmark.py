@@ -3,16 +3,21 @@
     python bench/run_benchmark.py --dataset=hm-fashion
     python bench/run_benchmark.py --dataset=amazon-beauty
     python bench/run_benchmark.py --dataset=hm-fashion --quick     # smoke run on a small sample
+    python bench/run_benchmark.py --dataset=hm-fashion --jobs=2 --resume   # 2 rows at a time, keep finished rows
 
 Writes ``docs/results/<dataset>.csv`` (one row per model and seed), ``docs/results/<dataset>.md``
 (headline table with mean and std over seeds, all rows, cold start, cost; date, machine, versions
 and the command at the top) and the figures beside them. Each row runs in its own process
 (bench/run_one.py), so its peak memory is its own and a crash loses that row only. ``--quick``
 writes under ``results/bench-quick/`` unless ``--out`` says otherwise, and marks the tables as a
-smoke run.
+smoke run. ``--jobs=N`` runs N rows at once, each with cores/N torch threads (per-row timings
+then share the machine; the Markdown says so). ``--resume`` keeps the rows of an existing
+``<dataset>.csv`` that finished without error and runs only the others: use it after an
+interruption, not after changing the code.
 """
 
 import argparse
+import csv
 import datetime
 import json
 import os
@@ -21,6 +26,7 @@ import shlex
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -40,6 +46,8 @@ def parse_args(argv=None):
     parser.add_argument("--out", default=None, help="output folder (default docs/results, quick: results/bench-quick)")
     parser.add_argument("--epochs", type=int, default=None, help="epoch limit (default: overall.yaml's)")
     parser.add_argument("--timeout", type=int, default=4 * 3600, help="seconds allowed per row")
+    parser.add_argument("--jobs", type=int, default=1, help="rows run at once (each gets cores/jobs threads)")
+    parser.add_argument("--resume", action="store_true", help="keep the finished rows of an existing <dataset>.csv")
     return parser.parse_args(argv)
 
 
@@ -73,40 +81,87 @@ def main(argv=None):
     dataset_dir = Path(resolve_data_path(args.dataset, data_path)) / args.dataset
     has_images = (dataset_dir / "images").is_dir()
     rows = benchmark_rows(args.dataset, args.quick, seeds, has_images)
+    order = [(name, seed) for name, _, seed, _ in rows]
     if args.models:
         wanted = set(args.models.split(","))
         rows = [row for row in rows if row[0] in wanted]
 
-    results = []
-    for name, model, seed, overrides in rows:
-        result_file = work_dir / f"{name}-{seed}.json"
-        # ID and view embeddings before / after distillation, for the t-SNE figure
-        embeddings = out_dir / f"{args.dataset}-{name}-embeddings.npz" if name in ("TPAD", "TPAD-no_distill") and seed == seeds[0] else None
-        command = [
-            sys.executable, str(REPO / "bench" / "run_one.py"), f"--model={model}", f"--dataset={args.dataset}",
-            f"--seed={seed}", f"--overrides={json.dumps({**common, **overrides})}", f"--out={result_file}",
-        ] + ([f"--embeddings={embeddings}"] if embeddings else [])
-        print(f"[bench] {name} seed={seed}", flush=True)
-        log_file = work_dir / f"{name}-{seed}.log"
-        with open(log_file, "w") as log:
-            try:
-                code = subprocess.run(command, cwd=work_dir, stdout=log, stderr=subprocess.STDOUT, timeout=args.timeout).returncode
-            except subprocess.TimeoutExpired:
-                code = "timeout"
-        row = {"model": name, "dataset": args.dataset, "seed": seed}
-        if code == 0 and result_file.is_file():
-            row.update(json.loads(result_file.read_text()))
-        else:
-            tail = log_file.read_text(errors="replace").strip().splitlines()[-1:] or [""]
-            row["error"] = f"exit {code}: {tail[0][:200]} (log: {log_file})"
-        results.append(row)
-        print(f"[bench] {name}: " + (row.get("error") or f"recall@20={row.get('recall@20'):.4f} mrr@20={row.get('mrr@20'):.4f}"), flush=True)
-        write_report(results, out_dir, args.dataset, header=run_header(args), smoke=args.quick)
+    # --resume keeps every finished row of the CSV, also those outside --models, so subsets add up
+    finished = finished_rows(out_dir / f"{args.dataset}.csv") if args.resume else {}
+    results = {key: finished[key] for key in order if key in finished}
+    for name, seed in results:
+        print(f"[bench] {name} seed={seed}: kept from the existing CSV (--resume)", flush=True)
+    todo = [row for row in rows if (row[0], row[2]) not in results]
+    threads = max(1, (os.cpu_count() or 1) // max(args.jobs, 1))
+    header = run_header(args)
+    with ThreadPoolExecutor(max_workers=max(args.jobs, 1)) as pool:
+        futures = [pool.submit(run_row, row, args, common, work_dir, out_dir, seeds[0], threads) for row in todo]
+        for future in as_completed(futures):
+            row = future.result()
+            results[(row["model"], row["seed"])] = row
+            print(f"[bench] {row['model']} seed={row['seed']}: "
+                  + (row.get("error") or f"recall@20={row['recall@20']:.4f} mrr@20={row['mrr@20']:.4f}"), flush=True)
+            ordered = [results[key] for key in order if key in results]
+            write_report(ordered, out_dir, args.dataset, header=header, smoke=args.quick)
+    results = [results[key] for key in order if key in results]
     failed = [row["model"] for row in results if row.get("error")]
     print(f"[bench] report: {out_dir / args.dataset}.md; failed rows: {failed or 'none'}")
     print(f"bench: {len(results) - len(failed)} passed, {len(failed)} failed")
     # A smoke run exists to catch a broken harness: any failed row fails it.
     return 1 if args.quick and failed else 0
+
+
+def run_row(row, args, common, work_dir, out_dir, first_seed, threads):
+    """Run one row in its own process (bench/run_one.py); its result, or its error and log."""
+    name, model, seed, overrides = row
+    result_file = work_dir / f"{name}-{seed}.json"
+    # ID and view embeddings before / after distillation, for the t-SNE figure
+    embeddings = out_dir / f"{args.dataset}-{name}-embeddings.npz" if name in ("TPAD", "TPAD-no_distill") and seed == first_seed else None
+    command = [
+        sys.executable, str(REPO / "bench" / "run_one.py"), f"--model={model}", f"--dataset={args.dataset}",
+        f"--seed={seed}", f"--overrides={json.dumps({**common, **overrides})}", f"--out={result_file}",
+    ] + ([f"--embeddings={embeddings}"] if embeddings else [])
+    print(f"[bench] {name} seed={seed}", flush=True)
+    log_file = work_dir / f"{name}-{seed}.log"
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads)) if args.jobs > 1 else None
+    with open(log_file, "w") as log:
+        try:
+            code = subprocess.run(command, cwd=work_dir, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                  timeout=args.timeout).returncode
+        except subprocess.TimeoutExpired:
+            code = "timeout"
+    result = {"model": name, "dataset": args.dataset, "seed": seed}
+    if code == 0 and result_file.is_file():
+        result.update(json.loads(result_file.read_text()))
+    else:
+        tail = log_file.read_text(errors="replace").strip().splitlines()[-1:] or [""]
+        result["error"] = f"exit {code}: {tail[0][:200]} (log: {log_file})"
+    return result
+
+
+def finished_rows(csv_path):
+    """``(model, seed) -> row`` of the rows of an earlier run that have no error (numbers parsed back)."""
+    if not csv_path.is_file():
+        return {}
+    with open(csv_path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    kept = {}
+    for row in rows:
+        if row.get("error"):
+            continue
+        parsed = {key: _number(value) for key, value in row.items() if value != ""}
+        parsed["seed"] = int(parsed["seed"])
+        kept[(row["model"], parsed["seed"])] = parsed
+    return kept
+
+
+def _number(text):
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except (TypeError, ValueError):
+            pass
+    return text
 
 
 def run_header(args):
@@ -120,6 +175,8 @@ def run_header(args):
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, GPU: {gpu}",
         "versions": f"python {platform.python_version()}, torch {torch.__version__}, recbole {recbole.__version__}, transformers {transformers.__version__}",
         "command": "python bench/run_benchmark.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+        **({"parallel rows": f"{args.jobs} at once, {max(1, (os.cpu_count() or 1) // args.jobs)} threads each: "
+                             "per-row times share the machine"} if args.jobs > 1 else {}),
     }
 
 

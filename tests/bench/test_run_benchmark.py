@@ -1,0 +1,54 @@
+"""The benchmark harness keeps finished rows on --resume and runs rows in parallel with --jobs."""
+
+import csv
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from bench import run_benchmark  # noqa: E402
+
+
+def _write_csv(path, rows):
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["model", "dataset", "seed", "recall@20", "mrr@20", "epochs", "error"])
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def test_finished_rows_keeps_rows_without_error_and_parses_numbers(tmp_path):
+    path = tmp_path / "hm-fashion.csv"
+    _write_csv(path, [
+        {"model": "GRU4Rec", "dataset": "hm-fashion", "seed": "2020", "recall@20": "0.0245", "mrr@20": "0.0031", "epochs": "12"},
+        {"model": "SASRec", "dataset": "hm-fashion", "seed": "2020", "error": "exit 1: boom"},
+    ])
+    kept = run_benchmark.finished_rows(path)
+    assert list(kept) == [("GRU4Rec", 2020)]
+    row = kept[("GRU4Rec", 2020)]
+    assert row["recall@20"] == 0.0245 and row["epochs"] == 12 and "error" not in row
+    assert run_benchmark.finished_rows(tmp_path / "missing.csv") == {}
+
+
+def test_resume_runs_only_missing_rows_and_keeps_the_rest(tmp_path, monkeypatch):
+    _write_csv(tmp_path / "hm-fashion.csv", [
+        {"model": "GRU4Rec", "dataset": "hm-fashion", "seed": "2020", "recall@20": "0.5", "mrr@20": "0.25"},
+        {"model": "NARM", "dataset": "hm-fashion", "seed": "2020", "error": "exit 1: boom"},
+    ])
+    ran = []
+
+    def fake_run_row(row, args, common, work_dir, out_dir, first_seed, threads):
+        ran.append((row[0], row[2], threads))
+        return {"model": row[0], "dataset": args.dataset, "seed": row[2], "recall@20": 0.1, "mrr@20": 0.05}
+
+    reports = []
+    monkeypatch.setattr(run_benchmark, "run_row", fake_run_row)
+    monkeypatch.setattr(run_benchmark, "write_report", lambda rows, *a, **k: reports.append(list(rows)))
+    monkeypatch.setattr(run_benchmark, "run_header", lambda args: {})
+    code = run_benchmark.main(["--dataset=hm-fashion", f"--out={tmp_path}", "--seeds=2020",
+                               "--models=NARM,STAMP", "--resume", "--jobs=2"])
+    assert code == 0
+    assert sorted(name for name, _, _ in ran) == ["NARM", "STAMP"]  # GRU4Rec kept, the failed NARM rerun
+    assert all(threads >= 1 for _, _, threads in ran)
+    final = [row["model"] for row in reports[-1]]
+    assert final == ["GRU4Rec", "NARM", "STAMP"]  # benchmark order, the kept row included
+    assert reports[-1][0]["recall@20"] == 0.5
