@@ -15,7 +15,8 @@ A subclass implements:
   optimizer before the views arrive must build it again, as ``MultimodalTrainer`` does);
 - ``item_representations()``: ``[V, n_items, H]``, every item under every view;
 - ``encode_sessions(item_seq, item_seq_len, items)``: ``[V, B, H]`` from the item representations;
-- optionally ``view_weights()`` (``[V]``, the late-fusion weights) and
+- optionally ``view_weights()`` (``[V]``, the late-fusion weights),
+  ``extra_logits(item_seq, item_seq_len)`` (``[B, n_items]`` scores added to the fused ones) and
   ``auxiliary_losses(interaction, items)`` (extra loss terms, logged apart by RecBole's trainer).
 
 Item views: ``dict[str, array (n_items, dim)]`` aligned to RecBole's internal item ids (row 0 is
@@ -139,6 +140,15 @@ class MultimodalSequentialRecommender(SequentialRecommender):
         """Extra loss terms (already weighted); none by default."""
         return ()
 
+    def extra_logits(self, item_seq, item_seq_len):
+        """Scores ``[B, n_items]`` added to the fused view scores; none by default."""
+        return None
+
+    def _session_logits(self, item_seq, item_seq_len, seq_output, items):
+        logits = self._fused_logits(seq_output, items)
+        extra = self.extra_logits(item_seq, item_seq_len)
+        return logits if extra is None else logits + extra
+
     def forward(self, item_seq, item_seq_len):
         """Session representations ``[V, B, H]``, one per view."""
         return self.encode_sessions(item_seq, item_seq_len, self._items())
@@ -165,7 +175,7 @@ class MultimodalSequentialRecommender(SequentialRecommender):
         pos_items = interaction[self.POS_ITEM_ID]
         items = self.item_representations()  # fresh each batch: adapters are training
         seq_output = self.encode_sessions(item_seq, item_seq_len, items)
-        loss = self.loss_fct(self._fused_logits(seq_output, items), pos_items)
+        loss = self.loss_fct(self._session_logits(item_seq, item_seq_len, seq_output, items), pos_items)
         return (loss, *self.view_losses(seq_output, items, pos_items), *self.auxiliary_losses(interaction, items))
 
     def view_losses(self, seq_output, items, pos_items):
@@ -174,12 +184,15 @@ class MultimodalSequentialRecommender(SequentialRecommender):
 
     def predict(self, interaction):
         items = self._items()
-        seq_output = self.encode_sessions(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN], items)
-        test_items = items[:, interaction[self.ITEM_ID]]  # [V, B, H]
-        return self._fuse((seq_output * test_items).sum(-1))  # [B]
+        item_seq, item_seq_len, test_item = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN], interaction[self.ITEM_ID]
+        seq_output = self.encode_sessions(item_seq, item_seq_len, items)
+        scores = self._fuse((seq_output * items[:, test_item]).sum(-1))  # [B]
+        extra = self.extra_logits(item_seq, item_seq_len)
+        return scores if extra is None else scores + extra.gather(1, test_item.unsqueeze(1)).squeeze(1)
 
     def full_sort_predict(self, interaction):
         # Reads the session only: the batch also carries the target item's id and features.
         items = self._items()
-        seq_output = self.encode_sessions(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN], items)
-        return self._fused_logits(seq_output, items)  # [B, n_items]
+        item_seq, item_seq_len = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
+        seq_output = self.encode_sessions(item_seq, item_seq_len, items)
+        return self._session_logits(item_seq, item_seq_len, seq_output, items)  # [B, n_items]

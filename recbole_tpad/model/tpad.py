@@ -44,6 +44,12 @@ class TPAD(MultimodalSequentialRecommender):
         get a CE term (``view_loss_weight``) so no view leans on the others, and the adapters of
         the modality views can be held to the frozen features' item correlations with KDSR's
         correlation supervision (``correlation_supervision``).
+
+        ``neighbour_views`` adds, for each named frozen view, ``s_k * cos(x_last, x_i)``: the cosine
+        of the unadapted view of the session's last item with every item's, times a learned scale
+        (initialised at ``neighbour_scale``). The adapters and encoders learn the transitions; this
+        term keeps the distilled item similarity as the MLLM made it, which training would
+        otherwise wash out (the modality forgetting KDSR describes). Measured in docs/results.md.
     """
 
     def __init__(self, config, dataset):
@@ -63,6 +69,7 @@ class TPAD(MultimodalSequentialRecommender):
         self.use_correlation = config["correlation_supervision"]
         self.correlation_views = list(config["correlation_views"] or [])
         self.correlation_config = teacher_settings(config, config["teacher_dim"])
+        self.neighbour_views = list(config["neighbour_views"] or [])
         self._check_config(config)
         fusion_weights = self._initial_fusion_weights(config["fusion_weights"])
 
@@ -75,6 +82,8 @@ class TPAD(MultimodalSequentialRecommender):
             build_session_encoder(self.backbone, config, self.embedding_size, self.max_seq_length) for _ in range(n_encoders)
         )
         self.view_embedding = nn.Embedding(len(self.views), self.embedding_size) if self.shared_encoder else None
+        self.neighbour_log_scale = nn.Parameter(
+            torch.full((len(self.neighbour_views),), float(config["neighbour_scale"])).log()) if self.neighbour_views else None
         if self.fusion == "learned":
             self.fusion_logits = nn.Parameter(fusion_weights.log())
         else:
@@ -106,6 +115,11 @@ class TPAD(MultimodalSequentialRecommender):
             raise ConfigError(f"session_length={self.session_length}: give 0 (whole sessions) or a positive length.")
         if self.fusion not in FUSIONS:
             raise ConfigError(f"fusion={self.fusion!r} is not supported; choose one of {list(FUSIONS)}.")
+        bad = [v for v in self.neighbour_views if v not in VIEWS or v == "id"]
+        if bad or len(set(self.neighbour_views)) != len(self.neighbour_views):
+            raise ConfigError(f"neighbour_views={self.neighbour_views}: give distinct frozen views from {list(VIEWS[1:])}.")
+        if self.neighbour_views and not (config["neighbour_scale"] or 0) > 0:
+            raise ConfigError(f"neighbour_scale={config['neighbour_scale']} must be > 0.")
         if self.use_correlation:
             bad = [v for v in self.correlation_views if v not in self.views or v == "id"]
             if not self.correlation_views or bad:
@@ -133,10 +147,15 @@ class TPAD(MultimodalSequentialRecommender):
     # ------------------------------------------------------------------ item views
     @property
     def required_views(self):
-        return tuple(v for v in self.views if v != "id")
+        return tuple(dict.fromkeys([v for v in self.views if v != "id"] + self.neighbour_views))
 
     def _build_from_item_views(self, views, image_mask):
+        for name in self.neighbour_views:  # unit rows; zero for the padding item and missing photos
+            unit = F.normalize(views[name], dim=1) * (image_mask if name == "image" else torch.arange(self.n_items) > 0).unsqueeze(1)
+            self.register_buffer(f"neighbour_{name}", unit, persistent=False)
         for name, view in views.items():
+            if name not in self.views:
+                continue  # a neighbour view only
             valid = image_mask if name == "image" else torch.arange(self.n_items) > 0
             if valid.sum() < 2:
                 raise DataError(
@@ -180,6 +199,16 @@ class TPAD(MultimodalSequentialRecommender):
             emb = emb + self.view_embedding.weight[:, None, None, :]
             return self.encoders[0](context, item_seq_len, emb)  # [V, B, H]
         return torch.cat([encoder(context, item_seq_len, emb[v : v + 1]) for v, encoder in enumerate(self.encoders)])
+
+    def extra_logits(self, item_seq, item_seq_len):
+        if not self.neighbour_views:
+            return None
+        last = item_seq.gather(1, (item_seq_len - 1).unsqueeze(1)).squeeze(1)  # [B]
+        logits = 0
+        for scale, name in zip(self.neighbour_log_scale.exp(), self.neighbour_views):
+            unit = getattr(self, f"neighbour_{name}")
+            logits = logits + scale * (unit[last] @ unit.T)  # frozen cosines; only the scale learns
+        return logits
 
     def view_weights(self):
         if self.fusion == "learned":

@@ -140,7 +140,8 @@ def test_views_are_validated(tiny):
 
 @pytest.mark.parametrize("overrides", [{"views": ["foo"]}, {"fusion": "average"}, {"backbone": "NARM"},
                                        {"correlation_supervision": True, "correlation_views": ["id"]},
-                                       {"fusion_weights": {"text": -1.0}}, {"session_length": -1}])
+                                       {"fusion_weights": {"text": -1.0}}, {"session_length": -1},
+                                       {"neighbour_views": ["id"]}, {"neighbour_views": ["text"], "neighbour_scale": 0}])
 def test_bad_tpad_config_fails_early(tiny, overrides):
     with pytest.raises(ConfigError):
         build(tiny, TPAD, with_views=False, **overrides)
@@ -232,3 +233,26 @@ def test_fused_logits_equal_the_weighted_sum_of_view_scores(tiny):
     seq_output = torch.randn(len(model.views), 5, items.size(-1))
     per_view = model._fuse(model._view_logits(seq_output, items))
     assert torch.allclose(model._fused_logits(seq_output, items), per_view, atol=1e-5)
+
+
+def test_neighbour_views_add_the_scaled_cosine_with_the_last_item(tiny):
+    views, image_mask = random_views(build(tiny, TPAD, with_views=False).n_items)
+    plain = build(tiny, TPAD, views=["id"], with_views=False)
+    plain.set_item_views(views, image_mask)
+    model = build(tiny, TPAD, views=["id"], neighbour_views=["text"], neighbour_scale=3.0, with_views=False)
+    assert model.required_views == ("text",)
+    model.set_item_views(views, image_mask)
+    model.eval(), plain.eval()
+    batch = tiny[3]
+    item_seq, item_seq_len = batch[model.ITEM_SEQ], batch[model.ITEM_SEQ_LEN]
+    last = item_seq[torch.arange(len(batch)), item_seq_len - 1]
+    unit = torch.nn.functional.normalize(torch.as_tensor(views["text"]), dim=1)
+    unit[0] = 0  # the padding item
+    with torch.no_grad():
+        added = model.full_sort_predict(batch) - plain.full_sort_predict(batch)
+        assert torch.allclose(added, 3.0 * unit[last] @ unit.T, atol=1e-5)
+        targets = batch[model.ITEM_ID]
+        assert torch.allclose(model.predict(batch), model.full_sort_predict(batch)[torch.arange(len(batch)), targets], atol=1e-5)
+    model.train()
+    model.calculate_loss(tiny[2])[0].backward()
+    assert model.neighbour_log_scale.grad.abs().sum() > 0  # the scale learns; the cosines stay frozen
