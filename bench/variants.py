@@ -16,11 +16,12 @@ def tpad_variants(has_images):
         "no_amie": {"stage_amie": False},  # no aligning MI estimator (no distillation into K)
         "no_hmie": {"stage_hmie": False},  # no feature disentanglement
         "no_distill": {"stage_distillation": False},  # Knowledge Acquisition Stage only
-        "text_only": {"views": ["id", "text"]},  # ID + text view, no image or fused view
-        "id_only": {"views": ["id"]},  # the downstream model on ID embeddings alone
+        # one modality: no other view, and no neighbour term on another view (hm-fashion's is fused)
+        "text_only": {"views": ["id", "text"], "neighbour_views": []},  # ID + text view
+        "id_only": {"views": ["id"], "neighbour_views": []},  # the downstream model on ID embeddings alone
     }
     if has_images:
-        variants["image_only"] = {"views": ["id", "image"]}
+        variants["image_only"] = {"views": ["id", "image"], "neighbour_views": []}
     return variants
 
 
