@@ -1,11 +1,13 @@
 """Training cost per epoch and full-ranking evaluation time: TPAD / KDSR against their stock backbones.
 
     python bench/downstream_speed.py --dataset=hm-fashion [--epochs=2] [--threads=1] [--view_dim=576] [--one_batch] [--amp]
+        [--set session_length=20 ...]
 
 Frozen item views are random arrays of the size the offline backbone gives (``--view_dim``): the
 cost of the downstream model does not depend on their values. Each row: seconds per training
 epoch (median of ``--epochs``; with ``--one_batch``: seconds of forward+backward of one batch) and seconds for one full-ranking evaluation of the valid split.
-``--amp`` sets RecBole's ``enable_amp`` (bf16 autocast on a CPU) for every row.
+``--amp`` sets RecBole's ``enable_amp`` (bf16 autocast on a CPU) for every row; without it every row
+runs in float32. ``--set key=value`` overrides a config key of every row (YAML value).
 """
 
 import argparse
@@ -24,9 +26,11 @@ def main():
     parser.add_argument("--only", default=None, help="comma-separated row names to run")
     parser.add_argument("--one_batch", action="store_true", help="time forward+backward of one training batch instead of epochs")
     parser.add_argument("--amp", action="store_true", help="RecBole's enable_amp: autocast (bf16 on a CPU) in training")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override for every row")
     args = parser.parse_args()
 
     import torch
+    import yaml
 
     import recbole_tpad  # noqa: F401
     from recbole.data import create_dataset, data_preparation
@@ -46,6 +50,7 @@ def main():
             ("KDSR", {"backbone": backbone}),
         ]
     base = {"show_progress": False, "state": "WARNING", "checkpoint_dir": "saved-bench", "enable_amp": args.amp}
+    base.update({key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.set)})
     config = load_config("SASRec", args.dataset, config_dict=base)
     train, valid, _ = data_preparation(config, create_dataset(config))
     print("| model | backbone | encoder | s/epoch | eval s | params |\n|---|---|---|---|---|---|")
@@ -71,7 +76,7 @@ def main():
             batch = next(iter(train))
             for _ in range(args.epochs):
                 start = time.perf_counter()
-                with torch.autocast(device_type="cpu", enabled=args.amp):
+                with torch.autocast(device_type="cpu", enabled=bool(config["enable_amp"])):
                     losses = model.calculate_loss(batch)
                 (sum(losses) if isinstance(losses, tuple) else losses).backward()
                 seconds.append(time.perf_counter() - start)
