@@ -44,20 +44,25 @@ def _sha256_file(path, chunk=1 << 20):
 
 
 def data_fingerprint(folder, name):
-    """Hashes of the atomic files and a listing hash (name, size, mtime) of the images folder."""
+    """Hashes of the atomic files and of the images folder's contents."""
     folder = Path(folder)
     hashes = {}
     for suffix in ("inter", "item"):
         path = folder / f"{name}.{suffix}"
         hashes[path.name] = _sha256_file(path) if path.is_file() else None
-    images = folder / "images"
-    if images.is_dir():
-        digest = hashlib.sha256()
-        for entry in sorted(os.scandir(images), key=lambda e: e.name):
-            stat = entry.stat()
-            digest.update(f"{entry.name}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
-        hashes["images/"] = digest.hexdigest()
+    if (folder / "images").is_dir():
+        hashes["images/"] = images_fingerprint(folder / "images")
     return hashes
+
+
+def images_fingerprint(images):
+    """Hash of every file's name and bytes in ``images`` (not mtimes: a fresh copy of the same
+    photos keeps its caches; ~0.2 s for hm-fashion's 70 MB)."""
+    digest = hashlib.sha256()
+    for entry in sorted(os.scandir(images), key=lambda e: e.name):
+        if entry.is_file():
+            digest.update(f"{entry.name}\t{_sha256_file(entry.path)}\n".encode())
+    return digest.hexdigest()
 
 
 def weights_fingerprint(backbone, adapter):

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from recbole_tpad.atomic import atomic_path, remove_stale_temps, temp_name
+from recbole_tpad.features.cache import images_fingerprint
 
 MANIFEST = "manifest.json"
 CHECKPOINT = "checkpoint.pt"
@@ -40,7 +41,7 @@ def file_sha256(path, chunk=1 << 20):
 
 
 def data_fingerprint(config):
-    """Hashes of the dataset's atomic files and the list of its images (names, sizes, mtimes)."""
+    """Hashes of the dataset's atomic files and of its images' contents."""
     dataset = config["dataset"]
     folder = Path(config["data_path"])
     result = {}
@@ -49,8 +50,7 @@ def data_fingerprint(config):
         result[suffix] = file_sha256(path) if path.is_file() else None
     images = folder / "images"
     if images.is_dir():
-        listing = sorted((p.name, p.stat().st_size, int(p.stat().st_mtime)) for p in images.iterdir() if p.is_file())
-        result["images"] = stable_hash(listing)
+        result["images"] = images_fingerprint(images)
     return result
 
 
