@@ -102,7 +102,10 @@ def main(argv=None):
             print(f"[bench] {row['model']} seed={row['seed']}: "
                   + (row.get("error") or f"recall@20={row['recall@20']:.4f} mrr@20={row['mrr@20']:.4f}"), flush=True)
             ordered = [results[key] for key in order if key in results]
-            write_report(ordered, out_dir, args.dataset, header=header, smoke=args.quick)
+            write_report(ordered, out_dir, args.dataset, header=with_missing_rows(header, order, results), smoke=args.quick)
+    if results and not todo:  # --resume with every wanted row kept: regenerate the report from the CSV
+        write_report([results[key] for key in order if key in results], out_dir, args.dataset,
+                     header=with_missing_rows(header, order, results), smoke=args.quick)
     results = [results[key] for key in order if key in results]
     failed = [row["model"] for row in results if row.get("error")]
     print(f"[bench] report: {out_dir / args.dataset}.md; failed rows: {failed or 'none'}")
@@ -137,6 +140,12 @@ def run_row(row, args, common, work_dir, out_dir, first_seed, threads):
         tail = log_file.read_text(errors="replace").strip().splitlines()[-1:] or [""]
         result["error"] = f"exit {code}: {tail[0][:200]} (log: {log_file})"
     return result
+
+
+def with_missing_rows(header, order, results):
+    """The run header plus, while the table is partial, the rows it does not have yet."""
+    missing = [f"{name} (seed {seed})" for name, seed in order if (name, seed) not in results]
+    return {**header, "missing rows": ", ".join(missing)} if missing else header
 
 
 def finished_rows(csv_path):

@@ -52,3 +52,10 @@ def test_resume_runs_only_missing_rows_and_keeps_the_rest(tmp_path, monkeypatch)
     final = [row["model"] for row in reports[-1]]
     assert final == ["GRU4Rec", "NARM", "STAMP"]  # benchmark order, the kept row included
     assert reports[-1][0]["recall@20"] == 0.5
+
+
+def test_a_partial_table_names_its_missing_rows():
+    order = [("GRU4Rec", 2020), ("TPAD", 2020), ("TPAD", 2021)]
+    header = run_benchmark.with_missing_rows({"date": "today"}, order, {("GRU4Rec", 2020): {}})
+    assert header == {"date": "today", "missing rows": "TPAD (seed 2020), TPAD (seed 2021)"}
+    assert run_benchmark.with_missing_rows({"date": "today"}, order[:1], {("GRU4Rec", 2020): {}}) == {"date": "today"}
