@@ -94,6 +94,12 @@ def main(argv=None):
     todo = [row for row in rows if (row[0], row[2]) not in results]
     threads = max(1, (os.cpu_count() or 1) // max(args.jobs, 1))
     header = run_header(args)
+
+    def report():  # after each row, so an interrupted run keeps a table of what finished
+        ordered = [results[key] for key in order if key in results]
+        write_report(ordered, out_dir, args.dataset, header=with_missing_rows(header, order, results), smoke=args.quick)
+        return ordered
+
     with ThreadPoolExecutor(max_workers=max(args.jobs, 1)) as pool:
         futures = [pool.submit(run_row, row, args, common, work_dir, out_dir, seeds[0], threads) for row in todo]
         for future in as_completed(futures):
@@ -101,12 +107,9 @@ def main(argv=None):
             results[(row["model"], row["seed"])] = row
             print(f"[bench] {row['model']} seed={row['seed']}: "
                   + (row.get("error") or f"recall@20={row['recall@20']:.4f} mrr@20={row['mrr@20']:.4f}"), flush=True)
-            ordered = [results[key] for key in order if key in results]
-            write_report(ordered, out_dir, args.dataset, header=with_missing_rows(header, order, results), smoke=args.quick)
-    if results and not todo:  # --resume with every wanted row kept: regenerate the report from the CSV
-        write_report([results[key] for key in order if key in results], out_dir, args.dataset,
-                     header=with_missing_rows(header, order, results), smoke=args.quick)
-    results = [results[key] for key in order if key in results]
+            report()
+    # with --resume and nothing left to run, this rebuilds the report from the CSV
+    results = report() if results else []
     failed = [row["model"] for row in results if row.get("error")]
     print(f"[bench] report: {out_dir / args.dataset}.md; failed rows: {failed or 'none'}")
     print(f"bench: {len(results) - len(failed)} passed, {len(failed)} failed")

@@ -16,7 +16,8 @@ A subclass implements:
 - ``item_representations()``: ``[V, n_items, H]``, every item under every view;
 - ``encode_sessions(item_seq, item_seq_len, items)``: ``[V, B, H]`` from the item representations;
 - optionally ``view_weights()`` (``[V]``, the late-fusion weights),
-  ``extra_logits(item_seq, item_seq_len)`` (``[B, n_items]`` scores added to the fused ones) and
+  ``extra_logits(item_seq, item_seq_len, candidates=None)`` (scores added to the fused ones:
+  ``[B, n_items]``, or ``[B]`` for one candidate per session) and
   ``auxiliary_losses(interaction, items)`` (extra loss terms, logged apart by RecBole's trainer).
 
 Item views: ``dict[str, array (n_items, dim)]`` aligned to RecBole's internal item ids (row 0 is
@@ -140,8 +141,8 @@ class MultimodalSequentialRecommender(SequentialRecommender):
         """Extra loss terms (already weighted); none by default."""
         return ()
 
-    def extra_logits(self, item_seq, item_seq_len):
-        """Scores ``[B, n_items]`` added to the fused view scores; none by default."""
+    def extra_logits(self, item_seq, item_seq_len, candidates=None):
+        """Scores added to the fused view scores, ``[B, n_items]`` (or ``[B]`` for ``candidates`` ``[B]``); none by default."""
         return None
 
     def _session_logits(self, item_seq, item_seq_len, seq_output, items):
@@ -187,8 +188,8 @@ class MultimodalSequentialRecommender(SequentialRecommender):
         item_seq, item_seq_len, test_item = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN], interaction[self.ITEM_ID]
         seq_output = self.encode_sessions(item_seq, item_seq_len, items)
         scores = self._fuse((seq_output * items[:, test_item]).sum(-1))  # [B]
-        extra = self.extra_logits(item_seq, item_seq_len)
-        return scores if extra is None else scores + extra.gather(1, test_item.unsqueeze(1)).squeeze(1)
+        extra = self.extra_logits(item_seq, item_seq_len, candidates=test_item)
+        return scores if extra is None else scores + extra
 
     def full_sort_predict(self, interaction):
         # Reads the session only: the batch also carries the target item's id and features.

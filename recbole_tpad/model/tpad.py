@@ -200,14 +200,16 @@ class TPAD(MultimodalSequentialRecommender):
             return self.encoders[0](context, item_seq_len, emb)  # [V, B, H]
         return torch.cat([encoder(context, item_seq_len, emb[v : v + 1]) for v, encoder in enumerate(self.encoders)])
 
-    def extra_logits(self, item_seq, item_seq_len):
+    def extra_logits(self, item_seq, item_seq_len, candidates=None):
         if not self.neighbour_views:
             return None
         last = item_seq.gather(1, (item_seq_len - 1).unsqueeze(1)).squeeze(1)  # [B]
         logits = 0
         for scale, name in zip(self.neighbour_log_scale.exp(), self.neighbour_views):
             unit = getattr(self, f"neighbour_{name}")
-            logits = logits + scale * (unit[last] @ unit.T)  # frozen cosines; only the scale learns
+            # frozen cosines, only the scale learns; predict() needs one candidate per session, not all
+            cosine = unit[last] @ unit.T if candidates is None else (unit[last] * unit[candidates]).sum(-1)
+            logits = logits + scale * cosine
         return logits
 
     def view_weights(self):
