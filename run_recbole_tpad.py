@@ -2,6 +2,7 @@
 
     python run_recbole_tpad.py --model=TPAD --dataset=amazon-beauty
     python run_recbole_tpad.py --dataset=hm-fashion --compare=GRU4Rec,SASRec,TPAD --epochs=5
+    python run_recbole_tpad.py --dataset=amazon-beauty --compare=TPAD,SASRec --results_file=cmp.csv --resume
     python run_recbole_tpad.py --model=SASRec --dataset=amazon-beauty --config_files="a.yaml b.yaml"
 
 Every other ``--key=value`` overrides a config key, as with RecBole's own runner.
@@ -18,6 +19,8 @@ def parse_args(argv=None):
     parser.add_argument("--config_files", default=None, help="space-separated YAML files")
     parser.add_argument("--compare", default=None, help="comma-separated model names to run in turn")
     parser.add_argument("--results_file", default=None, help="CSV path for --compare (default results/)")
+    parser.add_argument("--resume", action="store_true",
+                        help="with --compare: keep the finished rows of --results_file (same settings) and run the rest")
     parser.add_argument("--debug", action="store_true", help="show the traceback of user errors")
     args, overrides = parser.parse_known_args(argv)
     return args, parse_overrides(overrides)
@@ -45,7 +48,8 @@ def main(argv=None):
     try:
         if args.compare:
             models = [name.strip() for name in args.compare.split(",") if name.strip()]
-            rows, table, path = compare_models(models, args.dataset, config_files, config_dict, args.results_file)
+            rows, table, path = compare_models(
+                models, args.dataset, config_files, config_dict, args.results_file, resume=args.resume)
             print(table)
             print(f"results written to {path}")
             return 1 if any(row.get("error") for row in rows) else 0

@@ -17,7 +17,6 @@ interruption, not after changing the code.
 """
 
 import argparse
-import csv
 import datetime
 import json
 import os
@@ -35,6 +34,7 @@ sys.path.insert(0, str(REPO))
 from bench.report import write_report  # noqa: E402
 from bench.sample import write_sample  # noqa: E402
 from bench.variants import HEADLINE_MODELS, QUICK_OVERRIDES, STOCK_MODELS, tpad_variants  # noqa: E402
+from recbole_tpad.compare import finished_rows  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -149,31 +149,6 @@ def with_missing_rows(header, order, results):
     """The run header plus, while the table is partial, the rows it does not have yet."""
     missing = [f"{name} (seed {seed})" for name, seed in order if (name, seed) not in results]
     return {**header, "missing rows": ", ".join(missing)} if missing else header
-
-
-def finished_rows(csv_path):
-    """``(model, seed) -> row`` of the rows of an earlier run that have no error (numbers parsed back)."""
-    if not csv_path.is_file():
-        return {}
-    with open(csv_path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    kept = {}
-    for row in rows:
-        if row.get("error"):
-            continue
-        parsed = {key: _number(value) for key, value in row.items() if value != ""}
-        parsed["seed"] = int(parsed["seed"])
-        kept[(row["model"], parsed["seed"])] = parsed
-    return kept
-
-
-def _number(text):
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except (TypeError, ValueError):
-            pass
-    return text
 
 
 def run_header(args):

@@ -1,6 +1,8 @@
 """Run several models on one dataset, split and seed, and tabulate their test results."""
 
 import csv
+import hashlib
+import json
 import os
 import tempfile
 import traceback
@@ -9,10 +11,14 @@ from pathlib import Path
 
 from recbole.utils import get_local_time
 
+from recbole_tpad.errors import PluginError
 from recbole_tpad.quick_start import run_recbole_tpad
+from recbole_tpad.utils import PROPERTIES_DIR
 
 LEADING_COLUMNS = ["model", "dataset", "seed"]
 COST_COLUMNS = ["params", "train_s_per_epoch", "epochs", "eval_s"]
+# Keys that change how a run is shown, not what it computes: they may differ between a run and its resume.
+DISPLAY_KEYS = {"show_progress", "state"}
 
 
 def result_row(model, dataset, seed, run):
@@ -28,13 +34,14 @@ def result_row(model, dataset, seed, run):
 
 
 def table_columns(rows):
-    """Leading columns, every metric seen (in first-seen order), costs, then ``error``."""
+    """Leading columns, every metric seen (in first-seen order), costs, ``settings`` if any, ``error``."""
+    trailing = (["settings"] if any("settings" in row for row in rows) else []) + ["error"]
     metrics = []
     for row in rows:
         for key in row:
-            if key not in LEADING_COLUMNS + COST_COLUMNS + ["error"] + metrics:
+            if key not in LEADING_COLUMNS + COST_COLUMNS + trailing + metrics:
                 metrics.append(key)
-    return LEADING_COLUMNS + metrics + COST_COLUMNS + ["error"]
+    return LEADING_COLUMNS + metrics + COST_COLUMNS + trailing
 
 
 def to_markdown(rows):
@@ -61,19 +68,78 @@ def write_csv(rows, path):
         raise
 
 
-def compare_models(models, dataset, config_file_list=None, config_dict=None, results_file=None):
-    """Run ``models`` one after another; a failing model gets a row with ``error`` filled."""
+def finished_rows(csv_path):
+    """``(model, seed) -> row`` of the rows of an earlier run that have no error (numbers parsed back)."""
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        return {}
+    with open(csv_path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    kept = {}
+    for row in rows:
+        if row.get("error"):
+            continue
+        text_columns = ("model", "dataset", "settings")  # a hex fingerprint may look like a number
+        parsed = {key: value if key in text_columns else _number(value) for key, value in row.items() if value != ""}
+        parsed["seed"] = int(parsed["seed"])
+        kept[(row["model"], parsed["seed"])] = parsed
+    return kept
+
+
+def _number(text):
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except (TypeError, ValueError):
+            pass
+    return text
+
+
+def settings_fingerprint(config_file_list, config_dict):
+    """Short hash of what decides a row: the plugin's code and properties, the user's files, the overrides.
+
+    A resumed comparison keeps only rows with the same fingerprint, so an edit to any of them between
+    the interrupted run and its resume reruns every model instead of mixing two settings in one table.
+    """
+    package = Path(__file__).resolve().parent
+    sources = sorted(package.rglob("*.py")) + sorted(PROPERTIES_DIR.rglob("*.yaml")) + [Path(n) for n in config_file_list or []]
+    digest = hashlib.sha256()
+    for path in sources:
+        digest.update(path.read_bytes())
+    overrides = {key: str(value) for key, value in config_dict.items() if key not in DISPLAY_KEYS}
+    digest.update(json.dumps(overrides, sort_keys=True).encode("utf-8"))
+    return digest.hexdigest()[:12]
+
+
+def compare_models(models, dataset, config_file_list=None, config_dict=None, results_file=None, resume=False):
+    """Run ``models`` one after another; a failing model gets a row with ``error`` filled.
+
+    With ``resume``, a model that already has an error-free row in ``results_file`` from the same
+    dataset, seed and settings keeps it instead of running again, so an interrupted comparison
+    (a long CPU run, a lost session) finishes where it stopped.
+    """
     config_dict = dict(config_dict or {})
+    if resume and not results_file:
+        raise PluginError("--resume needs --results_file: the CSV of the comparison to finish.")
     results_file = results_file or os.path.join("results", f"{dataset}-{get_local_time()}.csv")
+    settings = settings_fingerprint(config_file_list, config_dict)
+    earlier = finished_rows(results_file) if resume else {}
     rows = []
     for model in models:
         seed = config_dict.get("seed", "")
+        kept = [row for (name, _), row in earlier.items() if name == model and row.get("dataset") == dataset]
+        kept = [row for row in kept if row.get("settings") == settings and (seed == "" or str(row["seed"]) == str(seed))]
+        if kept:
+            getLogger().info(f"{model}: kept its finished row from {results_file} (resume)")
+            rows.append(kept[0])
+            continue
         try:
             run = run_recbole_tpad(model, dataset, config_file_list, config_dict)
-            rows.append(result_row(model, dataset, run["config"]["seed"], run))
+            rows.append(dict(result_row(model, dataset, run["config"]["seed"], run), settings=settings))
         except Exception as error:  # one model's failure must not lose the others' rows
             getLogger().error(f"{model} failed:\n{traceback.format_exc()}")
-            rows.append({"model": model, "dataset": dataset, "seed": seed, "error": f"{type(error).__name__}: {error}"})
+            rows.append({"model": model, "dataset": dataset, "seed": seed, "settings": settings,
+                         "error": f"{type(error).__name__}: {error}"})
         write_csv(rows, results_file)
     table = to_markdown(rows)
     getLogger().info("\n" + table)

@@ -11,7 +11,7 @@ from bench import run_benchmark  # noqa: E402
 
 def _write_csv(path, rows):
     with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["model", "dataset", "seed", "recall@20", "mrr@20", "epochs", "error"])
+        writer = csv.DictWriter(f, fieldnames=["model", "dataset", "seed", "recall@20", "mrr@20", "epochs", "settings", "error"])
         writer.writeheader()
         writer.writerows(rows)
 
@@ -19,13 +19,15 @@ def _write_csv(path, rows):
 def test_finished_rows_keeps_rows_without_error_and_parses_numbers(tmp_path):
     path = tmp_path / "hm-fashion.csv"
     _write_csv(path, [
-        {"model": "GRU4Rec", "dataset": "hm-fashion", "seed": "2020", "recall@20": "0.0245", "mrr@20": "0.0031", "epochs": "12"},
+        {"model": "GRU4Rec", "dataset": "hm-fashion", "seed": "2020", "recall@20": "0.0245", "mrr@20": "0.0031", "epochs": "12",
+         "settings": "123e45678901"},
         {"model": "SASRec", "dataset": "hm-fashion", "seed": "2020", "error": "exit 1: boom"},
     ])
     kept = run_benchmark.finished_rows(path)
     assert list(kept) == [("GRU4Rec", 2020)]
     row = kept[("GRU4Rec", 2020)]
     assert row["recall@20"] == 0.0245 and row["epochs"] == 12 and "error" not in row
+    assert row["settings"] == "123e45678901"  # a fingerprint stays text even when it reads as a float
     assert run_benchmark.finished_rows(tmp_path / "missing.csv") == {}
 
 

@@ -7,7 +7,9 @@ import pytest
 import torch
 
 import run_recbole_tpad as cli
+from recbole_tpad import compare as compare_module
 from recbole_tpad.compare import compare_models
+from recbole_tpad.errors import PluginError
 from recbole_tpad.data.atomic_check import AtomicFileError, check_atomic_file
 from recbole_tpad.quick_start import load_config, run_recbole_tpad
 from recbole_tpad.utils import DatasetNotFoundError, resolve_data_path
@@ -50,6 +52,31 @@ def test_compare_writes_csv_and_keeps_rows_of_failures(tiny_dataset, tmp_path):
     for column in ("recall@10", "recall@20", "mrr@20", "ndcg@20", "hit@20", "params", "train_s_per_epoch", "epochs", "eval_s", "seed"):
         assert written[0][column] != "", column
     assert "| GRU4Rec |" in table
+
+
+def test_compare_resume_keeps_finished_rows_of_the_same_settings(tiny_dataset, tmp_path, monkeypatch):
+    root, config = tiny_dataset
+    out = tmp_path / "cmp.csv"
+    compare_models(["GRU4Rec", "NoSuchModel"], "tiny", config_dict=config, results_file=str(out))
+    ran = []
+    real_run = compare_module.run_recbole_tpad
+
+    def counting_run(model, *args, **kwargs):
+        ran.append(model)
+        return real_run(model, *args, **kwargs)
+
+    monkeypatch.setattr(compare_module, "run_recbole_tpad", counting_run)
+    rows, _, _ = compare_models(["GRU4Rec", "NoSuchModel", "SASRec"], "tiny", config_dict=config,
+                                results_file=str(out), resume=True)
+    assert ran == ["NoSuchModel", "SASRec"]  # the failed row runs again, the finished one is kept
+    assert [row["model"] for row in rows] == ["GRU4Rec", "NoSuchModel", "SASRec"]
+    with open(out, newline="") as f:
+        assert [r["model"] for r in csv.DictReader(f)] == ["GRU4Rec", "NoSuchModel", "SASRec"]
+    ran.clear()
+    compare_models(["GRU4Rec"], "tiny", config_dict=dict(config, learning_rate=0.01), results_file=str(out), resume=True)
+    assert ran == ["GRU4Rec"]  # other settings: the kept row would mix two runs in one table
+    with pytest.raises(PluginError, match="--results_file"):
+        compare_models(["GRU4Rec"], "tiny", config_dict=config, resume=True)
 
 
 def test_command_line_runs_and_reports_user_errors(tiny_dataset, capsys):
