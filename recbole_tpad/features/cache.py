@@ -35,7 +35,7 @@ class ItemViews:
     folder: Path
 
 
-def _sha256_file(path, chunk=1 << 20):
+def file_sha256(path, chunk=1 << 20):
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(chunk):
@@ -49,7 +49,7 @@ def data_fingerprint(folder, name):
     hashes = {}
     for suffix in ("inter", "item"):
         path = folder / f"{name}.{suffix}"
-        hashes[path.name] = _sha256_file(path) if path.is_file() else None
+        hashes[path.name] = file_sha256(path) if path.is_file() else None
     if (folder / "images").is_dir():
         hashes["images/"] = images_fingerprint(folder / "images")
     return hashes
@@ -61,7 +61,7 @@ def images_fingerprint(images):
     digest = hashlib.sha256()
     for entry in sorted(os.scandir(images), key=lambda e: e.name):
         if entry.is_file():
-            digest.update(f"{entry.name}\t{_sha256_file(entry.path)}\n".encode())
+            digest.update(f"{entry.name}\t{file_sha256(entry.path)}\n".encode())
     return digest.hexdigest()
 
 

@@ -16,8 +16,9 @@ import torch
 from recbole.utils import set_color
 
 from recbole_tpad.errors import ConfigError
+from recbole_tpad.features.cache import data_fingerprint
 from recbole_tpad.stages.config import StageConfig
-from recbole_tpad.stages.stage_cache import StageStore, data_fingerprint
+from recbole_tpad.stages.stage_cache import StageStore
 
 # dataset / split settings that decide the training split (and so what the stages learn from)
 SPLIT_KEYS = (
@@ -61,7 +62,7 @@ class StagePipeline:
             self.features.cache_root / "stages" / str(config["dataset"]))
         base = {
             "dataset": config["dataset"],
-            "data": data_fingerprint(config),
+            "data": data_fingerprint(config["data_path"], config["dataset"]),
             "backbone": {k: v for k, v in dataclasses.asdict(self.features).items() if k not in VOLATILE_FEATURE_KEYS},
             "split": {k: _get(config, k) for k in SPLIT_KEYS},
             "seed": self.seed,

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from recbole_tpad.atomic import atomic_path, remove_stale_temps, temp_name
-from recbole_tpad.features.cache import images_fingerprint
+from recbole_tpad.features.cache import file_sha256
 
 MANIFEST = "manifest.json"
 CHECKPOINT = "checkpoint.pt"
@@ -30,28 +30,6 @@ def stable_hash(obj):
     """sha256 of a JSON-serializable object, independent of dict order."""
     text = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def file_sha256(path, chunk=1 << 20):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def data_fingerprint(config):
-    """Hashes of the dataset's atomic files and of its images' contents."""
-    dataset = config["dataset"]
-    folder = Path(config["data_path"])
-    result = {}
-    for suffix in ("inter", "item"):
-        path = folder / f"{dataset}.{suffix}"
-        result[suffix] = file_sha256(path) if path.is_file() else None
-    images = folder / "images"
-    if images.is_dir():
-        result["images"] = images_fingerprint(images)
-    return result
 
 
 def _atomic_write_bytes(path, data):
