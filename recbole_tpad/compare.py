@@ -19,6 +19,7 @@ LEADING_COLUMNS = ["model", "dataset", "seed"]
 COST_COLUMNS = ["params", "train_s_per_epoch", "epochs", "eval_s"]
 # Keys that change how a run is shown, not what it computes: they may differ between a run and its resume.
 DISPLAY_KEYS = {"show_progress", "state"}
+TEXT_COLUMNS = ("model", "dataset", "settings")  # read back as text: a hex fingerprint may look like a number
 
 
 def result_row(model, dataset, seed, run):
@@ -79,8 +80,7 @@ def finished_rows(csv_path):
     for row in rows:
         if row.get("error"):
             continue
-        text_columns = ("model", "dataset", "settings")  # a hex fingerprint may look like a number
-        parsed = {key: value if key in text_columns else _number(value) for key, value in row.items() if value != ""}
+        parsed = {key: value if key in TEXT_COLUMNS else _number(value) for key, value in row.items() if value != ""}
         parsed["seed"] = int(parsed["seed"])
         kept[(row["model"], parsed["seed"])] = parsed
     return kept
@@ -95,15 +95,16 @@ def _number(text):
     return text
 
 
-def settings_fingerprint(config_file_list, config_dict):
-    """Short hash of what decides a row: the plugin's code and properties, the user's files, the overrides.
+def settings_fingerprint(dataset, config_file_list, config_dict):
+    """Short hash of what decides a row: the dataset's name, the plugin's code and properties, the
+    user's files and the overrides (the seed among them). The data files are not hashed.
 
     A resumed comparison keeps only rows with the same fingerprint, so an edit to any of them between
     the interrupted run and its resume reruns every model instead of mixing two settings in one table.
     """
     package = Path(__file__).resolve().parent
     sources = sorted(package.rglob("*.py")) + sorted(PROPERTIES_DIR.rglob("*.yaml")) + [Path(n) for n in config_file_list or []]
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(dataset.encode("utf-8"))
     for path in sources:
         digest.update(path.read_bytes())
     overrides = {key: str(value) for key, value in config_dict.items() if key not in DISPLAY_KEYS}
@@ -122,16 +123,15 @@ def compare_models(models, dataset, config_file_list=None, config_dict=None, res
     if resume and not results_file:
         raise PluginError("--resume needs --results_file: the CSV of the comparison to finish.")
     results_file = results_file or os.path.join("results", f"{dataset}-{get_local_time()}.csv")
-    settings = settings_fingerprint(config_file_list, config_dict)
+    settings = settings_fingerprint(dataset, config_file_list, config_dict)
     earlier = finished_rows(results_file) if resume else {}
     rows = []
     for model in models:
         seed = config_dict.get("seed", "")
-        kept = [row for (name, _), row in earlier.items() if name == model and row.get("dataset") == dataset]
-        kept = [row for row in kept if row.get("settings") == settings and (seed == "" or str(row["seed"]) == str(seed))]
+        kept = next((row for (name, _), row in earlier.items() if name == model and row.get("settings") == settings), None)
         if kept:
             getLogger().info(f"{model}: kept its finished row from {results_file} (resume)")
-            rows.append(kept[0])
+            rows.append(kept)
             continue
         try:
             run = run_recbole_tpad(model, dataset, config_file_list, config_dict)
