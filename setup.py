@@ -13,7 +13,9 @@ setup(
     install_requires=[
         "recbole==1.2.1",
         "torch>=2.6",
-        "transformers>=4.57",
+        # transformers 5.24 requires peft>=0.22, which is not on PyPI yet (2026-12-01): every
+        # adapter call fails with "The version of PEFT you are using is not compatible".
+        "transformers>=4.57,<5.24",
         "peft>=0.17",
         "pillow>=10",
         "pyyaml>=6",
