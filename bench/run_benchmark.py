@@ -12,8 +12,10 @@ and the command at the top) and the figures beside them. Each row runs in its ow
 writes under ``results/bench-quick/`` unless ``--out`` says otherwise, and marks the tables as a
 smoke run. ``--jobs=N`` runs N rows at once, each with cores/N torch threads (per-row timings
 then share the machine; the Markdown says so). ``--resume`` keeps the rows of an existing
-``<dataset>.csv`` that finished without error and runs only the others: use it after an
-interruption, not after changing the code.
+``<dataset>.csv`` that finished without error with the same config overrides (column
+``overrides``) and runs only the others: use it after an interruption, not after changing the code.
+Every row runs with ``DATASET_SETTINGS[dataset]`` (bench/variants.py), then ``--epochs`` and
+``--set``, on top of the YAML defaults; the Markdown header lists them.
 """
 
 import argparse
@@ -33,7 +35,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.report import write_report  # noqa: E402
 from bench.sample import write_sample  # noqa: E402
-from bench.variants import HEADLINE_MODELS, QUICK_OVERRIDES, STOCK_MODELS, tpad_variants  # noqa: E402
+from bench.variants import DATASET_SETTINGS, HEADLINE_MODELS, QUICK_OVERRIDES, STOCK_MODELS, tpad_variants  # noqa: E402
 from recbole_tpad.compare import finished_rows  # noqa: E402
 
 
@@ -48,6 +50,8 @@ def parse_args(argv=None):
     parser.add_argument("--timeout", type=int, default=4 * 3600, help="seconds allowed per row")
     parser.add_argument("--jobs", type=int, default=1, help="rows run at once (each gets cores/jobs threads)")
     parser.add_argument("--resume", action="store_true", help="keep the finished rows of an existing <dataset>.csv")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override (YAML value) for every row, e.g. --set enable_amp=True")
     return parser.parse_args(argv)
 
 
@@ -68,9 +72,7 @@ def main(argv=None):
     out_dir = Path(args.out or (REPO / ("results/bench-quick" if args.quick else "docs/results")))
     out_dir.mkdir(parents=True, exist_ok=True)
     work_dir = Path(tempfile.mkdtemp(prefix=f"bench-{args.dataset}-"))
-    common = {"show_progress": False}
-    if args.epochs:
-        common["epochs"] = args.epochs
+    common = {"show_progress": False, **every_row_settings(args)}
     data_path = None
     if args.quick:
         seeds = seeds[:1]
@@ -88,12 +90,18 @@ def main(argv=None):
 
     # --resume keeps every finished row of the CSV, also those outside --models, so subsets add up
     finished = finished_rows(out_dir / f"{args.dataset}.csv") if args.resume else {}
+    wanted_overrides = {(name, seed): row_overrides(common, overrides) for name, _, seed, overrides in rows}
+    for key, row in list(finished.items()):
+        if key in wanted_overrides and row.get("overrides") != wanted_overrides[key]:
+            print(f"[bench] {key[0]} seed={key[1]}: rerun, its CSV row was made with overrides "
+                  f"{row.get('overrides', '(not recorded)')}", flush=True)
+            del finished[key]
     results = {key: finished[key] for key in order if key in finished}
     for name, seed in results:
         print(f"[bench] {name} seed={seed}: kept from the existing CSV (--resume)", flush=True)
     todo = [row for row in rows if (row[0], row[2]) not in results]
     threads = max(1, (os.cpu_count() or 1) // max(args.jobs, 1))
-    header = run_header(args)
+    header = run_header(args, common)
 
     def report():  # after each row, so an interrupted run keeps a table of what finished
         ordered = [results[key] for key in order if key in results]
@@ -136,7 +144,7 @@ def run_row(row, args, common, work_dir, out_dir, first_seed, threads):
                                   timeout=args.timeout).returncode
         except subprocess.TimeoutExpired:
             code = "timeout"
-    result = {"model": name, "dataset": args.dataset, "seed": seed}
+    result = {"model": name, "dataset": args.dataset, "seed": seed, "overrides": row_overrides(common, overrides)}
     if code == 0 and result_file.is_file():
         result.update(json.loads(result_file.read_text()))
     else:
@@ -145,13 +153,34 @@ def run_row(row, args, common, work_dir, out_dir, first_seed, threads):
     return result
 
 
+def every_row_settings(args):
+    """Config overrides of every row: the dataset's benchmark settings, then --epochs, then --set."""
+    import yaml
+
+    settings = dict(DATASET_SETTINGS.get(args.dataset, {}))
+    if args.epochs:
+        settings["epochs"] = args.epochs
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--set takes KEY=VALUE, got '{item}'")
+        settings[key] = yaml.safe_load(value)
+    return settings
+
+
+def row_overrides(common, overrides):
+    """What a row computes with beyond the YAML defaults, as canonical JSON (display and data-path keys aside)."""
+    merged = {key: value for key, value in {**common, **overrides}.items() if key not in ("show_progress", "data_path")}
+    return json.dumps(merged, sort_keys=True)
+
+
 def with_missing_rows(header, order, results):
     """The run header plus, while the table is partial, the rows it does not have yet."""
     missing = [f"{name} (seed {seed})" for name, seed in order if (name, seed) not in results]
     return {**header, "missing rows": ", ".join(missing)} if missing else header
 
 
-def run_header(args):
+def run_header(args, common):
     import recbole
     import torch
     import transformers
@@ -162,9 +191,27 @@ def run_header(args):
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, GPU: {gpu}",
         "versions": f"python {platform.python_version()}, torch {torch.__version__}, recbole {recbole.__version__}, transformers {transformers.__version__}",
         "command": "python bench/run_benchmark.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+        "every row": settings_line(args.dataset, common),
         **({"parallel rows": f"{args.jobs} at once, {max(1, (os.cpu_count() or 1) // args.jobs)} threads each: "
                              "per-row times share the machine"} if args.jobs > 1 else {}),
     }
+
+
+def settings_line(dataset, common):
+    """The epoch limit and any setting that overrides the YAML defaults for every row, in words."""
+    import yaml
+
+    from recbole_tpad.utils import PROPERTIES_DIR
+
+    overall = yaml.safe_load((PROPERTIES_DIR / "overall.yaml").read_text())
+    dataset_yaml = PROPERTIES_DIR / "dataset" / f"{dataset}.yaml"
+    if dataset_yaml.is_file():
+        overall.update(yaml.safe_load(dataset_yaml.read_text()) or {})
+    epochs = common.get("epochs", overall["epochs"])
+    stopping = common.get("stopping_step", overall["stopping_step"])
+    extra = {key: value for key, value in common.items() if key not in ("show_progress", "data_path", "epochs")}
+    return (f"at most {epochs} epochs, early stopping after {stopping} evaluations without a better valid "
+            f"{overall['valid_metric']}" + (f"; on top of the YAML defaults: {json.dumps(extra, sort_keys=True)}" if extra else ""))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ LEADING_COLUMNS = ["model", "dataset", "seed"]
 COST_COLUMNS = ["params", "train_s_per_epoch", "epochs", "eval_s"]
 # Keys that change how a run is shown, not what it computes: they may differ between a run and its resume.
 DISPLAY_KEYS = {"show_progress", "state"}
-TEXT_COLUMNS = ("model", "dataset", "settings")  # read back as text: a hex fingerprint may look like a number
+TEXT_COLUMNS = ("model", "dataset", "settings", "overrides")  # read back as text: a hex fingerprint may look like a number
 
 
 def result_row(model, dataset, seed, run):
@@ -35,8 +35,9 @@ def result_row(model, dataset, seed, run):
 
 
 def table_columns(rows):
-    """Leading columns, every metric seen (in first-seen order), costs, ``settings`` if any, ``error``."""
-    trailing = (["settings"] if any("settings" in row for row in rows) else []) + ["error"]
+    """Leading columns, every metric seen (in first-seen order), costs, ``settings`` and the benchmark's
+    ``overrides`` if any, ``error``."""
+    trailing = [key for key in ("settings", "overrides") if any(key in row for row in rows)] + ["error"]
     metrics = []
     for row in rows:
         for key in row:

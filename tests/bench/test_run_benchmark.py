@@ -11,7 +11,8 @@ from bench import run_benchmark  # noqa: E402
 
 def _write_csv(path, rows):
     with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["model", "dataset", "seed", "recall@20", "mrr@20", "epochs", "settings", "error"])
+        writer = csv.DictWriter(f, fieldnames=["model", "dataset", "seed", "recall@20", "mrr@20", "epochs", "settings", "overrides",
+                                               "error"])
         writer.writeheader()
         writer.writerows(rows)
 
@@ -33,8 +34,8 @@ def test_finished_rows_keeps_rows_without_error_and_parses_numbers(tmp_path):
 
 def test_resume_runs_only_missing_rows_and_keeps_the_rest(tmp_path, monkeypatch):
     _write_csv(tmp_path / "hm-fashion.csv", [
-        {"model": "GRU4Rec", "dataset": "hm-fashion", "seed": "2020", "recall@20": "0.5", "mrr@20": "0.25"},
-        {"model": "NARM", "dataset": "hm-fashion", "seed": "2020", "error": "exit 1: boom"},
+        {"model": "GRU4Rec", "dataset": "hm-fashion", "seed": "2020", "recall@20": "0.5", "mrr@20": "0.25", "overrides": "{}"},
+        {"model": "NARM", "dataset": "hm-fashion", "seed": "2020", "error": "exit 1: boom", "overrides": "{}"},
     ])
     ran = []
 
@@ -45,7 +46,7 @@ def test_resume_runs_only_missing_rows_and_keeps_the_rest(tmp_path, monkeypatch)
     reports = []
     monkeypatch.setattr(run_benchmark, "run_row", fake_run_row)
     monkeypatch.setattr(run_benchmark, "write_report", lambda rows, *a, **k: reports.append(list(rows)))
-    monkeypatch.setattr(run_benchmark, "run_header", lambda args: {})
+    monkeypatch.setattr(run_benchmark, "run_header", lambda args, common: {})
     code = run_benchmark.main(["--dataset=hm-fashion", f"--out={tmp_path}", "--seeds=2020",
                                "--models=NARM,STAMP", "--resume", "--jobs=2"])
     assert code == 0
@@ -61,3 +62,41 @@ def test_a_partial_table_names_its_missing_rows():
     header = run_benchmark.with_missing_rows({"date": "today"}, order, {("GRU4Rec", 2020): {}})
     assert header == {"date": "today", "missing rows": "TPAD (seed 2020), TPAD (seed 2021)"}
     assert run_benchmark.with_missing_rows({"date": "today"}, order[:1], {("GRU4Rec", 2020): {}}) == {"date": "today"}
+
+
+def test_resume_reruns_rows_made_with_other_overrides(tmp_path, monkeypatch):
+    _write_csv(tmp_path / "hm-fashion.csv", [
+        {"model": "GRU4Rec", "dataset": "hm-fashion", "seed": "2020", "recall@20": "0.5", "mrr@20": "0.25", "overrides": "{}"},
+        {"model": "NARM", "dataset": "hm-fashion", "seed": "2020", "recall@20": "0.5", "mrr@20": "0.25",
+         "overrides": '{"enable_amp": true, "epochs": 3}'},
+        {"model": "STAMP", "dataset": "hm-fashion", "seed": "2020", "recall@20": "0.5", "mrr@20": "0.25"},  # not recorded
+    ])
+    ran, reports = [], []
+    monkeypatch.setattr(run_benchmark, "run_row", lambda row, args, common, *rest: ran.append(row[0]) or {
+        "model": row[0], "dataset": args.dataset, "seed": row[2], "recall@20": 0.1, "mrr@20": 0.05,
+        "overrides": run_benchmark.row_overrides(common, row[3])})
+    monkeypatch.setattr(run_benchmark, "write_report", lambda rows, *a, **k: reports.append(list(rows)))
+    monkeypatch.setattr(run_benchmark, "run_header", lambda args, common: {})
+    argv = ["--dataset=hm-fashion", f"--out={tmp_path}", "--seeds=2020", "--models=GRU4Rec,NARM,STAMP", "--resume"]
+    assert run_benchmark.main(argv + ["--epochs=3", "--set", "enable_amp=true"]) == 0
+    assert sorted(ran) == ["GRU4Rec", "STAMP"]  # NARM's row was made with these settings; the others were not
+    assert {row["overrides"] for row in reports[-1]} == {'{"enable_amp": true, "epochs": 3}'}
+
+
+def test_every_row_settings_layer_dataset_defaults_epochs_and_set():
+    args = run_benchmark.parse_args(["--dataset=amazon-beauty", "--epochs=7", "--set", "learning_rate=0.01",
+                                     "--set", "views=[id, text]"])
+    settings = run_benchmark.every_row_settings(args)
+    assert settings == {**run_benchmark.DATASET_SETTINGS["amazon-beauty"], "epochs": 7, "learning_rate": 0.01,
+                        "views": ["id", "text"]}
+    line = run_benchmark.settings_line("amazon-beauty", settings)
+    assert line.startswith("at most 7 epochs, early stopping after 5 evaluations without a better valid MRR@20")
+    assert '"learning_rate": 0.01' in line and '"epochs"' not in line
+    assert "after 10 evaluations" in run_benchmark.settings_line("hm-fashion", {})  # hm-fashion.yaml's stopping_step
+    bad = run_benchmark.parse_args(["--dataset=hm-fashion", "--set", "epochs"])
+    try:
+        run_benchmark.every_row_settings(bad)
+    except SystemExit as error:
+        assert "KEY=VALUE" in str(error)
+    else:
+        raise AssertionError("--set without '=' must fail")
