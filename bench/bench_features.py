@@ -66,6 +66,16 @@ def count_tokens(backbone, items, batch_size):
     return tokens, images
 
 
+def flop_bound(backbone, items, batch_size, rate):
+    """Seconds the encode loop of ``items`` would take at ``rate`` GFLOP/s: tokens, images, LLM params, seconds."""
+    tokens, images = count_tokens(backbone, items, batch_size)
+    params = sum(p.numel() for n_, p in backbone.model.named_parameters() if "embed_tokens" not in n_)
+    flops = 2 * params * tokens
+    if images and getattr(backbone, "image_encoder", None) is not None:
+        flops += EFFICIENTNET_LITE0_FLOPS * images
+    return {"tokens": tokens, "images": images, "params": params, "seconds": flops / (rate * 1e9)}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", required=True)
@@ -116,18 +126,14 @@ def main():
         seconds = time.perf_counter() - start
         result_extra = {}
     n = len(table) - 1
-    tokens, images = count_tokens(backbone, table, args.batch_size)
-    params = sum(p.numel() for n_, p in backbone.model.named_parameters() if "embed_tokens" not in n_)
-    flops = 2 * params * tokens
-    if images and getattr(backbone, "image_encoder", None) is not None:
-        flops += EFFICIENTNET_LITE0_FLOPS * images
-    bound_seconds = flops / (rate * 1e9)
+    bound = flop_bound(backbone, table, args.batch_size, rate)
     result = dict(
-        dataset=args.dataset, backbone=args.backbone, dtype=args.dtype, items=n, of_items=n_all, images=images,
+        dataset=args.dataset, backbone=args.backbone, dtype=args.dtype, items=n, of_items=n_all, images=bound["images"],
         full=args.full, batch_size=args.batch_size, threads=torch.get_num_threads(), seconds=round(seconds, 2),
-        items_per_s=round(n / seconds, 2), tokens=tokens, tokens_per_item=round(tokens / n, 1),
-        llm_params_non_embedding=params, matmul_gflops=round(rate, 1), flop_bound_seconds=round(bound_seconds, 2),
-        flop_bound_items_per_s=round(n / bound_seconds, 1), fraction_of_bound=round(bound_seconds / seconds, 3),
+        items_per_s=round(n / seconds, 2), tokens=bound["tokens"], tokens_per_item=round(bound["tokens"] / n, 1),
+        llm_params_non_embedding=bound["params"], matmul_gflops=round(rate, 1),
+        flop_bound_seconds=round(bound["seconds"], 2), flop_bound_items_per_s=round(n / bound["seconds"], 1),
+        fraction_of_bound=round(bound["seconds"] / seconds, 3),
         model_load_seconds=round(load_seconds, 2), load_avg=os.getloadavg()[0], **result_extra,
     )
     print(json.dumps(result))

@@ -9,7 +9,7 @@ from recbole_tpad.compare import table_columns, write_csv
 QUALITY = ["recall@10", "recall@20", "mrr@10", "mrr@20", "ndcg@20", "hit@20"]
 COLD = ["cold_targets", "cold_recall@20", "cold_mrr@20", "cold_ndcg@20"]
 COST = ["params", "train_s_per_epoch", "epochs", "eval_s", "s_per_1000_sessions", "peak_rss_mb",
-        "stage1_s", "stage2_s", "representation_s", "total_s"]
+        "stage1_s", "stage2_s", "representation_s", "encode_items_per_s", "flop_bound_items_per_s", "total_s"]
 
 
 def _fmt(value):

@@ -22,6 +22,28 @@ def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
+def encoding_speed(config, dataset, trainer):
+    """Items/s of this run's item encoding against its FLOP bound; empty when the views came from a cache."""
+    manifest = getattr(trainer, "stage_views_manifest", {}) or {}
+    representation_s = (getattr(trainer, "stage_seconds", {}) or {}).get("representation_s")
+    # encoded in this run: the stage took at least the encode loop's time (a cache load takes far less)
+    if not manifest.get("seconds") or representation_s is None or representation_s < manifest["seconds"]:
+        return {}
+    import torch
+
+    from bench.bench_features import flop_bound, matmul_rate
+    from recbole_tpad.features import FeaturesConfig, build_backbone, load_items
+
+    settings = FeaturesConfig.from_config(config)
+    backbone = build_backbone(settings)
+    items = load_items(config, dataset, settings)
+    rate = matmul_rate(torch.bfloat16 if settings.dtype == "bf16" else torch.float32)
+    bound = flop_bound(backbone, items, settings.batch_size, rate)
+    n_items = len(items) - 1
+    return {"encode_items_per_s": round(n_items / manifest["seconds"], 2),
+            "flop_bound_items_per_s": round(n_items / bound["seconds"], 1)}
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", required=True)
@@ -51,6 +73,7 @@ def main():
         peak_rss_mb=round(peak_rss_mb(), 1),
     )
     row.update(getattr(trainer, "stage_seconds", {}) or {})
+    row.update(encoding_speed(config, run["train_data"]._dataset, trainer))
     row.update(cold_start_metrics(model, run["train_data"]._dataset, run["test_data"], config["device"]))
     if args.embeddings and "id" in getattr(model, "views", ()):
         import numpy as np

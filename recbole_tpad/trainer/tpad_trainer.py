@@ -20,6 +20,7 @@ class TPADTrainer(MultimodalTrainer):
         super(TPADTrainer, self).__init__(config, model)
         self._stage_train_dataset = None
         self.stage_seconds = {}  # wall time of each stage of the last prepare_item_views
+        self.stage_views_manifest = {}  # what the item views of the last prepare_item_views were made from
 
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
         self._stage_train_dataset = train_data._dataset
@@ -32,4 +33,5 @@ class TPADTrainer(MultimodalTrainer):
                                  show_progress=bool(self.config["show_progress"]))
         views = pipeline.run()
         self.stage_seconds = {f"{name}_s": round(seconds, 1) for name, seconds in pipeline.timings.items()}
+        self.stage_views_manifest = views.manifest
         return views.views, views.image_mask
