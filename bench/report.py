@@ -9,7 +9,8 @@ from recbole_tpad.compare import table_columns, write_csv
 QUALITY = ["recall@10", "recall@20", "mrr@10", "mrr@20", "ndcg@20", "hit@20"]
 COLD = ["cold_targets", "cold_recall@20", "cold_mrr@20", "cold_ndcg@20"]
 COST = ["params", "train_s_per_epoch", "epochs", "eval_s", "s_per_1000_sessions", "peak_rss_mb",
-        "stage1_s", "stage2_s", "representation_s", "encode_items_per_s", "flop_bound_items_per_s", "total_s"]
+        "stage1_s", "stage2_s", "representation_s", "total_s"]
+ENCODING = ["model", "seed", "representation_s", "encode_items_per_s", "flop_bound_items_per_s"]
 
 
 def _fmt(value):
@@ -73,6 +74,12 @@ def write_report(rows, out_dir, dataset, header, smoke=False):
         _markdown(singles, ["model"] + COST),
         "",
     ]
+    encoded = [row for row in rows if row.get("encode_items_per_s")]
+    if encoded:  # a row whose item views came from the cache has no encoding speed of its own
+        parts += ["## Item encoding by the Knowledge-MLLM (rows that encoded every item in their run)",
+                  "FLOP bound: 2 x non-embedding LLM parameters x tokens run (padding included), plus the image "
+                  "encoder per photo, at the matmul rate measured after the run (bench/bench_features.py).",
+                  _markdown(encoded, ENCODING), ""]
     figures = write_figures(singles, out_dir, dataset)
     parts += [f"![{name}]({os.path.basename(path)})" for name, path in figures]
     (out_dir / f"{dataset}.md").write_text("\n".join(parts) + "\n", encoding="utf-8")

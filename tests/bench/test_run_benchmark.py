@@ -100,3 +100,29 @@ def test_every_row_settings_layer_dataset_defaults_epochs_and_set():
         assert "KEY=VALUE" in str(error)
     else:
         raise AssertionError("--set without '=' must fail")
+
+
+def test_report_lists_item_encoding_only_for_rows_that_encoded(tmp_path):
+    from bench.report import write_report
+
+    rows = [
+        {"model": "TPAD", "dataset": "d", "seed": 2020, "recall@20": 0.1, "mrr@20": 0.05, "representation_s": 0.4},
+        {"model": "TPAD", "dataset": "d", "seed": 2021, "recall@20": 0.1, "mrr@20": 0.05, "representation_s": 212.0,
+         "encode_items_per_s": 57.1, "flop_bound_items_per_s": 301.5},
+    ]
+    write_report(rows, tmp_path, "d", header={"date": "today"})
+    text = (tmp_path / "d.md").read_text()
+    section = text.split("## Item encoding", 1)[1]
+    assert "| TPAD | 2021 | 212.0 | 57.1 | 301.5 |" in section and "| TPAD | 2020 |" not in section
+
+
+def test_encoding_speed_only_for_views_encoded_in_the_run():
+    from bench.run_one import encoding_speed
+
+    class Trainer:
+        stage_views_manifest = {"seconds": 200.0}
+        stage_seconds = {"representation_s": 3.1}  # loaded from the cache
+
+    assert encoding_speed(None, None, Trainer()) == {}
+    Trainer.stage_seconds = {}  # not a TPAD run with stages
+    assert encoding_speed(None, None, Trainer()) == {}
