@@ -126,13 +126,13 @@ def compare_models(models, dataset, config_file_list=None, config_dict=None, res
     results_file = results_file or os.path.join("results", f"{dataset}-{get_local_time()}.csv")
     settings = settings_fingerprint(dataset, config_file_list, config_dict)
     earlier = finished_rows(results_file) if resume else {}
+    kept = {name: row for (name, _), row in earlier.items() if name in models and row.get("settings") == settings}
     rows = []
-    for model in models:
+    for position, model in enumerate(models):
         seed = config_dict.get("seed", "")
-        kept = next((row for (name, _), row in earlier.items() if name == model and row.get("settings") == settings), None)
-        if kept:
+        if model in kept:
             getLogger().info(f"{model}: kept its finished row from {results_file} (resume)")
-            rows.append(kept)
+            rows.append(kept[model])
             continue
         try:
             run = run_recbole_tpad(model, dataset, config_file_list, config_dict)
@@ -141,7 +141,8 @@ def compare_models(models, dataset, config_file_list=None, config_dict=None, res
             getLogger().error(f"{model} failed:\n{traceback.format_exc()}")
             rows.append({"model": model, "dataset": dataset, "seed": seed, "settings": settings,
                          "error": f"{type(error).__name__}: {error}"})
-        write_csv(rows, results_file)
+        # the kept rows of models still to come stay in the file: an interruption now must not lose them
+        write_csv(rows + [kept[name] for name in models[position + 1:] if name in kept], results_file)
     table = to_markdown(rows)
     getLogger().info("\n" + table)
     return rows, table, results_file

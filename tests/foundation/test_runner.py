@@ -72,6 +72,14 @@ def test_compare_resume_keeps_finished_rows_of_the_same_settings(tiny_dataset, t
     assert [row["model"] for row in rows] == ["GRU4Rec", "NoSuchModel", "SASRec"]
     with open(out, newline="") as f:
         assert [r["model"] for r in csv.DictReader(f)] == ["GRU4Rec", "NoSuchModel", "SASRec"]
+    # a run that reruns the first model keeps the later models' finished rows in the file meanwhile
+    snapshots = []
+    real_write = compare_module.write_csv
+    monkeypatch.setattr(compare_module, "write_csv", lambda rows, path: snapshots.append([r["model"] for r in rows])
+                        or real_write(rows, path))
+    ran.clear()
+    compare_models(["NoSuchModel", "GRU4Rec", "SASRec"], "tiny", config_dict=config, results_file=str(out), resume=True)
+    assert ran == ["NoSuchModel"] and snapshots == [["NoSuchModel", "GRU4Rec", "SASRec"]]
     ran.clear()
     compare_models(["GRU4Rec"], "tiny", config_dict=dict(config, learning_rate=0.01), results_file=str(out), resume=True)
     assert ran == ["GRU4Rec"]  # other settings: the kept row would mix two runs in one table
