@@ -84,17 +84,17 @@ def main(argv=None):
     has_images = (dataset_dir / "images").is_dir()
     rows = benchmark_rows(args.dataset, args.quick, seeds, has_images)
     order = [(name, seed) for name, _, seed, _ in rows]
+    wanted_overrides = {(name, seed): row_overrides(common, overrides) for name, _, seed, overrides in rows}
     if args.models:
         wanted = set(args.models.split(","))
         rows = [row for row in rows if row[0] in wanted]
 
     # --resume keeps every finished row of the CSV, also those outside --models, so subsets add up
     finished = finished_rows(out_dir / f"{args.dataset}.csv") if args.resume else {}
-    wanted_overrides = {(name, seed): row_overrides(common, overrides) for name, _, seed, overrides in rows}
-    for key, row in list(finished.items()):
+    for key, row in list(finished.items()):  # also rows outside --models: a table never mixes settings
         if key in wanted_overrides and row.get("overrides") != wanted_overrides[key]:
-            print(f"[bench] {key[0]} seed={key[1]}: rerun, its CSV row was made with overrides "
-                  f"{row.get('overrides', '(not recorded)')}", flush=True)
+            print(f"[bench] {key[0]} seed={key[1]}: not kept, its CSV row was made with overrides "
+                  f"{row.get('overrides', '(not recorded)')}, not {wanted_overrides[key]}", flush=True)
             del finished[key]
     results = {key: finished[key] for key in order if key in finished}
     for name, seed in results:
