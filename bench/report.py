@@ -114,7 +114,7 @@ def write_figures(rows, out_dir, dataset):
             ax.scatter(max(train_s, 1e-3), r["recall@20"])
             ax.annotate(r["model"], (max(train_s, 1e-3), r["recall@20"]), fontsize=7)
         ax.set_xscale("log")
-        ax.set_xlabel("training time incl. TPAD stages (s, log)")
+        ax.set_xlabel("training time incl. the TPAD stages run in that row (s, log; cached stages: 0)", fontsize=8)
         ax.set_ylabel("Recall@20")
         ax.set_title(f"{dataset}: quality against training time")
         fig.tight_layout()

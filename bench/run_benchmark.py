@@ -192,7 +192,7 @@ def run_header(args, common):
         "versions": f"python {platform.python_version()}, torch {torch.__version__}, recbole {recbole.__version__}, transformers {transformers.__version__}",
         "command": "python bench/run_benchmark.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
         "every row": settings_line(args.dataset, common),
-        **({"parallel rows": f"{args.jobs} at once, {max(1, (os.cpu_count() or 1) // args.jobs)} threads each: "
+        **({"parallel rows": f"{args.jobs} at once, {max(1, (os.cpu_count() or 1) // args.jobs)} torch thread(s) each: "
                              "per-row times share the machine"} if args.jobs > 1 else {}),
     }
 
