@@ -128,8 +128,17 @@ def write_figures(rows, out_dir, dataset):
     return figures
 
 
-def write_tsne(out_dir, dataset, plt, n_items=1000, seed=0):
-    """t-SNE of ID against modality embeddings, before (stage 1 only) and after distillation."""
+def tsne_items(n_items, size=1000, seed=0):
+    """Indices of the items the t-SNE draws (the padding item 0 aside): the same for every snapshot of a
+    dataset, so before and after distillation show the same items, and the saved snapshot stays small."""
+    import numpy as np
+
+    return np.sort(np.random.default_rng(seed).choice(np.arange(1, n_items), size=min(size, n_items - 1), replace=False))
+
+
+def write_tsne(out_dir, dataset, plt, seed=0):
+    """t-SNE of ID against modality embeddings, before (stage 1 only) and after distillation, from the
+    item snapshots bench/run_one.py saved (already the sample of ``tsne_items``)."""
     import numpy as np
     from sklearn.manifold import TSNE
 
@@ -142,19 +151,17 @@ def write_tsne(out_dir, dataset, plt, n_items=1000, seed=0):
     for ax, (title, path) in zip(axes[0], panels):
         snapshot = np.load(path)
         ids = snapshot["id"]
-        rng = np.random.default_rng(seed)
-        pick = rng.choice(np.arange(1, len(ids)), size=min(n_items, len(ids) - 1), replace=False)
         names = [k for k in snapshot.files if k != "id"]
-        stacked = np.concatenate([ids[pick]] + [snapshot[k][pick] for k in names])
+        stacked = np.concatenate([ids] + [snapshot[k] for k in names])
         stacked = stacked / (np.linalg.norm(stacked, axis=1, keepdims=True) + 1e-8)
         points = TSNE(n_components=2, random_state=seed, init="pca", perplexity=30).fit_transform(stacked)
         gap = []
         for j, name in enumerate(["id"] + names):
-            part = points[j * len(pick):(j + 1) * len(pick)]
+            part = points[j * len(ids):(j + 1) * len(ids)]
             ax.scatter(part[:, 0], part[:, 1], s=3, label=name, alpha=0.6)
         for name in names:  # mean cosine distance between an item's ID and modality vectors
-            a = ids[pick] / (np.linalg.norm(ids[pick], axis=1, keepdims=True) + 1e-8)
-            b = snapshot[name][pick] / (np.linalg.norm(snapshot[name][pick], axis=1, keepdims=True) + 1e-8)
+            a = ids / (np.linalg.norm(ids, axis=1, keepdims=True) + 1e-8)
+            b = snapshot[name] / (np.linalg.norm(snapshot[name], axis=1, keepdims=True) + 1e-8)
             gap.append(f"{name}: {1 - float((a * b).sum(1).mean()):.3f}")
         ax.set_title(f"{title}\nID-modality cosine distance {', '.join(gap)}", fontsize=9)
         ax.legend(markerscale=4)

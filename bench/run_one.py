@@ -79,10 +79,13 @@ def main():
         import numpy as np
         import torch
 
+        from bench.report import tsne_items
+
         model.eval()
         with torch.no_grad():  # each view's item vectors, as the recommender scores them
             reps = model.item_representations().float().cpu().numpy()
-        np.savez_compressed(args.embeddings, **dict(zip(model.views, reps)))
+        pick = tsne_items(reps.shape[1])  # only the items the figure draws: the snapshot stays small
+        np.savez_compressed(args.embeddings, **{view: rep[pick] for view, rep in zip(model.views, reps)})
     Path(args.out).write_text(json.dumps(row, indent=1))
 
 
