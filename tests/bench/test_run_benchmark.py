@@ -56,6 +56,12 @@ def test_resume_runs_only_missing_rows_and_keeps_the_rest(tmp_path, monkeypatch)
     assert final == ["GRU4Rec", "NARM", "STAMP"]  # benchmark order, the kept row included
     assert reports[-1][0]["recall@20"] == 0.5
 
+    ran.clear()  # one row at a time, the rows run in the order --models names them
+    assert run_benchmark.main(["--dataset=hm-fashion", f"--out={tmp_path / 'order'}", "--seeds=2020",
+                               "--models=STAMP,GRU4Rec,NARM"]) == 0
+    assert [name for name, _, _ in ran] == ["STAMP", "GRU4Rec", "NARM"]
+    assert [row["model"] for row in reports[-1]] == ["GRU4Rec", "NARM", "STAMP"]
+
 
 def test_a_partial_table_names_its_missing_rows():
     order = [("GRU4Rec", 2020), ("TPAD", 2020), ("TPAD", 2021)]
