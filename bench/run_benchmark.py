@@ -90,12 +90,8 @@ def main(argv=None):
         rows = sorted((row for row in rows if row[0] in wanted), key=lambda row: wanted.index(row[0]))
 
     # --resume keeps every finished row of the CSV, also those outside --models, so subsets add up
-    finished = finished_rows(out_dir / f"{args.dataset}.csv") if args.resume else {}
-    for key, row in list(finished.items()):  # also rows outside --models: a table never mixes settings
-        if key in wanted_overrides and row.get("overrides") != wanted_overrides[key]:
-            print(f"[bench] {key[0]} seed={key[1]}: not kept, its CSV row was made with overrides "
-                  f"{row.get('overrides', '(not recorded)')}, not {wanted_overrides[key]}", flush=True)
-            del finished[key]
+    csv_path = out_dir / f"{args.dataset}.csv"
+    finished = reusable_rows(csv_path, wanted_overrides, log=True) if args.resume else {}
     results = {key: finished[key] for key in order if key in finished}
     for name, seed in results:
         print(f"[bench] {name} seed={seed}: kept from the existing CSV (--resume)", flush=True)
@@ -104,6 +100,10 @@ def main(argv=None):
     header = run_header(args, common)
 
     def report():  # after each row, so an interrupted run keeps a table of what finished
+        # rows that another --resume run of this dataset finished meanwhile are merged, not dropped
+        for key, row in (reusable_rows(csv_path, wanted_overrides) if args.resume else {}).items():
+            if key in wanted_overrides and (key not in results or results[key].get("error")):
+                results[key] = row
         ordered = [results[key] for key in order if key in results]
         write_report(ordered, out_dir, args.dataset, header=with_missing_rows(header, order, results), smoke=args.quick)
         return ordered
@@ -123,6 +123,18 @@ def main(argv=None):
     print(f"bench: {len(results) - len(failed)} passed, {len(failed)} failed")
     # A smoke run exists to catch a broken harness: any failed row fails it.
     return 1 if args.quick and failed else 0
+
+
+def reusable_rows(csv_path, wanted_overrides, log=False):
+    """Finished rows of an existing CSV, less those made with other overrides than this run's."""
+    finished = finished_rows(csv_path)
+    for key, row in list(finished.items()):  # also rows outside --models: a table never mixes settings
+        if key in wanted_overrides and row.get("overrides") != wanted_overrides[key]:
+            if log:
+                print(f"[bench] {key[0]} seed={key[1]}: not kept, its CSV row was made with overrides "
+                      f"{row.get('overrides', '(not recorded)')}, not {wanted_overrides[key]}", flush=True)
+            del finished[key]
+    return finished
 
 
 def run_row(row, args, common, work_dir, out_dir, first_seed, threads):

@@ -63,6 +63,27 @@ def test_resume_runs_only_missing_rows_and_keeps_the_rest(tmp_path, monkeypatch)
     assert [row["model"] for row in reports[-1]] == ["GRU4Rec", "NARM", "STAMP"]
 
 
+def test_a_resume_run_merges_rows_another_run_finished_meanwhile(tmp_path, monkeypatch):
+    csv_path = tmp_path / "hm-fashion.csv"
+    gru = {"model": "GRU4Rec", "dataset": "hm-fashion", "seed": "2020", "recall@20": "0.5", "mrr@20": "0.25", "overrides": "{}"}
+    _write_csv(csv_path, [gru, {"model": "STAMP", "dataset": "hm-fashion", "seed": "2020", "error": "killed", "overrides": "{}"}])
+
+    def fake_run_row(row, args, *rest):  # meanwhile a second run finishes STAMP and rewrites the CSV
+        _write_csv(csv_path, [gru, {"model": "STAMP", "dataset": "hm-fashion", "seed": "2020", "recall@20": "0.3",
+                                    "mrr@20": "0.1", "overrides": "{}"}])
+        return {"model": row[0], "dataset": args.dataset, "seed": row[2], "recall@20": 0.1, "mrr@20": 0.05}
+
+    reports = []
+    monkeypatch.setattr(run_benchmark, "run_row", fake_run_row)
+    monkeypatch.setattr(run_benchmark, "write_report", lambda rows, *a, **k: reports.append(list(rows)))
+    monkeypatch.setattr(run_benchmark, "run_header", lambda args, common: {})
+    assert run_benchmark.main(["--dataset=hm-fashion", f"--out={tmp_path}", "--seeds=2020", "--models=NARM",
+                               "--resume"]) == 0
+    final = {row["model"]: row for row in reports[-1]}
+    assert list(final) == ["GRU4Rec", "NARM", "STAMP"]
+    assert final["STAMP"]["recall@20"] == 0.3  # the other run's row, not dropped
+
+
 def test_a_partial_table_names_its_missing_rows():
     order = [("GRU4Rec", 2020), ("TPAD", 2020), ("TPAD", 2021)]
     header = run_benchmark.with_missing_rows({"date": "today"}, order, {("GRU4Rec", 2020): {}})
