@@ -159,10 +159,9 @@ def write_tsne(out_dir, dataset, plt, seed=0):
         for j, name in enumerate(["id"] + names):
             part = points[j * len(ids):(j + 1) * len(ids)]
             ax.scatter(part[:, 0], part[:, 1], s=3, label=name, alpha=0.6)
-        for name in names:  # mean cosine distance between an item's ID and modality vectors
-            a = ids / (np.linalg.norm(ids, axis=1, keepdims=True) + 1e-8)
-            b = snapshot[name] / (np.linalg.norm(snapshot[name], axis=1, keepdims=True) + 1e-8)
-            gap.append(f"{name}: {1 - float((a * b).sum(1).mean()):.3f}")
+        unit = np.split(stacked, len(names) + 1)  # the normalised ID block, then each view's
+        for name, view in zip(names, unit[1:]):  # mean cosine distance between an item's ID and modality vectors
+            gap.append(f"{name}: {1 - float((unit[0] * view).sum(1).mean()):.3f}")
         ax.set_title(f"{title}\nID-modality cosine distance {', '.join(gap)}", fontsize=9)
         ax.legend(markerscale=4)
     fig.tight_layout()
