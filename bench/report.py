@@ -109,11 +109,14 @@ def write_figures(rows, out_dir, dataset):
         figures.append(("test metrics", path))
 
         fig, ax = plt.subplots(figsize=(6, 4))
+        points = []
         for r in done:
             train_s = r.get("train_s_per_epoch", 0) * r.get("epochs", 0) + sum(r.get(k, 0) or 0 for k in ("stage1_s", "stage2_s", "representation_s"))
-            ax.scatter(max(train_s, 1e-3), r["recall@20"])
-            ax.annotate(r["model"], (max(train_s, 1e-3), r["recall@20"]), fontsize=7)
+            points.append((max(train_s, 1e-3), r["recall@20"]))
+            ax.scatter(*points[-1])
         ax.set_xscale("log")
+        ax.margins(y=0.1)  # room for the labels of the top and bottom points
+        label_points(ax, points, [r["model"] for r in done])
         ax.set_xlabel("training time incl. the TPAD stages run in that row (s, log; cached stages: 0)", fontsize=8)
         ax.set_ylabel("Recall@20")
         ax.set_title(f"{dataset}: quality against training time")
@@ -126,6 +129,26 @@ def write_figures(rows, out_dir, dataset):
     if tsne:
         figures.append(("t-SNE of ID and modality embeddings", tsne))
     return figures
+
+
+def label_points(ax, points, names, fontsize=7):
+    """Name each point; a label that would cover one already placed moves up or down in steps, with a
+    thin line back to its point (the ablation rows of a benchmark sit close together)."""
+    ax.figure.canvas.draw()  # fixes the axis limits, so labels are measured where they will be drawn
+    renderer = ax.figure.canvas.get_renderer()
+    placed = []
+    for (x, y), name in sorted(zip(points, names), key=lambda item: -item[0][1]):
+        label = ax.annotate(name, (x, y), xytext=(3, 2), textcoords="offset points", fontsize=fontsize)
+        for step in range(1, 40):  # offsets 2, 12, -8, 22, -18, ... points: the nearest free slot
+            box = label.get_window_extent(renderer)
+            if not any(box.overlaps(other) for other in placed):
+                break
+            label.xyann = (3, 2 + (step + 1) // 2 * 10 * (1 if step % 2 else -1))
+        placed.append(label.get_window_extent(renderer))
+        if label.xyann[1] != 2:  # drawn again, now with the line back to its point
+            label.remove()
+            ax.annotate(name, (x, y), xytext=label.xyann, textcoords="offset points", fontsize=fontsize,
+                        arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "grey"})
 
 
 def tsne_items(n_items, size=1000, seed=0):

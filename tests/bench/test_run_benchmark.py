@@ -153,3 +153,23 @@ def test_encoding_speed_only_for_views_encoded_in_the_run():
     assert encoding_speed(None, None, Trainer()) == {}
     Trainer.stage_seconds = {}  # not a TPAD run with stages
     assert encoding_speed(None, None, Trainer()) == {}
+
+
+def test_labels_of_coincident_points_do_not_overlap():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from matplotlib.text import Text
+
+    from bench.report import label_points
+
+    fig, ax = plt.subplots()
+    ax.scatter([1, 1, 1, 5], [0.1, 0.1, 0.1, 0.5])
+    label_points(ax, [(1, 0.1), (1, 0.1), (1, 0.1), (5, 0.5)], ["TPAD-no_amie", "TPAD-no_hmie", "TPAD", "SASRec"])
+    fig.canvas.draw()
+    boxes = [Text.get_window_extent(label) for label in ax.texts]  # the text, less the line to its point
+    plt.close(fig)
+    assert len(boxes) == 4
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
