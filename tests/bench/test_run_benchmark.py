@@ -160,7 +160,6 @@ def test_labels_of_coincident_points_do_not_overlap():
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
     from matplotlib.text import Text
 
     from bench.report import label_points
