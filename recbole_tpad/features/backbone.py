@@ -98,13 +98,18 @@ class Backbone(nn.Module):
     def device(self):
         return next(self.model.parameters()).device
 
-    def prepare(self, prompts, images=None, answers=None, summary=True):
-        """Tokenize prompts (+ images, + answers with answer-only labels) into a right-padded batch."""
+    def prepare(self, prompts, images=None, answers=None, summary=True, spans=None):
+        """Tokenize prompts (+ images, + answers with answer-only labels) into a right-padded batch.
+
+        ``spans`` (optional): ``{name: [(start, end) character range or None per prompt]}``; each
+        becomes a ``[B, T]`` bool mask ``name`` of the prompt tokens that overlap the range.
+        """
         images = images if images is not None else [None] * len(prompts)
         if len(images) != len(prompts) or (answers is not None and len(answers) != len(prompts)):
             raise ValueError("prepare(): prompts, images and answers must have the same length.")
         tok = self.tokenizer
-        prompt_ids = tok(list(prompts), add_special_tokens=False)["input_ids"]
+        encoded = tok(list(prompts), add_special_tokens=False, return_offsets_mapping=spans is not None)
+        prompt_ids = encoded["input_ids"]
         answer_ids = None
         if answers is not None:
             answer_ids = tok([a if a[:1].isspace() else " " + a for a in answers], add_special_tokens=False)["input_ids"]
@@ -119,7 +124,14 @@ class Backbone(nn.Module):
                 answer = answer_ids[i][: self.settings.max_length] + [tok.eos_token_id]
                 seq, labels = seq + answer, labels + answer
                 visual, text = visual + [False] * len(answer), text + [False] * len(answer)
-            rows.append((seq, visual, text, labels, summary_index))
+            marks = {}
+            for name, ranges in (spans or {}).items():
+                # prompt ids are the tail of the encoded sequence (visual tokens come first)
+                offset, span = summary_index + 1 - len(ids), ranges[i]
+                marks[name] = [False] * len(seq)
+                for j, (a, b) in enumerate(encoded["offset_mapping"][i][: self.settings.max_length]):
+                    marks[name][offset + j] = span is not None and a < span[1] and b > span[0]
+            rows.append((seq, visual, text, labels, summary_index, marks))
             extras.append(extra)
         width = max(len(r[0]) for r in rows)
         pad = tok.pad_token_id
@@ -138,6 +150,8 @@ class Backbone(nn.Module):
         }
         if answers is not None:
             batch["labels"] = padded(3, IGNORE_INDEX, torch.long)
+        for name in spans or {}:
+            batch[name] = torch.tensor([r[5][name] + [False] * (width - len(r[0])) for r in rows], dtype=torch.bool)
         batch.update(self._collate_extras(extras, has_image))
         device = self.device
         return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
@@ -171,6 +185,79 @@ class Backbone(nn.Module):
             answer_logits=answer_logits,
         )
 
+    # ----------------------------------------------------------------------------- split at a layer
+    # LoRA sits in the top layers only (``stage_lora_layers``), so the states entering them never
+    # change while the adapters train: the stages compute them once per item (``lower_states``)
+    # and run only the top layers on them (``upper``).
+    def _decoder(self):
+        """The LLM's decoder stack: the module holding ``layers`` (one per LLM layer) and ``norm``."""
+        count = self.model.config.get_text_config().num_hidden_layers
+        for module in self.model.modules():
+            layers = getattr(module, "layers", None)
+            if isinstance(layers, nn.ModuleList) and len(layers) == count and hasattr(module, "norm"):
+                return module
+        raise ConfigError(f"{self.kind} backbone: no decoder stack with {count} layers and a final norm found.")
+
+    @property
+    def num_layers(self):
+        return len(self._decoder().layers)
+
+    @contextlib.contextmanager
+    def _only_layers(self, start, stop, final_norm):
+        decoder = self._decoder()
+        layers, norm = decoder.layers, decoder.norm
+        decoder.layers = nn.ModuleList(list(layers)[start:stop])
+        if not final_norm:
+            decoder.norm = nn.Identity()
+        try:
+            yield decoder
+        finally:
+            decoder.layers, decoder.norm = layers, norm
+
+    @torch.no_grad()
+    def lower_states(self, inputs, top_layers):
+        """States entering the top ``top_layers`` layers, ``[B, T, H]``, and the position ids used.
+
+        Run under the frozen base weights: adapters live in the top layers only.
+        """
+        captured = {}
+
+        def keep_positions(module, args, kwargs):
+            captured["position_ids"] = kwargs.get("position_ids")
+
+        previous = self.active_adapter
+        self.set_adapter(None)
+        split = self.num_layers - top_layers
+        try:
+            with self._only_layers(0, split, final_norm=False) as decoder:
+                hook = decoder.register_forward_pre_hook(keep_positions, with_kwargs=True)
+                try:
+                    with self.autocast():
+                        states = self._run(inputs)
+                finally:
+                    hook.remove()
+        finally:
+            self.set_adapter(previous)
+        positions = captured.get("position_ids")
+        if positions is None:  # the decoder's default: 0..T-1 on every row
+            positions = torch.arange(states.size(1), device=states.device).unsqueeze(0).expand(states.size(0), -1)
+        return states, positions.expand(*positions.shape[:-2], states.size(0), states.size(1))
+
+    def upper(self, states, attention_mask, position_ids, top_layers):
+        """Last-layer states ``[B, T, H]`` of the top ``top_layers`` layers (active adapter) on ``states``."""
+        with self._only_layers(self.num_layers - top_layers, None, final_norm=True) as decoder:
+            with self.autocast():
+                out = decoder(inputs_embeds=states, attention_mask=attention_mask, position_ids=position_ids)
+        return out.last_hidden_state
+
+    def token_loss(self, hidden, labels):
+        """Cross-entropy of next-token ``labels`` ``[B, T]`` (``IGNORE_INDEX`` elsewhere) from ``hidden``."""
+        targets = labels[:, 1:]
+        keep = targets != IGNORE_INDEX
+        with self.autocast():
+            logits = self._lm_head()(hidden[:, :-1][keep])  # [N, V]
+        return F.cross_entropy(logits.float(), targets[keep])
+
     # ----------------------------------------------------------------------------- adapters
     @property
     def adapter_names(self):
@@ -195,11 +282,7 @@ class Backbone(nn.Module):
         self._adapter_configs[name] = config
         for parameter in self.adapter_parameters(name):
             parameter.data = parameter.data.float()  # trainable weights in fp32 even on a bf16 base
-            parameter.requires_grad_(True)
-        if self.active_adapter is None:
-            self.model.disable_adapters()
-        else:
-            self.model.set_adapter(self.active_adapter)
+        self.set_adapter(self.active_adapter)
         return config
 
     def set_adapter(self, name):
@@ -214,17 +297,20 @@ class Backbone(nn.Module):
         else:
             self.model.enable_adapters()
             self.model.set_adapter(name)
-        for other in self._adapter_configs:  # set_adapter freezes the others; keep all trainable
+        for other in self._adapter_configs:  # peft freezes inactive (or disabled) adapters; keep all trainable
             for parameter in self.adapter_parameters(other):
                 parameter.requires_grad_(True)
 
-    def adapter_parameters(self, name):
+    def adapter_named_parameters(self, name):
+        """``(name, parameter)`` of LoRA adapter ``name``'s weights (peft names them ``lora_A.<adapter>``)."""
         marks = (f".lora_A.{name}.", f".lora_B.{name}.")
-        return [p for n, p in self.model.named_parameters() if any(m in n for m in marks)]
+        return [(n, p) for n, p in self.model.named_parameters() if any(m in n for m in marks)]
+
+    def adapter_parameters(self, name):
+        return [p for _, p in self.adapter_named_parameters(name)]
 
     def adapter_state_dict(self, name):
-        marks = (f".lora_A.{name}.", f".lora_B.{name}.")
-        return {n: p.detach().cpu() for n, p in self.model.named_parameters() if any(m in n for m in marks)}
+        return {n: p.detach().cpu() for n, p in self.adapter_named_parameters(name)}
 
     def save_adapter(self, name, folder):
         """Write adapter ``name`` as a standard peft folder (``adapter_config.json`` +

@@ -179,8 +179,13 @@ def cache_folder(settings, dataset_name, key):
     return settings.cache_root / "item_views" / dataset_name / key[:20]
 
 
-def get_item_views(config, dataset, backbone=None, adapter=None, cache_tag=None, progress=True):
-    """Load the cached views of every item, or extract them with the configured backbone and cache them."""
+def get_item_views(config, dataset, backbone=None, adapter=None, cache_tag=None, progress=True, encoder=None,
+                   items=None):
+    """Load the cached views of every item, or extract them with the configured backbone and cache them.
+
+    ``encoder(items) -> arrays`` replaces ``backbone.encode_items`` (TPAD's stages encode from cached
+    states); ``items``, an :class:`ItemTable` already loaded, carries the problems met so far.
+    """
     from recbole_tpad.features.items import load_items
 
     settings = FeaturesConfig.from_config(config)
@@ -197,9 +202,9 @@ def get_item_views(config, dataset, backbone=None, adapter=None, cache_tag=None,
         from recbole_tpad.features.build import build_backbone
 
         backbone = build_backbone(settings)
-    items = load_items(config, dataset, settings)
+    items = items if items is not None else load_items(config, dataset, settings)
     start = time.perf_counter()
-    arrays = backbone.encode_items(items, adapter=adapter, progress=progress)
+    arrays = encoder(items) if encoder is not None else backbone.encode_items(items, adapter=adapter, progress=progress)
     seconds = time.perf_counter() - start
     items.log_summary(logger)  # after encoding: damaged images are only found when opened
     manifest = dict(

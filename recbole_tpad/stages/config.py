@@ -22,11 +22,14 @@ _KEYS = {
     "stage1_learning_rate": ("stage1_learning_rate", "posfloat"),
     "stage1_gen_weight": ("stage1_gen_weight", "weight"),
     "stage1_itc_weight": ("stage1_itc_weight", "weight"),
+    "stage1_projector_items": ("stage1_projector_items", "count0"),
+    "stage1_heldout_items": ("stage1_heldout_items", "count0"),
     "stage2_epochs": ("stage2_epochs", "count0"),
     "stage2_sessions_per_epoch": ("stage2_sessions_per_epoch", "count0"),
     "stage2_batch_size": ("stage2_batch_size", "count"),
     "stage2_learning_rate": ("stage2_learning_rate", "posfloat"),
-    "stage2_num_negatives": ("stage2_num_negatives", "count0"),
+    "stage2_bank_refresh": ("stage2_bank_refresh", "count0"),
+    "stage2_heldout_pairs": ("stage2_heldout_pairs", "count0"),
     "stage2_gen_t_weight": ("stage2_gen_t_weight", "weight"),
     "stage2_next_weight": ("stage2_next_weight", "weight"),
     "stage2_amie_weight": ("stage2_amie_weight", "weight"),
@@ -57,16 +60,19 @@ class StageConfig:
     hmie: bool = True
     distillation: bool = True
     stage1_epochs: int = 1
-    stage1_items_per_epoch: int = 192
-    stage1_batch_size: int = 16
+    stage1_items_per_epoch: int = 0
+    stage1_batch_size: int = 32
     stage1_learning_rate: float = 5e-4
     stage1_gen_weight: float = 1.0
     stage1_itc_weight: float = 1.0
+    stage1_projector_items: int = 512
+    stage1_heldout_items: int = 256
     stage2_epochs: int = 1
-    stage2_sessions_per_epoch: int = 64
-    stage2_batch_size: int = 8
+    stage2_sessions_per_epoch: int = 8192
+    stage2_batch_size: int = 32
     stage2_learning_rate: float = 5e-4
-    stage2_num_negatives: int = 8
+    stage2_bank_refresh: int = 64
+    stage2_heldout_pairs: int = 2000
     stage2_gen_t_weight: float = 1.0
     stage2_next_weight: float = 1.0
     stage2_amie_weight: float = 0.5
@@ -136,8 +142,18 @@ class StageConfig:
 
     def stage1_key(self):
         """Settings stage 1 depends on (its cache key part)."""
-        keep = ("generation_task", "answer_words", "temperature", "grad_clip", "lora_layers")
+        keep = ("generation_task", "answer_words", "title_words", "temperature", "grad_clip", "lora_layers")
         return {k: v for k, v in asdict(self).items() if k.startswith("stage1_") or k in keep}
+
+    def projector_key(self):
+        """Settings Stage 1a (the projector alignment) depends on."""
+        keep = ("stage1_projector_items", "stage1_batch_size", "stage1_learning_rate", "stage1_gen_weight",
+                "stage1_itc_weight", "answer_words", "temperature", "grad_clip")
+        return {k: getattr(self, k) for k in keep}
+
+    def states_key(self):
+        """Settings the cached item states depend on (the split layer and the answer spans)."""
+        return {k: getattr(self, k) for k in ("lora_layers", "title_words", "answer_words")}
 
     def stage2_key(self):
         """Settings stage 2 depends on, beyond stage 1's."""

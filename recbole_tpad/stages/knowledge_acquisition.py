@@ -21,8 +21,10 @@ backbone has one) learns knowledge-aware item features:
 import re
 
 import numpy as np
+import torch
 from torch import nn
 
+from recbole_tpad.features.backbone import IGNORE_INDEX, masked_mean
 from recbole_tpad.stages.loop import (
     TrainableStateMixin,
     load_safetensors,
@@ -65,47 +67,113 @@ def projector_parameters(backbone):
 
 
 def save_knowledge_mllm(backbone, folder):
-    """The Knowledge-MLLM's trainable parts: ``adapter_K/`` (peft folder) and the projector."""
+    """The Knowledge-MLLM's trainable part: ``adapter_K/`` (peft folder); the projector is Stage 1a's."""
     backbone.save_adapter(KNOWLEDGE, folder / f"adapter_{KNOWLEDGE}")
-    if backbone.projector is not None:
-        save_safetensors(backbone.projector.state_dict(), folder / PROJECTOR_FILE)
 
 
 def load_knowledge_mllm(backbone, folder):
     backbone.load_adapter(KNOWLEDGE, folder / f"adapter_{KNOWLEDGE}")
+
+
+def load_projector(backbone, folder):
     if backbone.projector is not None:
         backbone.projector.load_state_dict(load_safetensors(folder / PROJECTOR_FILE))
+
+
+class ProjectorAlignment(TrainableStateMixin, nn.Module):
+    r"""Stage 1a, for backbones with a trainable visual projector and items with photos.
+
+    The projector feeds the LLM's first layer, so the cached lower-layer states depend on it: it is
+    aligned first (LLaVA's first stage: the LLM frozen, no adapter), on ``stage1_projector_items``
+    items with photos, by ``L_gen^K`` (title + image -> held-out knowledge) and ``L_itc``, through
+    the whole model. It stays frozen afterwards, and the item states are computed with it.
+    """
+
+    title = "Projector Alignment"
+    number = 1
+
+    def __init__(self, backbone, items, settings, seed=2020):
+        super(ProjectorAlignment, self).__init__()
+        self.backbone = backbone
+        self.items = items
+        self.settings = settings
+        self.seed = seed
+        labels = backbone.settings.field_labels
+        self.examples = [None] + [knowledge_example(rec, labels, settings.answer_words) for rec in items.records[1:]]
+        self.pool = np.array([r for r, rec in enumerate(items.records) if r > 0 and rec.image_path is not None])
+
+    @property
+    def has_work(self):
+        return self.backbone.projector is not None and len(self.pool) >= 2 and self.settings.stage1_projector_items > 0
+
+    def schedule(self):
+        s = self.settings
+        rows = self.pool[sample_rows(len(self.pool), s.stage1_projector_items, self.seed, 1_000_003)]
+        return [(0, rows[i: i + s.stage1_batch_size]) for i in range(0, len(rows), s.stage1_batch_size)]
+
+    def parameters_to_train(self):
+        return projector_parameters(self.backbone)
+
+    def _named_trainable(self):
+        return [(f"projector.{n}", p) for n, p in self.backbone.projector.named_parameters()]
+
+    def training_loss(self, rows, step):
+        rows = [int(r) for r in rows]
+        self.backbone.set_adapter(None)
+        inputs = self.backbone.prepare([self.examples[r][0] for r in rows], [self.items.load_image(r) for r in rows],
+                                       answers=[self.examples[r][1] or "" for r in rows], summary=False)
+        out = self.backbone(inputs)
+        loss, parts = out.loss * self.settings.stage1_gen_weight, {"gen": out.loss.item()}
+        with_image = out.image_mask
+        if int(with_image.sum()) >= 2 and self.settings.stage1_itc_weight > 0:
+            itc = info_nce(out.text_view[with_image], out.image_view[with_image], self.settings.temperature)
+            loss = loss + self.settings.stage1_itc_weight * itc
+            parts["itc"] = itc.item()
+        return loss, parts
+
+    def save(self, folder):
+        save_safetensors(self.backbone.projector.state_dict(), folder / PROJECTOR_FILE)
 
 
 class KnowledgeAcquisition(TrainableStateMixin, nn.Module):
     r"""Stage 1 as a trainable object for :func:`recbole_tpad.stages.loop.train_stage`.
 
+    Runs the top layers only (adapter ``K``) on the cached :class:`ItemStates`: the generation task
+    predicts each item prompt's knowledge tokens (brand, categories, description) from the title
+    and image before them, answer-only cross-entropy.
+
     Args:
         backbone (Backbone): the shared frozen backbone (adapter ``K`` is added if missing).
-        items (ItemTable): every item, row = internal item id.
+        item_states (ItemStates): every item's frozen lower-layer states.
         settings (StageConfig): the stage keys.
+        heldout (numpy.ndarray): item rows kept out of training for the held-out figure.
         seed (int): the sampling seed.
     """
 
     title = "Knowledge Acquisition"
     number = 1
 
-    def __init__(self, backbone, items, settings, seed=2020):
+    def __init__(self, backbone, item_states, settings, heldout, seed=2020):
         super(KnowledgeAcquisition, self).__init__()
         self.backbone = backbone
-        self.items = items
+        self.states = item_states
         self.settings = settings
         self.seed = seed
+        self.top_layers = item_states.top_layers
         self.gen_weight = settings.stage1_gen
-        self.itc_weight = settings.stage1_itc_weight if backbone.projector is not None or _is_native(backbone) else 0.0
         ensure_adapter(backbone, KNOWLEDGE, settings.lora_layers)
-        labels = backbone.settings.field_labels
-        self.examples = [None] + [knowledge_example(rec, labels, settings.answer_words) for rec in items.records[1:]]
-        has_image = np.array([rec.image_path is not None for rec in items.records])
-        has_answer = np.array([ex is not None and ex[1] is not None for ex in self.examples])
-        self.itc_weight = self.itc_weight if has_image[1:].sum() >= 2 else 0.0
+        t, offsets = item_states.tensors, item_states.offsets
+        def per_item(mask):  # any token of the mask, per item
+            counts = torch.zeros(len(item_states), dtype=torch.long)
+            counts.index_add_(0, torch.repeat_interleave(torch.arange(len(item_states)), item_states.lengths),
+                              mask.long())
+            return (counts > 0).numpy()
+        has_answer, has_image = per_item(t["knowledge_mask"]), per_item(t["visual_mask"])
+        self.itc_weight = settings.stage1_itc_weight if has_image[1:].sum() >= 2 else 0.0
         usable = (has_answer & (self.gen_weight > 0)) | (has_image & (self.itc_weight > 0))
         usable[0] = False
+        self.heldout = np.intersect1d(np.asarray(heldout, dtype=np.int64), np.flatnonzero(has_answer))
+        usable[self.heldout] = False
         self.pool = np.flatnonzero(usable)  # the items this stage learns from
 
     @property
@@ -121,41 +189,59 @@ class KnowledgeAcquisition(TrainableStateMixin, nn.Module):
         return out
 
     def parameters_to_train(self):
-        return self.backbone.adapter_parameters(KNOWLEDGE) + projector_parameters(self.backbone)
+        return self.backbone.adapter_parameters(KNOWLEDGE)
 
     def _named_trainable(self):
-        named = [(f"adapter.{n}", p) for n, p in self.backbone.model.named_parameters()
-                 if f".lora_A.{KNOWLEDGE}." in n or f".lora_B.{KNOWLEDGE}." in n]
-        if self.backbone.projector is not None:
-            named += [(f"projector.{n}", p) for n, p in self.backbone.projector.named_parameters()]
-        return named
+        return [(f"adapter.{n}", p) for n, p in self.backbone.adapter_named_parameters(KNOWLEDGE)]
+
+    def _forward(self, rows, labels):
+        inputs = self.states.batch(rows, self.backbone.device, knowledge_labels=labels)
+        self.backbone.set_adapter(KNOWLEDGE)
+        hidden = self.backbone.upper(inputs["states"], inputs["attention_mask"], inputs["position_ids"],
+                                     self.top_layers)
+        return inputs, hidden
 
     def training_loss(self, rows, step):
         r"""``(loss, parts)`` of one batch of item rows."""
-        rows = [int(r) for r in rows]
-        prompts = [self.examples[r][0] for r in rows]
-        answers = [self.examples[r][1] or "" for r in rows]
-        images = [self.items.load_image(r) for r in rows]
-        self.backbone.set_adapter(KNOWLEDGE)
-        inputs = self.backbone.prepare(prompts, images, answers=answers if self.gen_weight > 0 else None,
-                                       summary=False)
-        out = self.backbone(inputs)
-        loss = out.text_view.new_zeros(())
+        inputs, hidden = self._forward(rows, labels=self.gen_weight > 0)
+        loss = hidden.new_zeros((), dtype=torch.float32)
         parts = {}
-        if self.gen_weight > 0:
-            if out.loss is not None:
-                loss = loss + self.gen_weight * out.loss
-                parts["gen_k"] = out.loss.item()
-        with_image = out.image_mask
+        if self.gen_weight > 0 and bool((inputs["labels"] != IGNORE_INDEX).any()):
+            gen = self.backbone.token_loss(hidden, inputs["labels"])
+            loss = loss + self.gen_weight * gen
+            parts["gen_k"] = gen.item()
+        with_image = inputs["visual_mask"].any(1)
         if self.itc_weight > 0 and int(with_image.sum()) >= 2:
-            itc = info_nce(out.text_view[with_image], out.image_view[with_image], self.settings.temperature)
+            hidden = hidden.float()
+            text_view = masked_mean(hidden, inputs["text_mask"])[with_image]
+            image_view = masked_mean(hidden, inputs["visual_mask"])[with_image]
+            itc = info_nce(text_view, image_view, self.settings.temperature)
             loss = loss + self.itc_weight * itc
             parts["itc"] = itc.item()
         return loss, parts
 
+    @torch.no_grad()
+    def evaluate(self):
+        r"""Held-out figure: answer-token cross-entropy of the held-out items' knowledge, adapter ``K``
+        against the untrained backbone (no adapter)."""
+        if len(self.heldout) == 0 or self.gen_weight <= 0:
+            return {}
+        figures = {}
+        for name, adapter in (("untrained", None), ("trained", KNOWLEDGE)):
+            total = count = 0.0
+            for i in range(0, len(self.heldout), self.settings.stage1_batch_size):
+                rows = self.heldout[i: i + self.settings.stage1_batch_size]
+                inputs = self.states.batch(rows, self.backbone.device, knowledge_labels=True)
+                self.backbone.set_adapter(adapter)
+                hidden = self.backbone.upper(inputs["states"], inputs["attention_mask"], inputs["position_ids"],
+                                             self.top_layers)
+                n = int((inputs["labels"][:, 1:] != IGNORE_INDEX).sum())
+                total += self.backbone.token_loss(hidden, inputs["labels"]).item() * n
+                count += n
+            figures[f"heldout_answer_ce_{name}"] = round(total / max(count, 1), 4)
+        figures["heldout_items"] = int(len(self.heldout))
+        self.backbone.set_adapter(KNOWLEDGE)
+        return figures
+
     def save(self, folder):
         save_knowledge_mllm(self.backbone, folder)
-
-
-def _is_native(backbone):
-    return bool(getattr(backbone.settings, "is_native", False)) and backbone.settings.use_images

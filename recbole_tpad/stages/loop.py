@@ -1,10 +1,11 @@
-"""The training loop both TPAD stages share (adapters are saved by ``Backbone.save_adapter``).
+"""The training loop every TPAD stage shares (adapters are saved by ``Backbone.save_adapter``).
 
 A stage object provides ``title``, ``number``, ``schedule()`` (a list of ``(epoch, rows)`` batches,
 fixed by the seed), ``parameters_to_train()``, ``training_loss(rows, step) -> (loss, parts)`` (it
 may back-propagate independent terms itself and report their value as ``parts[SEPARATE]``),
 ``trainable_state()`` /
-``load_trainable_state(state)`` and ``save(folder)``; :func:`train_stage` runs it with AdamW,
+``load_trainable_state(state)``, ``save(folder)`` and optionally ``evaluate() -> dict`` (held-out
+figures, logged and kept in the manifest); :func:`train_stage` runs it with AdamW,
 gradient clipping, a resumable checkpoint every ``checkpoint_steps`` steps, a progress bar per
 epoch and a per-epoch loss breakdown in the log, then commits the result atomically.
 """
@@ -137,8 +138,15 @@ def train_stage(stage, store, learning_rate, grad_clip, checkpoint_steps, show_p
         logger.info(set_color(f"{stage.title} epoch {epoch}", "green") + f" [{text}]")
     stage.eval()
     seconds = elapsed + time.perf_counter() - clock
-    manifest = store.commit(stage.save, info={"epoch_losses": epoch_losses, "seconds": round(seconds, 2),
-                                              "steps": total})
+    info = {"epoch_losses": epoch_losses, "seconds": round(seconds, 2), "steps": total}
+    evaluate = getattr(stage, "evaluate", None)
+    if evaluate is not None:  # held-out figures, on data the stage did not train on
+        clock = time.perf_counter()
+        info["heldout"] = evaluate()
+        info["heldout_seconds"] = round(time.perf_counter() - clock, 2)
+        text = ", ".join(f"{k}: {v}" for k, v in info["heldout"].items())
+        logger.info(set_color(f"{stage.title} held-out", "green") + f" [{text}]")
+    manifest = store.commit(stage.save, info=info)
     logger.info(set_color(f"{stage.title} done", "green") + f" in {seconds:.1f} s, saved to {store.folder}")
     return manifest
 

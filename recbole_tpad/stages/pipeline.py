@@ -60,18 +60,24 @@ class StagePipeline:
         self.seed = int(_get(config, "seed") or 2020)
         self.root = Path(self.settings.cache_dir).expanduser() if self.settings.cache_dir else (
             self.features.cache_root / "stages" / str(config["dataset"]))
-        base = {
+        data = {
             "dataset": config["dataset"],
             "data": data_fingerprint(config["data_path"], config["dataset"]),
             "backbone": {k: v for k, v in dataclasses.asdict(self.features).items() if k not in VOLATILE_FEATURE_KEYS},
-            "split": {k: _get(config, k) for k in SPLIT_KEYS},
-            "seed": self.seed,
         }
-        self.store1 = StageStore(self.root, "knowledge", dict(base, stage=self.settings.stage1_key()))
+        # the item states depend on the data, the backbone and (with photos) the aligned projector only,
+        # so every seed and split of a text-only dataset shares them
+        self.store_projector = StageStore(self.root, "projector", dict(
+            data, seed=self.seed if self.features.use_images else None, stage=self.settings.projector_key()))
+        self.store_states = StageStore(self.root, "states", {"data": data, "stage": self.settings.states_key(),
+                                                             "projector": self.store_projector.key_hash})
+        self.store1 = StageStore(self.root, "knowledge", {"states": self.store_states.key_hash, "seed": self.seed,
+                                                          "stage": self.settings.stage1_key()})
         self.store2 = None
         if self.settings.run_stage2:
             self.store2 = StageStore(self.root, "distillation",
-                                     {"stage1": self.store1.key_hash, "stage": self.settings.stage2_key()})
+                                     {"stage1": self.store1.key_hash, "stage": self.settings.stage2_key(),
+                                      "split": {k: _get(config, k) for k in SPLIT_KEYS}})
         self.final_hash = (self.store2 or self.store1).key_hash
         self.timings = {}
         self.logger = getLogger()
@@ -88,17 +94,23 @@ class StagePipeline:
         with torch.random.fork_rng(devices=list(range(torch.cuda.device_count()))):
             torch.manual_seed(self.seed)
             backbone, items = self._backbone_and_items()
+            self._timed("projector", self._projector, backbone, items)
+            item_states = self._timed("item_states", self._item_states, backbone, items)
             if self.store2 is None or not self.store2.is_complete():  # a complete stage 2 holds K already
-                self._stage1(backbone, items)
+                self._timed("stage1", self._stage1, backbone, item_states)
             if self.store2 is not None:
-                self._stage2(backbone, items)
-            start = time.perf_counter()
-            views = generate_representations(self.config, self.dataset, backbone, self.root, self.final_hash,
-                                             self.show_progress)
-            self.timings["representation"] = time.perf_counter() - start
+                self._timed("stage2", self._stage2, backbone, item_states)
+            views = self._timed("representation", generate_representations, self.config, self.dataset, backbone,
+                                items, item_states, self.root, self.final_hash, self.show_progress)
         self.logger.info(set_color("TPAD stages", "green") + " wall time: " +
                          ", ".join(f"{k} {v:.1f} s" for k, v in self.timings.items()))
         return views
+
+    def _timed(self, name, step, *args):
+        start = time.perf_counter()
+        result = step(*args)
+        self.timings[name] = time.perf_counter() - start
+        return result
 
     def _backbone_and_items(self):
         from recbole_tpad.features import build_backbone, load_items
@@ -109,43 +121,72 @@ class StagePipeline:
         self.timings["load"] = time.perf_counter() - start
         return backbone, items
 
-    def _stage1(self, backbone, items):
-        from recbole_tpad.stages.knowledge_acquisition import KnowledgeAcquisition, load_knowledge_mllm
+    @property
+    def top_layers(self):
+        return self.settings.lora_layers
+
+    def _train_or_load(self, store, stage, learning_rate, load):
+        r"""Load ``store``'s result with ``load(folder)``, or train ``stage`` into it (committing an
+        empty result when it has nothing to learn)."""
         from recbole_tpad.stages.loop import train_stage
 
-        start = time.perf_counter()
-        if self.store1.is_complete():
-            self.logger.info(set_color("Knowledge Acquisition", "green") + f": cached in {self.store1.folder}")
-            load_knowledge_mllm(backbone, self.store1.folder)
+        if store.is_complete():
+            self.logger.info(set_color(stage.title, "green") + f": cached in {store.folder}")
+            load(store.folder)
+        elif stage.has_work:
+            train_stage(stage, store, learning_rate, self.settings.grad_clip, self.settings.checkpoint_steps,
+                        self.show_progress)
         else:
-            stage = KnowledgeAcquisition(backbone, items, self.settings, self.seed)
-            if stage.has_work:
-                train_stage(stage, self.store1, self.settings.stage1_learning_rate, self.settings.grad_clip,
-                            self.settings.checkpoint_steps, self.show_progress)
-            else:
-                self.logger.info(set_color("Knowledge Acquisition", "yellow") +
-                                 ": nothing to learn (no generation task, no images); adapter K stays untrained")
-                self.store1.commit(stage.save, info={"epoch_losses": {}, "seconds": 0.0, "steps": 0})
-        self.timings["stage1"] = time.perf_counter() - start
+            self.logger.info(set_color(stage.title, "yellow") + ": nothing to learn; its weights stay untrained")
+            store.commit(stage.save, info={"epoch_losses": {}, "seconds": 0.0, "steps": 0})
 
-    def _stage2(self, backbone, items):
+    def _projector(self, backbone, items):
+        from recbole_tpad.stages.knowledge_acquisition import ProjectorAlignment, load_projector
+
+        if backbone.projector is None:
+            return
+        stage = ProjectorAlignment(backbone, items, self.settings, self.seed)
+        self._train_or_load(self.store_projector, stage, self.settings.stage1_learning_rate,
+                            lambda folder: load_projector(backbone, folder))
+
+    def _item_states(self, backbone, items):
+        from recbole_tpad.stages.item_states import compute_item_states, load_item_states, save_item_states
+
+        top = self.top_layers or backbone.num_layers
+        if self.store_states.is_complete():
+            return load_item_states(self.store_states.folder)
+        states = compute_item_states(backbone, items, top, self.settings, self.features.batch_size, self.show_progress)
+        self.store_states.commit(lambda folder: save_item_states(states, folder),
+                                 info={"items": len(states), "tokens": int(states.offsets[-1])})
+        return states
+
+    def _stage1(self, backbone, item_states):
+        import numpy as np
+
+        from recbole_tpad.stages.knowledge_acquisition import KnowledgeAcquisition, load_knowledge_mllm
+
+        rng = np.random.default_rng([self.seed, 3])
+        heldout = rng.permutation(np.arange(1, len(item_states)))[: self.settings.stage1_heldout_items]
+        stage = KnowledgeAcquisition(backbone, item_states, self.settings, heldout, self.seed)
+        self._train_or_load(self.store1, stage, self.settings.stage1_learning_rate,
+                            lambda folder: load_knowledge_mllm(backbone, folder))
+
+    def _stage2(self, backbone, item_states):
         from recbole_tpad.stages.knowledge_acquisition import load_knowledge_mllm
-        from recbole_tpad.stages.loop import train_stage
         from recbole_tpad.stages.session_prompts import training_sessions
-        from recbole_tpad.stages.transition_distillation import TransitionDistillation
+        from recbole_tpad.stages.transition_distillation import TransitionDistillation, heldout_pairs
 
-        start = time.perf_counter()
         if self.store2.is_complete():
             self.logger.info(set_color("Transition Distillation", "green") + f": cached in {self.store2.folder}")
             load_knowledge_mllm(backbone, self.store2.folder)
-        else:
-            if self.train_dataset is None:
-                raise ConfigError(
-                    "TPAD's Transition Distillation Stage learns from the training split, which this call did not "
-                    "get: run trainer.fit(train_data, ...) first (or set stage_distillation: False)."
-                )
-            stage = TransitionDistillation(backbone, items, training_sessions(self.train_dataset), self.settings,
-                                           self.seed)
-            train_stage(stage, self.store2, self.settings.stage2_learning_rate, self.settings.grad_clip,
-                        self.settings.checkpoint_steps, self.show_progress)
-        self.timings["stage2"] = time.perf_counter() - start
+            return
+        if self.train_dataset is None:
+            raise ConfigError(
+                "TPAD's Transition Distillation Stage learns from the training split, which this call did not "
+                "get: run trainer.fit(train_data, ...) first (or set stage_distillation: False)."
+            )
+        sessions = training_sessions(self.train_dataset)
+        heldout = heldout_pairs(sessions, self.settings.stage2_heldout_pairs, self.seed)
+        stage = TransitionDistillation(backbone, item_states, sessions, self.settings, heldout, self.seed)
+        self._train_or_load(self.store2, stage, self.settings.stage2_learning_rate,
+                            lambda folder: load_knowledge_mllm(backbone, folder))

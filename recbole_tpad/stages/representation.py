@@ -38,12 +38,19 @@ def cached_representations(root, stage_hash):
     return views
 
 
-def generate_representations(config, dataset, backbone, root, stage_hash, show_progress=True):
-    r"""Encode every item with adapter ``K`` (or load the cached views) and remember where they are."""
+def generate_representations(config, dataset, backbone, items, item_states, root, stage_hash, show_progress=True):
+    r"""Encode every item with adapter ``K`` (or load the cached views) and remember where they are.
+
+    The top layers run on the cached lower-layer states (:mod:`recbole_tpad.stages.item_states`).
+    """
     from recbole_tpad.features import get_item_views
+    from recbole_tpad.stages.item_states import encode_item_views
+
+    def encode(items):
+        return encode_item_views(backbone, item_states, KNOWLEDGE, backbone.settings.batch_size, show_progress)
 
     views = get_item_views(config, dataset, backbone=backbone, adapter=KNOWLEDGE, cache_tag=stage_hash,
-                           progress=show_progress)
+                           progress=show_progress, encoder=encode, items=items)
     pointer = _pointer(root, stage_hash)
     pointer.parent.mkdir(parents=True, exist_ok=True)
     tmp = pointer.with_name(f".{pointer.name}.tmp-{os.getpid()}")

@@ -9,25 +9,28 @@ Reference:
 
 The Transfer-MLLM (LoRA adapter ``T``) learns transitional patterns from training sessions, and
 they are distilled into the Knowledge-MLLM (adapter ``K``) through the transitional pattern
-alignment module. One step, on a batch of training ``(session prefix, next item)`` pairs:
+alignment module. Every pass runs the top layers only, on the frozen lower-layer states of
+:mod:`recbole_tpad.stages.item_states`. One step, on a batch of training ``(prefix, next item)``
+pairs:
 
-1. ``T`` on the session prompts ``"A shopper viewed: 1. ... n. .... Next item:"``:
-   ``L_gen^T`` (generate the next item's title, answer-only CE) and the session state ``t_s``.
+1. ``T`` on the session prompts ``"A shopper viewed: [i_1] ... [i_n] Next item:"``, each item one
+   position (its cached summary state): ``L_gen^T`` (generate the next item's title, answer-only
+   CE) and the session state ``t_s`` (the last prompt position).
 2. ``T`` on the item prompts of the batch's next items: item features ``t_i``; ``L_next`` =
-   InfoNCE of ``t_s`` against the true next item's ``t_i``, the other next items of the batch and
-   ``stage2_num_negatives`` sampled items (encoded by ``T`` without gradient) as negatives.
-3. ``K`` on the same item prompts: ``k_i``. HMIE splits each feature (``K`` and ``T`` sides) into
-   shared and specific parts and minimizes CLUB between them at the token level (text and visual
-   token states) and the item level (fused state); AMIE maximizes the InfoNCE bound on
+   InfoNCE of ``t_s`` against every item: the batch's next items (with gradient) and a bank of the
+   others' ``T`` features (without gradient, ``stage2_bank_refresh`` of them re-encoded per step).
+3. ``K`` on the same item prompts: ``k_i`` and ``L_gen^K`` (their knowledge tokens, keeping the
+   stage-1 knowledge). HMIE splits each feature (``K`` and ``T`` sides) into shared and specific
+   parts and minimizes CLUB between them at the token level (text and visual token states) and
+   the item level (fused state); AMIE maximizes the InfoNCE bound on
    ``I(shared(k_i); shared(t_i))`` with ``T`` as the stop-gradient teacher.
-4. ``K`` keeps its stage-1 knowledge: ``L_gen^K`` on the next items' knowledge prompts. This term
-   shares no graph with the others: it is computed and back-propagated first, which frees its
-   activations before the coupled forward passes (peak memory of a step ~ one term less).
 
 ``L = gen_t * L_gen^T + next * L_next + a * L_AMIE + b * L_HMIE + c * L_gen^K``.
 
 NOTE:
     Without HMIE (ablation ``stage_hmie: False``) AMIE aligns the whole features ``k_i``, ``t_i``.
+    The session prompt's header and footer states are those of ``"A shopper viewed: Next item:"``
+    through the lower layers; the item positions between them carry the items' own states.
 """
 
 import numpy as np
@@ -35,24 +38,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recbole_tpad.features.prompt import format_item_prompt
-from recbole_tpad.stages.knowledge_acquisition import (
-    KNOWLEDGE,
-    ensure_adapter,
-    projector_parameters,
-    save_knowledge_mllm,
-)
-from recbole_tpad.stages.loop import (
-    TrainableStateMixin,
-    SEPARATE,
-    check_finite,
-    save_safetensors,
-)
+from recbole_tpad.features.backbone import IGNORE_INDEX
+from recbole_tpad.stages.knowledge_acquisition import KNOWLEDGE, ensure_adapter, save_knowledge_mllm
+from recbole_tpad.stages.loop import TrainableStateMixin, save_safetensors
 from recbole_tpad.stages.mi_estimators import AMIE, HMIE
-from recbole_tpad.stages.session_prompts import SessionPromptBuilder, knowledge_example, sample_rows
+from recbole_tpad.stages.session_prompts import sample_rows
 
 TRANSFER = "T"
 HEADS_FILE = "alignment_heads.safetensors"
+HEADER, FOOTER = "A shopper viewed:", " Next item:"
 
 
 def sample_tokens(hidden, mask, limit, generator):
@@ -64,35 +58,43 @@ def sample_tokens(hidden, mask, limit, generator):
     return states
 
 
+def ranks_of(scores, targets):
+    r"""1-based rank of each ``targets[b]`` among ``scores[b]`` ``[B, N]`` (ties counted against it)."""
+    return (scores > scores.gather(1, targets.view(-1, 1))).sum(1) + 1
+
+
 class TransitionDistillation(TrainableStateMixin, nn.Module):
     r"""Stage 2 as a trainable object for :func:`recbole_tpad.stages.loop.train_stage`.
 
     Args:
         backbone (Backbone): the shared frozen backbone carrying the stage-1 adapter ``K``
             (adapter ``T`` is added if missing).
-        items (ItemTable): every item, row = internal item id.
+        item_states (ItemStates): every item's frozen lower-layer states.
         sessions (TrainingSessions): the training split's ``(prefix, next item)`` pairs.
         settings (StageConfig): the stage keys.
+        heldout (numpy.ndarray): rows of ``sessions`` kept out of training for the held-out figures.
         seed (int): the sampling seed.
     """
 
     title = "Transition Distillation"
     number = 2
 
-    def __init__(self, backbone, items, sessions, settings, seed=2020):
+    def __init__(self, backbone, item_states, sessions, settings, heldout, seed=2020):
         super(TransitionDistillation, self).__init__()
         self.backbone = backbone
-        self.items = items
+        self.states = item_states
         self.sessions = sessions
         self.settings = settings
         self.seed = seed
+        self.top_layers = item_states.top_layers
+        self.num_items = len(item_states)
         ensure_adapter(backbone, KNOWLEDGE, settings.lora_layers)
         ensure_adapter(backbone, TRANSFER, settings.lora_layers)
-        labels = backbone.settings.field_labels
-        self.item_prompts = [format_item_prompt(rec, labels) for rec in items.records]
-        self.knowledge = [None] + [knowledge_example(rec, labels, settings.answer_words) for rec in items.records[1:]]
-        self.builder = SessionPromptBuilder(items.records, settings.session_items, settings.title_words)
-        self.num_items = len(items.records)
+        self.heldout = np.asarray(heldout, dtype=np.int64)
+        train = np.ones(len(sessions), dtype=bool)
+        train[self.heldout] = False
+        self.train_rows = np.flatnonzero(train)
+        self.header, self.footer = self._prompt_frame()
         hidden = backbone.hidden_size
         s = settings
         amie_dim = s.hmie_shared_dim if s.hmie_weight > 0 else hidden  # AMIE aligns the shared parts
@@ -101,17 +103,29 @@ class TransitionDistillation(TrainableStateMixin, nn.Module):
             name: HMIE(hidden, s.hmie_shared_dim, s.hmie_specific_dim, s.hmie_hidden_size, s.hmie_recon_weight)
             for name in (KNOWLEDGE, TRANSFER)
         })
+        self.register_buffer("bank", torch.zeros(self.num_items, hidden))  # T item features, no gradient
+        self.bank_ready = False
         self.to(backbone.device)
+
+    @torch.no_grad()
+    def _prompt_frame(self):
+        r"""Lower-layer states of the session prompt's header and footer tokens."""
+        text = HEADER + FOOTER
+        inputs = self.backbone.prepare([text], summary=False, spans={"header": [(0, len(HEADER))]})
+        states, _ = self.backbone.lower_states(inputs, self.top_layers)
+        header = inputs["header"][0]
+        dtype = self.states.tensors["states"].dtype
+        return states[0][header].to(dtype).cpu(), states[0][~header].to(dtype).cpu()
 
     @property
     def has_work(self):
-        return len(self.sessions) > 0 and self.settings.run_stage2
+        return len(self.train_rows) > 0 and self.settings.run_stage2
 
     def schedule(self):
         s = self.settings
         out = []
         for epoch in range(s.stage2_epochs):
-            rows = sample_rows(len(self.sessions), s.stage2_sessions_per_epoch, self.seed + 1, epoch)
+            rows = self.train_rows[sample_rows(len(self.train_rows), s.stage2_sessions_per_epoch, self.seed + 1, epoch)]
             out += [(epoch, rows[i: i + s.stage2_batch_size]) for i in range(0, len(rows), s.stage2_batch_size)]
         return out
 
@@ -126,97 +140,228 @@ class TransitionDistillation(TrainableStateMixin, nn.Module):
 
     def parameters_to_train(self):
         params = self.backbone.adapter_parameters(TRANSFER) + self.backbone.adapter_parameters(KNOWLEDGE)
-        params += projector_parameters(self.backbone)
         for _, module in self._heads():
             params += list(module.parameters())
         return params
 
     def _named_trainable(self):
-        marks = [f".lora_{ab}.{name}." for ab in "AB" for name in (KNOWLEDGE, TRANSFER)]
-        named = [(f"adapter.{n}", p) for n, p in self.backbone.model.named_parameters() if any(m in n for m in marks)]
-        if self.backbone.projector is not None:
-            named += [(f"projector.{n}", p) for n, p in self.backbone.projector.named_parameters()]
+        named = [(f"adapter.{n}", p) for name in (KNOWLEDGE, TRANSFER)
+                 for n, p in self.backbone.adapter_named_parameters(name)]
         for prefix, module in (("amie", self.amie), ("hmie", self.hmie)):
             named += [(f"{prefix}.{n}", p) for n, p in module.named_parameters()]
         return named
 
-    def candidates(self, targets, step):
-        r"""The batch's unique next items, sampled negative items (not among them), each target's position."""
+    def trainable_state(self):
+        state = super().trainable_state()
+        state["bank"] = self.bank.detach().cpu().clone()
+        return state
+
+    def load_trainable_state(self, state):
+        state = dict(state)
+        self.bank.copy_(state.pop("bank"))
+        self.bank_ready = True
+        super().load_trainable_state(state)
+
+    # ---- passes -----------------------------------------------------------------------------------
+    def _upper(self, adapter, inputs):
+        self.backbone.set_adapter(adapter)
+        return self.backbone.upper(inputs["states"], inputs["attention_mask"], inputs["position_ids"],
+                                   self.top_layers)
+
+    def item_pass(self, adapter, rows, knowledge_labels=False):
+        r"""Inputs and last-layer states of the top layers on item ``rows``."""
+        inputs = self.states.batch(rows, self.backbone.device, knowledge_labels=knowledge_labels)
+        return inputs, self._upper(adapter, inputs)
+
+    @torch.no_grad()
+    def item_features(self, adapter, rows=None, batch_size=64):
+        r"""Fused features ``[len(rows), H]`` (all items by default, row 0 zeros) without gradient."""
+        rows = np.arange(1, self.num_items) if rows is None else np.asarray(rows)
+        out = torch.zeros(len(rows), self.backbone.hidden_size, device=self.backbone.device)
+        order = np.argsort(self.states.lengths.numpy()[rows], kind="stable")  # little padding per batch
+        for i in range(0, len(rows), batch_size):
+            take = order[i: i + batch_size]
+            inputs, hidden = self.item_pass(adapter, rows[take])
+            out[torch.as_tensor(take, device=out.device)] = hidden.float()[torch.arange(len(take)), inputs["summary_index"]]
+        return out
+
+    def session_inputs(self, rows, with_answers):
+        r"""Top-layer inputs of the session prompts of training pair ``rows``: header, one position per
+        recent item, footer, and (``with_answers``) the next item's title tokens with their labels."""
+        s = self.settings
+        sequences, labels, state_index = [], [], []
+        for r in rows:
+            prefix = self.sessions.prefix(int(r), s.session_items)
+            parts = [self.header, self.states.summary[prefix], self.footer]
+            label = [IGNORE_INDEX] * sum(p.size(0) for p in parts)
+            state_index.append(len(label) - 1)
+            if with_answers:
+                title, ids = self.states.title_states(int(self.sessions.target[int(r)]))
+                parts.append(title)
+                label += ids.tolist()
+            sequences.append(torch.cat(parts))
+            labels.append(label)
+        width = max(x.size(0) for x in sequences)
+        hidden = self.backbone.hidden_size
+        states = torch.zeros(len(rows), width, hidden, dtype=self.header.dtype)
+        mask = torch.zeros(len(rows), width, dtype=torch.long)
+        label_tensor = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
+        for b, (x, label) in enumerate(zip(sequences, labels)):
+            states[b, : x.size(0)], mask[b, : x.size(0)] = x, 1
+            label_tensor[b, : len(label)] = torch.tensor(label)
+        positions = torch.arange(width).unsqueeze(0).expand(len(rows), -1)
+        dims = self.states.tensors["positions"].size(0)
+        if dims > 1:  # multimodal rotary positions: text positions on every axis
+            positions = positions.unsqueeze(0).expand(dims, -1, -1)
+        device = self.backbone.device
+        return {"states": states.to(device), "attention_mask": mask.to(device), "position_ids": positions.to(device),
+                "labels": label_tensor.to(device), "state_index": torch.tensor(state_index, device=device)}
+
+    def session_states(self, rows, with_answers=False):
+        r"""Session states ``t_s`` ``[B, H]`` of training pair ``rows`` (and the top layers' output)."""
+        inputs = self.session_inputs(rows, with_answers)
+        hidden = self._upper(TRANSFER, inputs)
+        return hidden.float()[torch.arange(len(rows)), inputs["state_index"]], hidden, inputs
+
+    # ---- training ---------------------------------------------------------------------------------
+    def _refresh_bank(self, step):
+        r"""Re-encode ``stage2_bank_refresh`` items (a rotating slice) with the current ``T``."""
+        if not self.bank_ready:
+            self.bank.copy_(self.item_features(TRANSFER, np.arange(self.num_items)))
+            self.bank_ready = True
+            return
+        size = self.settings.stage2_bank_refresh
+        if size:
+            rows = (np.arange(size) + step * size) % (self.num_items - 1) + 1
+            self.bank[torch.as_tensor(rows, device=self.bank.device)] = self.item_features(TRANSFER, rows)
+
+    def candidates(self, targets):
+        r"""The batch's unique next items and each target's position among them."""
         items = list(dict.fromkeys(int(t) for t in targets))
         position = {item: k for k, item in enumerate(items)}
-        generator = np.random.default_rng([self.seed, 7, step])
-        sampled = generator.integers(1, self.num_items, size=self.settings.stage2_num_negatives)
-        negatives = [i for i in dict.fromkeys(int(i) for i in sampled) if i not in position]
-        return items, negatives, torch.tensor([position[int(t)] for t in targets], device=self.backbone.device)
+        return items, torch.tensor([position[int(t)] for t in targets], device=self.backbone.device)
 
-    def _item_inputs(self, rows):
-        return self.backbone.prepare([self.item_prompts[i] for i in rows], [self.items.load_image(i) for i in rows])
-
-    def _features(self, adapter, inputs):
-        self.backbone.set_adapter(adapter)
-        return self.backbone(inputs)
-
-    def _hmie(self, name, out, inputs, generator):
+    def _hmie(self, name, hidden, inputs, generator):
         limit = self.settings.hmie_tokens
-        views = [sample_tokens(out.hidden, inputs["text_mask"], limit, generator)]
+        hidden = hidden.float()
+        views = [sample_tokens(hidden, inputs["text_mask"], limit, generator)]
         if bool(inputs["visual_mask"].any()):
-            views.append(sample_tokens(out.hidden, inputs["visual_mask"], limit, generator))
-        return self.hmie[name](views, out.summary)
+            views.append(sample_tokens(hidden, inputs["visual_mask"], limit, generator))
+        summary = hidden[torch.arange(hidden.size(0)), inputs["summary_index"]]
+        return self.hmie[name](views, summary)
 
     def training_loss(self, rows, step):
         r"""``(loss, parts)`` of one batch of training pair rows."""
         s = self.settings
         generator = torch.Generator().manual_seed(self.seed * 1000003 + step)
-        prompts, answers, targets = self.builder.batch(self.sessions, [int(r) for r in rows])
+        rows = [int(r) for r in rows]
+        targets = self.sessions.target[torch.as_tensor(rows)]
+        next_items, positive = self.candidates(targets)
         parts = {}
-        next_items, negatives, positive = self.candidates(targets, step)
-        # 4 (first, to free its graph early). Knowledge-MLLM keeps its knowledge: L_gen^K on the next items
-        if s.gen_k > 0:
-            known = [i for i in next_items if self.knowledge[i][1] is not None]
-            if known:
-                gen_in = self.backbone.prepare([self.knowledge[i][0] for i in known],
-                                               [self.items.load_image(i) for i in known],
-                                               answers=[self.knowledge[i][1] for i in known], summary=False)
-                gen_k = self._features(KNOWLEDGE, gen_in).loss
-                check_finite(gen_k, self, step)
-                (s.gen_k * gen_k).backward()  # independent of the other terms: backward now, less memory
-                parts["gen_k"] = gen_k.item()
-                parts[SEPARATE] = s.gen_k * gen_k.item()
-        # 1. Transfer-MLLM on the sessions
-        session_in = self.backbone.prepare(prompts, answers=answers if s.gen_t > 0 else None, summary=False)
-        session_out = self._features(TRANSFER, session_in)
-        loss = session_out.summary.new_zeros(())
-        if s.gen_t > 0:
-            loss = loss + s.gen_t * session_out.loss
-            parts["gen_t"] = session_out.loss.item()
-        # 2. Transfer-MLLM on the next items (and, without gradient, the sampled negatives): L_next
-        item_in = self._item_inputs(next_items)
-        t_out = self._features(TRANSFER, item_in)
         if s.stage2_next_weight > 0:
-            candidates = t_out.summary
-            if negatives:
-                with torch.no_grad():
-                    candidates = torch.cat([candidates, self._features(TRANSFER, self._item_inputs(negatives)).summary])
-            logits = F.normalize(session_out.summary, dim=-1) @ F.normalize(candidates, dim=-1).t()
-            l_next = F.cross_entropy(logits / s.temperature, positive)
+            self._refresh_bank(step)
+        # 1. Transfer-MLLM on the sessions
+        t_s, session_hidden, session_in = self.session_states(rows, with_answers=s.gen_t > 0)
+        loss = t_s.new_zeros(())
+        if s.gen_t > 0:
+            gen_t = self.backbone.token_loss(session_hidden, session_in["labels"])
+            loss = loss + s.gen_t * gen_t
+            parts["gen_t"] = gen_t.item()
+        # 2. Transfer-MLLM on the next items; L_next against every item (the bank for the others)
+        item_in, t_hidden = self.item_pass(TRANSFER, next_items)
+        t_feat = t_hidden.float()[torch.arange(len(next_items)), item_in["summary_index"]]
+        if s.stage2_next_weight > 0:
+            live = torch.as_tensor(next_items, device=self.bank.device)
+            candidates = self.bank.index_put((live,), t_feat)  # a copy: live features where the batch has them
+            logits = F.normalize(t_s, dim=-1) @ F.normalize(candidates, dim=-1).t() / s.temperature
+            logits[:, 0] = float("-inf")  # RecBole's padding item
+            l_next = F.cross_entropy(logits, live[positive])
             loss = loss + s.stage2_next_weight * l_next
             parts["next"] = l_next.item()
-        # 3. Knowledge-MLLM on the same items: HMIE and AMIE
-        if s.amie_weight > 0 or s.hmie_weight > 0:
-            k_out = self._features(KNOWLEDGE, item_in)
-            k_feat, t_feat = k_out.summary, t_out.summary
+            with torch.no_grad():
+                self.bank[live] = t_feat.detach()
+        # 3. Knowledge-MLLM on the same items: L_gen^K, HMIE and AMIE
+        if s.amie_weight > 0 or s.hmie_weight > 0 or s.gen_k > 0:
+            k_in, k_hidden = self.item_pass(KNOWLEDGE, next_items, knowledge_labels=s.gen_k > 0)
+            if s.gen_k > 0 and bool((k_in["labels"] != IGNORE_INDEX).any()):
+                gen_k = self.backbone.token_loss(k_hidden, k_in["labels"])
+                loss = loss + s.gen_k * gen_k
+                parts["gen_k"] = gen_k.item()
+            k_feat = k_hidden.float()[torch.arange(len(next_items)), k_in["summary_index"]]
+            t_align = t_feat
             if s.hmie_weight > 0:
-                l_hmie_k, k_parts = self._hmie(KNOWLEDGE, k_out, item_in, generator)
-                l_hmie_t, t_parts = self._hmie(TRANSFER, t_out, item_in, generator)
+                l_hmie_k, k_parts = self._hmie(KNOWLEDGE, k_hidden, k_in, generator)
+                l_hmie_t, t_parts = self._hmie(TRANSFER, t_hidden, item_in, generator)
                 loss = loss + s.hmie_weight * (l_hmie_k + l_hmie_t)
                 parts["hmie"] = (l_hmie_k + l_hmie_t).item()
                 parts["hmie_mi"] = k_parts["hmie_mi"] + t_parts["hmie_mi"]
-                k_feat, t_feat = k_parts["item_shared"], t_parts["item_shared"]
+                k_feat, t_align = k_parts["item_shared"], t_parts["item_shared"]
             if s.amie_weight > 0 and len(next_items) >= 2:
-                l_amie = self.amie(k_feat, t_feat)
+                l_amie = self.amie(k_feat, t_align)
                 loss = loss + s.amie_weight * l_amie
                 parts["amie"] = l_amie.item()
         return loss, parts
+
+    # ---- held-out figures -------------------------------------------------------------------------
+    @torch.no_grad()
+    def next_item_figures(self, adapter, features, rows):
+        r"""Recall@10 and MRR of the session states of pair ``rows`` (under ``adapter``) against ``features``."""
+        self.backbone.set_adapter(adapter)
+        ranks = []
+        for i in range(0, len(rows), 128):
+            batch = rows[i: i + 128]
+            inputs = self.session_inputs(batch, with_answers=False)
+            hidden = self._upper(adapter, inputs)
+            t_s = hidden.float()[torch.arange(len(batch)), inputs["state_index"]]
+            scores = F.normalize(t_s, dim=-1) @ F.normalize(features, dim=-1).t()
+            scores[:, 0] = float("-inf")
+            targets = self.sessions.target[torch.as_tensor(batch)].to(scores.device)
+            ranks.append(ranks_of(scores, targets).float())
+        return rank_figures(torch.cat(ranks))
+
+    @torch.no_grad()
+    def evaluate(self):
+        r"""Held-out figures of the stage, on training pairs of sessions it never trained on.
+
+        ``T``'s next-item recall@10 / MRR against all items, beside the untrained ``T`` (the frozen
+        base) and a popularity ranking (by next-item counts of the training rows); and AMIE's
+        alignment: how often ``K``'s feature of an item retrieves its own ``T`` feature among 1,000.
+        """
+        if len(self.heldout) == 0:
+            return {}
+        rows = self.heldout
+        figures = {"heldout_pairs": int(len(rows))}
+        for name, adapter in (("untrained", None), ("trained", TRANSFER)):
+            features = self.item_features(adapter, np.arange(self.num_items))
+            for metric, value in self.next_item_figures(adapter, features, rows).items():
+                figures[f"heldout_{metric}_{name}"] = value
+        counts = torch.bincount(self.sessions.target[torch.as_tensor(self.train_rows)], minlength=self.num_items).float()
+        counts[0] = float("-inf")
+        targets = self.sessions.target[torch.as_tensor(rows)]
+        popular = ranks_of(counts.unsqueeze(0).expand(len(rows), -1), targets).float()
+        for metric, value in rank_figures(popular).items():
+            figures[f"heldout_{metric}_popularity"] = value
+        if self.settings.amie_weight > 0:
+            figures.update(self.alignment_figures())
+        self.backbone.set_adapter(TRANSFER)
+        return figures
+
+    @torch.no_grad()
+    def alignment_figures(self, sample=1000):
+        rng = np.random.default_rng([self.seed, 11])
+        rows = rng.choice(np.arange(1, self.num_items), size=min(sample, self.num_items - 1), replace=False)
+        feats = {}
+        for adapter in (KNOWLEDGE, TRANSFER):
+            feat = self.item_features(adapter, rows)
+            if self.settings.hmie_weight > 0:
+                feat = self.hmie[adapter].split["item"](F.layer_norm(feat, feat.shape[-1:]))[0]
+            feats[adapter] = F.layer_norm(feat, feat.shape[-1:])
+        k = F.normalize(self.amie.k_head(feats[KNOWLEDGE]), dim=-1)
+        t = F.normalize(self.amie.t_head(feats[TRANSFER]), dim=-1)
+        ranks = ranks_of(k @ t.t(), torch.arange(len(rows), device=k.device)).float()
+        return {"amie_recall@1": round(float((ranks <= 1).float().mean()), 4),
+                "amie_recall@10": round(float((ranks <= 10).float().mean()), 4),
+                "amie_candidates": int(len(rows))}
 
     def save(self, folder):
         save_knowledge_mllm(self.backbone, folder)
@@ -224,3 +369,19 @@ class TransitionDistillation(TrainableStateMixin, nn.Module):
         heads = {f"amie.{k}": v for k, v in self.amie.state_dict().items()}
         heads.update({f"hmie.{k}": v for k, v in self.hmie.state_dict().items()})
         save_safetensors(heads, folder / HEADS_FILE)
+
+
+def rank_figures(ranks):
+    return {"recall@10": round(float((ranks <= 10).float().mean()), 4),
+            "mrr": round(float((1.0 / ranks).mean()), 4)}
+
+
+def heldout_pairs(sessions, limit, seed):
+    r"""Rows of every pair of seeded random sessions, whole sessions only, about ``limit`` rows at most."""
+    if limit <= 0:
+        return np.zeros(0, dtype=np.int64)
+    session = sessions.session.numpy()
+    ids, counts = np.unique(session, return_counts=True)
+    order = np.random.default_rng([int(seed), 5]).permutation(len(ids))
+    take = order[np.cumsum(counts[order]) <= min(limit, len(session) // 2)]
+    return np.flatnonzero(np.isin(session, ids[take]))

@@ -49,7 +49,7 @@ def arm(fault):
     import numpy as np
     import torch
 
-    from recbole_tpad.features import encode
+    from recbole_tpad.stages import item_states
 
     def stage_checkpoint(prefix):
         return lambda obj, f: Path(f).parent.name.startswith(prefix) and Path(f).parent.name.endswith(".partial")
@@ -60,7 +60,7 @@ def arm(fault):
     elif fault == "train":
         torch.save = _counting(torch.save, lambda obj, f: ".pth.tmp-" in Path(f).name, 1, torn=True)
     elif fault == "encode":
-        encode.as_numpy = _counting(encode.as_numpy, lambda tensor: True, 4, torn=False)  # 3 views a batch
+        item_states.as_numpy = _counting(item_states.as_numpy, lambda tensor: True, 4, torn=False)  # 3 views a batch
     elif fault == "views":
         np.save = _counting(np.save, lambda f, array: ".tmp-" in Path(f).parent.name, 1, torn=False)
     elif fault is not None:

@@ -6,6 +6,9 @@ STAGE_KEYS = {  # the stages at their smallest on the tiny random backbone
     "stage1_batch_size": 8,
     "stage2_sessions_per_epoch": 16,
     "stage2_batch_size": 8,
-    "stage2_num_negatives": 4,
+    "stage1_projector_items": 8,
+    "stage1_heldout_items": 4,
+    "stage2_heldout_pairs": 8,
+    "stage2_bank_refresh": 4,
     "stage_hmie_tokens": 32,
 }

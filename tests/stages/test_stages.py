@@ -83,23 +83,43 @@ def _repeat_batch(stage, rows, steps=6, lr=5e-3):
     return losses
 
 
-def test_stage_steps_lower_their_losses_on_a_tiny_batch(tiny_dataset, tmp_path):
+def _stages_on_states(tiny_dataset, tmp_path, **overrides):
     from recbole_tpad.features import build_backbone, load_items
+    from recbole_tpad.stages.item_states import compute_item_states
+
+    config, dataset, train = _setup(tiny_dataset, tmp_path, **overrides)
+    backbone = build_backbone(config)
+    items = load_items(config, dataset)
+    settings = StageConfig.from_config(config)
+    states = compute_item_states(backbone, items, settings.lora_layers or backbone.num_layers, settings, 8, False)
+    return backbone, items, states, settings, train
+
+
+def test_stage_steps_lower_their_losses_on_a_tiny_batch(tiny_dataset, tmp_path):
     from recbole_tpad.stages.knowledge_acquisition import KnowledgeAcquisition
     from recbole_tpad.stages.session_prompts import training_sessions
     from recbole_tpad.stages.transition_distillation import TransitionDistillation
 
     torch.manual_seed(0)
-    config, dataset, train = _setup(tiny_dataset, tmp_path, feature_lora_dropout=0.0)
-    backbone = build_backbone(config)
-    items = load_items(config, dataset)
-    settings = StageConfig.from_config(config)
-    stage1 = KnowledgeAcquisition(backbone, items, settings)
+    backbone, items, states, settings, train = _stages_on_states(tiny_dataset, tmp_path, feature_lora_dropout=0.0)
+    stage1 = KnowledgeAcquisition(backbone, states, settings, heldout=[])
     losses = _repeat_batch(stage1, stage1.pool[:8])
     assert losses[-1] < losses[0] - 0.1, losses
-    stage2 = TransitionDistillation(backbone, items, training_sessions(train), settings)
+    stage2 = TransitionDistillation(backbone, states, training_sessions(train), settings, heldout=[])
     losses = _repeat_batch(stage2, list(range(8)))
     assert losses[-1] < losses[0] - 0.1, losses
+
+
+def test_top_layers_on_cached_states_equal_the_whole_model(tiny_dataset, tmp_path):
+    from recbole_tpad.stages.item_states import item_inputs
+
+    backbone, items, states, settings, _ = _stages_on_states(tiny_dataset, tmp_path, feature_dtype="fp32")
+    rows = [1, 2, 3]
+    whole = backbone(item_inputs(backbone, items, rows, settings))
+    inputs = states.batch(rows, backbone.device)
+    top = backbone.upper(inputs["states"], inputs["attention_mask"], inputs["position_ids"], states.top_layers)
+    summary = top[torch.arange(len(rows)), inputs["summary_index"]]
+    assert torch.allclose(summary, whole.summary, atol=1e-5)
 
 
 # ---- caching -------------------------------------------------------------------------------------------
@@ -116,6 +136,13 @@ def test_pipeline_runs_fast_caches_and_rebuilds_only_what_changed(tiny_dataset, 
     assert views.manifest["adapter"] == "K"
     first = _pipeline(tiny_dataset, tmp_path)
     assert first.store1.is_complete() and first.store2.is_complete()
+    # each stage reports held-out figures on data it did not train on
+    heldout1 = first.store1.manifest()["heldout"]
+    assert heldout1["heldout_items"] > 0 and heldout1["heldout_answer_ce_trained"] > 0
+    heldout2 = first.store2.manifest()["heldout"]
+    assert heldout2["heldout_pairs"] > 0
+    for name in ("untrained", "trained", "popularity"):
+        assert 0 <= heldout2[f"heldout_recall@10_{name}"] <= 1 and 0 < heldout2[f"heldout_mrr_{name}"] <= 1
     assert views.manifest["cache_tag"] == first.final_hash
     # valid caches: nothing trains, nothing is encoded again
     monkeypatch.setattr(loop, "train_stage", _no_training)
@@ -253,8 +280,9 @@ def test_lora_on_the_top_layers_only(tiny_dataset, tmp_path):
 
 
 @pytest.mark.parametrize("switches,stores", [
-    ({"stage_distillation": False}, ["knowledge"]),
-    ({"stage_generation_task": False, "stage_amie": False, "stage_hmie": False}, ["distillation", "knowledge"]),
+    ({"stage_distillation": False}, ["knowledge", "projector", "states"]),
+    ({"stage_generation_task": False, "stage_amie": False, "stage_hmie": False},
+     ["distillation", "knowledge", "projector", "states"]),
 ])
 def test_ablation_switches_run_the_remaining_pipeline(tiny_dataset, tmp_path, switches, stores):
     pipeline = _pipeline(tiny_dataset, tmp_path, **switches)

@@ -1,0 +1,200 @@
+# -*- coding: utf-8 -*-
+r"""
+Frozen lower-layer states of every item prompt, computed once for all TPAD stages
+#################################################################################
+
+Adapters ``K`` and ``T`` put LoRA in the top ``stage_lora_layers`` LLM layers only, so everything
+below them is frozen: the states that enter the top layers for an item prompt never change while
+the stages train. They are computed once per item (one frozen forward through the lower layers,
+``Backbone.lower_states``) and every stage step, the held-out figures and the representation
+generation run only the top layers on them (``Backbone.upper``). A step then costs the top layers'
+share of the model (8 of SmolLM2's 30 layers by default), and the session prompts of stage 2
+present each item as one position: its state at the summary position, which has read the whole
+item prompt (title, knowledge, image) in the lower layers.
+
+Per item the cache holds its prompt tokens (visual tokens, text, the summary suffix), their states
+(bf16, as the frozen base computes them), position ids and masks: text tokens, visual tokens, the
+title (the item's name, the answer of ``L_gen^T``) and the held-out knowledge (brand, categories,
+description: the answer of ``L_gen^K``).
+"""
+
+import time
+from logging import getLogger
+
+import numpy as np
+import torch
+from recbole.utils import set_color
+from tqdm import tqdm
+
+from recbole_tpad.features.backbone import IGNORE_INDEX, as_numpy, masked_mean
+from recbole_tpad.features.encode import VIEWS, bucketed_batches
+from recbole_tpad.features.prompt import item_prompt_spans
+
+STATES_FILE = "item_states.safetensors"
+MASKS = ("text_mask", "visual_mask", "title_mask", "knowledge_mask")
+
+
+class ItemStates:
+    r"""Flat per-token tensors of every item; item ``r``'s tokens are ``offsets[r]:offsets[r+1]``.
+
+    Args:
+        tensors (dict): ``states`` ``[N_tok, H]``, ``input_ids`` ``[N_tok]``, ``positions``
+            ``[P, N_tok]``, the bool masks of :data:`MASKS` ``[N_tok]`` and ``offsets`` ``[N+1]``.
+        top_layers (int): the LLM layers the states still have to go through.
+    """
+
+    def __init__(self, tensors, top_layers):
+        self.tensors = tensors
+        self.top_layers = int(top_layers)
+        self.offsets = tensors["offsets"]
+        self.lengths = (self.offsets[1:] - self.offsets[:-1])
+        self.summary = self.tensors["states"][(self.offsets[1:] - 1).clamp(min=0)]  # [N, H] (row 0: unused)
+
+    def __len__(self):
+        return int(self.lengths.numel())
+
+    @property
+    def hidden_size(self):
+        return int(self.tensors["states"].size(1))
+
+    def title_states(self, row):
+        r"""States and token ids of item ``row``'s title tokens."""
+        start, stop = int(self.offsets[row]), int(self.offsets[row + 1])
+        keep = self.tensors["title_mask"][start:stop].nonzero().squeeze(1) + start
+        return self.tensors["states"][keep], self.tensors["input_ids"][keep]
+
+    def batch(self, rows, device, knowledge_labels=False):
+        r"""Right-padded inputs of the top layers for item ``rows``.
+
+        Returns a dict with ``states`` ``[B, T, H]``, ``attention_mask``, ``position_ids``, the masks,
+        ``summary_index`` and, with ``knowledge_labels``, ``labels`` (the knowledge tokens, answer-only
+        targets of ``L_gen^K``).
+        """
+        rows = [int(r) for r in rows]
+        width = max(int(self.lengths[r]) for r in rows)
+        t = self.tensors
+        index = torch.zeros(len(rows), width, dtype=torch.long)
+        mask = torch.zeros(len(rows), width, dtype=torch.bool)
+        for b, r in enumerate(rows):
+            start, stop = int(self.offsets[r]), int(self.offsets[r + 1])
+            index[b, : stop - start] = torch.arange(start, stop)
+            mask[b, : stop - start] = True
+        out = {
+            "states": t["states"][index],
+            "attention_mask": mask.long(),
+            "position_ids": t["positions"][:, index].squeeze(0) if t["positions"].size(0) == 1 else t["positions"][:, index],
+            "summary_index": mask.sum(1) - 1,
+        }
+        for name in MASKS:
+            out[name] = t[name][index] & mask
+        if knowledge_labels:
+            out["labels"] = torch.where(out["knowledge_mask"], t["input_ids"][index], torch.full_like(index, IGNORE_INDEX))
+        return {k: v.to(device) for k, v in out.items()}
+
+
+def first_words(text, span, max_words):
+    r"""``span`` cut after its first ``max_words`` words (``None`` stays ``None``)."""
+    if span is None:
+        return None
+    start, stop = span
+    end = start
+    for word in text[start:stop].split()[:max_words]:
+        end = text.index(word, end) + len(word)
+    return start, end
+
+
+def item_inputs(backbone, items, rows, settings):
+    r"""``Backbone.prepare`` inputs of the item prompts of ``rows``, with title and knowledge masks
+    (cut to ``stage_title_words`` and ``stage_answer_words`` words)."""
+    labels = backbone.settings.field_labels
+    parts = [item_prompt_spans(items.records[r], labels) for r in rows]
+    return backbone.prepare(
+        [p[0] for p in parts], [items.load_image(r) for r in rows],
+        spans={"title_mask": [first_words(p[0], p[1], settings.title_words) for p in parts],
+               "knowledge_mask": [first_words(p[0], p[2], settings.answer_words) for p in parts]})
+
+
+def compute_item_states(backbone, items, top_layers, settings, batch_size, show_progress=True):
+    r"""The :class:`ItemStates` of every item row (row 0, RecBole's padding item, holds no token)."""
+    labels = backbone.settings.field_labels
+    prompts = [item_prompt_spans(rec, labels)[0] for rec in items.records]
+    lengths = [len(ids) for ids in backbone.tokenizer(prompts, add_special_tokens=False)["input_ids"]]
+    has_image = [rec.image_path is not None for rec in items.records]
+    batches = bucketed_batches(lengths, has_image, batch_size)
+    per_row = [None] * len(items.records)
+    start = time.perf_counter()
+    iterator = tqdm(batches, ncols=100, desc=set_color("Item states", "pink")) if show_progress else batches
+    for rows in iterator:
+        inputs = item_inputs(backbone, items, rows, settings)
+        states, positions = backbone.lower_states(inputs, top_layers)
+        positions = positions if positions.dim() == 3 else positions.unsqueeze(0)  # [P, B, T]
+        for b, r in enumerate(rows):
+            keep = inputs["attention_mask"][b].bool()
+            per_row[r] = {
+                "states": states[b][keep].cpu(),  # bf16 under feature_dtype bf16: as the base computes them
+                "input_ids": inputs["input_ids"][b][keep].cpu(),
+                "positions": positions[:, b][:, keep].cpu(),
+                **{name: inputs[name][b][keep].cpu() for name in MASKS},
+            }
+    hidden = backbone.hidden_size
+    empty = {"states": torch.zeros(0, hidden, dtype=per_row[1]["states"].dtype if len(per_row) > 1 else torch.float32), "input_ids": torch.zeros(0, dtype=torch.long),
+             "positions": torch.zeros(per_row[1]["positions"].size(0) if len(per_row) > 1 else 1, 0, dtype=torch.long),
+             **{name: torch.zeros(0, dtype=torch.bool) for name in MASKS}}
+    per_row[0] = empty
+    tensors = {name: torch.cat([row[name] for row in per_row], dim=-1 if name == "positions" else 0)
+               for name in empty}
+    counts = torch.tensor([0] + [int(row["input_ids"].numel()) for row in per_row])
+    tensors["offsets"] = counts.cumsum(0)
+    getLogger().info(set_color("Item states", "green") + f": {len(per_row) - 1} items, "
+                     f"{int(tensors['offsets'][-1])} tokens below the top {top_layers} layers in "
+                     f"{time.perf_counter() - start:.1f} s")
+    return ItemStates(tensors, top_layers)
+
+
+@torch.no_grad()
+def encode_item_views(backbone, item_states, adapter, batch_size, show_progress=True):
+    r"""Text, image and fused views of every item through the top layers under ``adapter``, in the
+    layout of :func:`recbole_tpad.features.encode.encode_items`."""
+    num_items, hidden = len(item_states), backbone.hidden_size
+    views = {name: np.zeros((num_items, hidden), dtype=np.float32) for name in VIEWS}
+    image_mask = np.zeros(num_items, dtype=bool)
+    rows = np.argsort(item_states.lengths.numpy()[1:], kind="stable") + 1  # little padding per batch
+    batches = [rows[i: i + batch_size] for i in range(0, len(rows), batch_size)]
+    iterator = tqdm(batches, ncols=100, desc=set_color("Encoding items", "pink")) if show_progress else batches
+    previous, was_training = backbone.active_adapter, backbone.training
+    backbone.set_adapter(adapter)
+    backbone.eval()  # LoRA dropout off (a freshly loaded adapter's modules start in training mode)
+    try:
+        for batch in iterator:
+            inputs = item_states.batch(batch, backbone.device)
+            hidden_states = backbone.upper(inputs["states"], inputs["attention_mask"], inputs["position_ids"],
+                                           item_states.top_layers).float()
+            summary = hidden_states[torch.arange(len(batch)), inputs["summary_index"]]
+            views["text"][batch] = as_numpy(masked_mean(hidden_states, inputs["text_mask"]))
+            views["image"][batch] = as_numpy(masked_mean(hidden_states, inputs["visual_mask"]))
+            views["fused"][batch] = as_numpy(summary)
+            image_mask[batch] = inputs["visual_mask"].any(1).cpu().numpy()
+    finally:
+        backbone.set_adapter(previous)
+        backbone.train(was_training)
+    if not np.isfinite(np.stack([views[n] for n in VIEWS])).all():
+        raise FloatingPointError("Item encoding produced non-finite values; try feature_dtype: fp32.")
+    getLogger().info(f"Encoded {num_items - 1} items from their cached states (adapter={adapter}), "
+                     f"{int(image_mask.sum())} with an image.")
+    return dict(views, image_mask=image_mask)
+
+
+def save_item_states(item_states, folder):
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in item_states.tensors.items()}, str(folder / STATES_FILE),
+              metadata={"top_layers": str(item_states.top_layers)})
+
+
+def load_item_states(folder):
+    from safetensors import safe_open
+
+    with safe_open(str(folder / STATES_FILE), framework="pt") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+        top_layers = int(f.metadata()["top_layers"])
+    return ItemStates(tensors, top_layers)
