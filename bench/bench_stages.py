@@ -1,16 +1,23 @@
-"""Wall time of TPAD's stages on a sample, and the projection to the configured defaults.
+"""Speed of TPAD's stages against the bf16 FLOP bound of the work they do.
 
-    python bench/bench_stages.py --dataset=amazon-beauty --items=32 --sessions=16 --encode=256
+    python bench/bench_stages.py --dataset=amazon-beauty --items=512 --sessions=512
 
-Runs stage 1 on ``--items`` items, stage 2 on ``--sessions`` training pairs and the item encoding
-(adapter K) on ``--encode`` items with the configured backbone (default: the offline SmolLM2 +
-EfficientNet-Lite0), in a temporary stage cache, then projects the full run's stage times from the
-per-row costs: stage-1 items and stage-2 sessions from the YAML defaults, every item for encoding.
-Extra ``--key=value`` arguments are config overrides. Prints one JSON line (and writes --out).
+Runs, with the configured backbone (default: the offline SmolLM2) and the YAML stage settings:
+the item states of every item (computed once, or read from the stage cache: then the time of the
+run that made them is reported), stage 1 on ``--items`` items, stage 2 on ``--sessions`` training
+pairs (its feature-bank initialisation and held-out figures timed apart), and the representation
+generation of every item, in a temporary stage cache. Extra ``--key=value`` arguments are config
+overrides.
+
+FLOP bound: every pass is counted as it runs (padded tokens x 2 x the parameters of the layers it
+goes through; backward through the frozen top layers costs one more forward, as only input
+gradients and the small LoRA weights need one; the LM head 2 x vocabulary x hidden per answer
+token, twice with backward), divided by the bf16 matmul rate of SmolLM2's layer shapes, measured
+here before anything else runs (``matmul_gflops``) and, beside it, the idle-machine rate
+``--idle_gflops`` (about 860 GFLOP/s on 2 threads of this CPU). Prints one JSON line (and writes --out).
 """
 
 import argparse
-import dataclasses
 import json
 import sys
 import tempfile
@@ -20,14 +27,51 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import recbole_tpad  # noqa: E402,F401  (compat shims first)
+from bench.bench_features import matmul_rate  # noqa: E402
+
+
+class FlopCounter:
+    """Counts the FLOPs of a backbone's top-layer passes, lower-layer passes and LM-head losses."""
+
+    def __init__(self, backbone):
+        import torch
+
+        self.backbone = backbone
+        decoder = backbone._decoder()
+        self.layer_params = sum(p.numel() for n, p in decoder.layers[0].named_parameters()
+                                if p.dim() == 2 and "lora_" not in n)  # the matmul weights of one layer
+        self.head = backbone._lm_head().weight.numel()
+        self.flops = 0.0
+        upper, lower, token_loss = backbone.upper, backbone.lower_states, backbone.token_loss
+
+        def counted_upper(states, attention_mask, position_ids, top_layers):
+            passes = 2 if torch.is_grad_enabled() else 1
+            self.flops += passes * 2 * self.layer_params * top_layers * states.shape[0] * states.shape[1]
+            return upper(states, attention_mask, position_ids, top_layers)
+
+        def counted_lower(inputs, top_layers):
+            tokens = inputs["input_ids"].numel()
+            self.flops += 2 * self.layer_params * (backbone.num_layers - top_layers) * tokens
+            return lower(inputs, top_layers)
+
+        def counted_loss(hidden, labels):
+            passes = 2 if torch.is_grad_enabled() else 1
+            self.flops += passes * 2 * self.head * int((labels[:, 1:] != -100).sum())
+            return token_loss(hidden, labels)
+
+        backbone.upper, backbone.lower_states, backbone.token_loss = counted_upper, counted_lower, counted_loss
+
+    def take(self):
+        flops, self.flops = self.flops, 0.0
+        return flops
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--dataset", default="amazon-beauty")
-    parser.add_argument("--items", type=int, default=32)
-    parser.add_argument("--sessions", type=int, default=16)
-    parser.add_argument("--encode", type=int, default=256)
+    parser.add_argument("--items", type=int, default=512)
+    parser.add_argument("--sessions", type=int, default=512)
+    parser.add_argument("--idle_gflops", type=float, default=860.0)
     parser.add_argument("--out", default=None)
     args, rest = parser.parse_known_args()
     overrides = {}
@@ -35,57 +79,75 @@ def main():
         key, _, value = item.lstrip("-").partition("=")
         overrides[key] = json.loads(value) if value[:1] in "[{0123456789-tfn" and value not in ("", "-") else value
 
+    import numpy as np
     import torch
     from recbole.data import create_dataset, data_preparation
 
     from recbole_tpad.quick_start import load_config
-    from recbole_tpad.stages.config import StageConfig
+    from recbole_tpad.stages.item_states import encode_item_views
     from recbole_tpad.stages.knowledge_acquisition import KNOWLEDGE, KnowledgeAcquisition
     from recbole_tpad.stages.loop import train_stage
     from recbole_tpad.stages.pipeline import StagePipeline
     from recbole_tpad.stages.session_prompts import training_sessions
-    from recbole_tpad.stages.transition_distillation import TransitionDistillation
+    from recbole_tpad.stages.stage_cache import StageStore
+    from recbole_tpad.stages.transition_distillation import TransitionDistillation, heldout_pairs
 
-    tmp = tempfile.mkdtemp(prefix="bench_stages_")
-    base = load_config("TPAD", args.dataset, config_dict=dict(overrides, show_progress=False))
-    defaults = StageConfig.from_config(base)
+    rate = matmul_rate(torch.bfloat16)
+    tmp = Path(tempfile.mkdtemp(prefix="bench_stages_"))
     config = load_config("TPAD", args.dataset, config_dict=dict(
-        overrides, show_progress=False, stage_cache_dir=tmp, stage_checkpoint_steps=0,
-        stage1_items_per_epoch=args.items, stage2_sessions_per_epoch=args.sessions, stage1_epochs=1, stage2_epochs=1))
+        overrides, show_progress=False, stage_checkpoint_steps=0, stage1_items_per_epoch=args.items,
+        stage2_sessions_per_epoch=args.sessions, stage1_epochs=1, stage2_epochs=1))
     dataset = create_dataset(config)
     train, _, _ = data_preparation(config, dataset)
     pipeline = StagePipeline(config, dataset, train._dataset, show_progress=False)
     s = pipeline.settings
-    result = {"dataset": args.dataset, "torch_threads": torch.get_num_threads(),
-              "backbone": pipeline.features.backbone, "dtype": pipeline.features.dtype}
+    result = {"dataset": args.dataset, "torch_threads": torch.get_num_threads(), "dtype": pipeline.features.dtype,
+              "lora_layers": s.lora_layers, "matmul_gflops": round(rate, 1), "idle_gflops": args.idle_gflops}
     clock = time.perf_counter()
     backbone, items = pipeline._backbone_and_items()
     result["load_s"] = time.perf_counter() - clock
+    counter = FlopCounter(backbone)
+
+    def record(name, seconds, count, unit):
+        flops = counter.take()
+        result[name] = {"seconds": round(seconds, 2), unit: count, f"{unit}_per_s": round(count / seconds, 2),
+                        "gflop": round(flops / 1e9, 1), "gflops_per_s": round(flops / 1e9 / seconds, 1),
+                        "of_measured_bound": round(flops / 1e9 / seconds / rate, 3),
+                        "of_idle_bound": round(flops / 1e9 / seconds / args.idle_gflops, 3)}
+
+    cached = pipeline.store_states.manifest()
+    clock = time.perf_counter()
+    states = pipeline._item_states(backbone, items)
+    if cached is None:
+        record("item_states", time.perf_counter() - clock, len(states) - 1, "items")
+    else:
+        result["item_states"] = {"cached_seconds_of_the_run_that_made_them": cached.get("seconds")}
+        counter.take()
+
+    stage1 = KnowledgeAcquisition(backbone, states, s, heldout=[], seed=pipeline.seed)
+    clock = time.perf_counter()
+    train_stage(stage1, StageStore(tmp, "knowledge", {}), s.stage1_learning_rate, s.grad_clip, 0, False)
+    record("stage1", time.perf_counter() - clock, sum(len(rows) for _, rows in stage1.schedule()), "items")
+
+    sessions = training_sessions(train._dataset)
+    stage2 = TransitionDistillation(backbone, states, sessions, s, heldout_pairs(sessions, s.stage2_heldout_pairs,
+                                                                               pipeline.seed), pipeline.seed)
+    clock = time.perf_counter()
+    stage2.bank.copy_(stage2.item_features("T", np.arange(len(states))))
+    stage2.bank_ready = True
+    record("stage2_bank_init", time.perf_counter() - clock, len(states) - 1, "items")
+    evaluate, stage2.evaluate = stage2.evaluate, None  # timed apart below
+    clock = time.perf_counter()
+    train_stage(stage2, StageStore(tmp, "distillation", {}), s.stage2_learning_rate, s.grad_clip, 0, False)
+    record("stage2", time.perf_counter() - clock, sum(len(rows) for _, rows in stage2.schedule()), "pairs")
+    clock = time.perf_counter()
+    figures = evaluate()
+    record("stage2_heldout", time.perf_counter() - clock, figures.get("heldout_pairs", 0), "pairs")
 
     clock = time.perf_counter()
-    train_stage(KnowledgeAcquisition(backbone, items, s, pipeline.seed), pipeline.store1, s.stage1_learning_rate,
-                s.grad_clip, 0, False)
-    result["stage1_s"], result["stage1_items"] = time.perf_counter() - clock, args.items
-    clock = time.perf_counter()
-    stage2 = TransitionDistillation(backbone, items, training_sessions(train._dataset), s, pipeline.seed)
-    train_stage(stage2, pipeline.store2, s.stage2_learning_rate, s.grad_clip, 0, False)
-    result["stage2_s"], result["stage2_sessions"] = time.perf_counter() - clock, args.sessions
-    sample = dataclasses.replace(items, records=items.records[: args.encode + 1])
-    clock = time.perf_counter()
-    backbone.encode_items(sample, adapter=KNOWLEDGE, progress=False)
-    result["encode_s"], result["encode_items"] = time.perf_counter() - clock, args.encode
+    encode_item_views(backbone, states, KNOWLEDGE, pipeline.features.batch_size, show_progress=False)
+    record("encode", time.perf_counter() - clock, len(states) - 1, "items")
 
-    n_items = len(items.records) - 1
-    n_pairs = len(training_sessions(train._dataset))
-    full1 = (defaults.stage1_items_per_epoch or n_items) * defaults.stage1_epochs
-    full2 = (defaults.stage2_sessions_per_epoch or n_pairs) * defaults.stage2_epochs
-    result["projected_s"] = {
-        "stage1": result["stage1_s"] / args.items * full1,
-        "stage2": result["stage2_s"] / args.sessions * full2,
-        "encode_all_items": result["encode_s"] / args.encode * n_items,
-    }
-    result["projected_s"]["total_stages"] = result["load_s"] + sum(result["projected_s"].values())
-    result["projected_s"] = {k: round(v, 1) for k, v in result["projected_s"].items()}
     line = json.dumps({k: (round(v, 2) if isinstance(v, float) else v) for k, v in result.items()})
     print(line)
     if args.out:

@@ -155,9 +155,11 @@ class StagePipeline:
         top = self.top_layers or backbone.num_layers
         if self.store_states.is_complete():
             return load_item_states(self.store_states.folder)
+        start = time.perf_counter()
         states = compute_item_states(backbone, items, top, self.settings, self.features.batch_size, self.show_progress)
         self.store_states.commit(lambda folder: save_item_states(states, folder),
-                                 info={"items": len(states), "tokens": int(states.offsets[-1])})
+                                 info={"items": len(states), "tokens": int(states.offsets[-1]),
+                                       "seconds": round(time.perf_counter() - start, 2)})
         return states
 
     def _stage1(self, backbone, item_states):
