@@ -19,10 +19,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import recbole_tpad  # noqa: E402,F401  (compat shims first)
+from recbole_tpad import compat  # noqa: E402
 
 
 def main():
+    compat.apply()  # RecBole 1.2.1 shims (recbole_tpad/compat.py) before any RecBole call
     parser = argparse.ArgumentParser()
     parser.add_argument("--dataset", default="amazon-beauty")
     parser.add_argument("--items", type=int, default=32)

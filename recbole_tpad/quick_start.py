@@ -16,6 +16,7 @@ from recbole.config import Config
 from recbole.data import create_dataset, data_preparation
 from recbole.utils import get_local_time, init_logger, init_seed, set_color
 
+from recbole_tpad import compat
 from recbole_tpad.data.atomic_check import check_dataset_files
 from recbole_tpad.utils import PROPERTIES_DIR, get_model, get_trainer, resolve_data_path
 
@@ -48,6 +49,7 @@ def load_config(model, dataset, config_file_list=None, config_dict=None):
     Precedence, lowest first: RecBole's defaults, the plugin's overall / features / model /
     dataset YAML, the user's ``config_file_list`` in order, then ``config_dict``.
     """
+    compat.apply()  # RecBole 1.2.1 on today's numpy, pandas and torch: every run starts here
     config_dict = dict(config_dict or {})
     model_class = get_model(model) if isinstance(model, str) else model
     files = plugin_config_files(model_class.__name__, dataset) + list(config_file_list or [])

@@ -45,14 +45,13 @@ def main(argv=None):
 
 
 def extract(dataset_name, config_files=None, overrides=None):
-    import recbole_tpad  # noqa: F401  (compat shims before RecBole)
     from recbole.data import create_dataset
     from recbole.utils import init_logger, init_seed
 
     from recbole_tpad.features.cache import get_item_views
     from recbole_tpad.quick_start import load_config
 
-    config = load_config("SASRec", dataset_name, config_files, dict(overrides or {}))
+    config = load_config("SASRec", dataset_name, config_files, dict(overrides or {}))  # applies compat shims
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
     dataset = create_dataset(config)
