@@ -1,5 +1,7 @@
-"""Importing the package changes nothing in RecBole; the entry points apply the shims."""
+"""Importing the package changes nothing in RecBole, the entry points apply the shims, and no module
+imports itself back through another."""
 
+import ast
 import json
 import subprocess
 import sys
@@ -117,3 +119,59 @@ def _bench(name):
 def test_entry_points_apply_the_shims_first(apply_called, entry_point):
     with pytest.raises(Applied):
         entry_point()
+
+
+def import_graph(package_dir):
+    """``{module: modules of the package it imports}``, from every import statement (also inside functions)."""
+    modules = {}
+    for path in package_dir.rglob("*.py"):
+        parts = path.relative_to(package_dir.parent).with_suffix("").parts
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph = {}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        imported = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                imported.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:  # relative: from the package, one level up per extra dot
+                    anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join(anchor + ([node.module] if node.module else []))
+                imported.update(f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base
+                                for alias in node.names)
+        graph[name] = sorted(imported & set(modules) - {name})
+    return graph
+
+
+def find_cycle(graph):
+    """One import cycle as ``[a, b, ..., a]``, or None."""
+    state = {}
+
+    def visit(module, path):
+        state[module] = "open"
+        for other in graph[module]:
+            if state.get(other) == "open":
+                return path[path.index(other):] + [other]
+            if other not in state and (cycle := visit(other, path + [other])):
+                return cycle
+        state[module] = "done"
+        return None
+
+    for module in sorted(graph):
+        if module not in state and (cycle := visit(module, [module])):
+            return cycle
+    return None
+
+
+def test_import_graph_finds_a_cycle():
+    assert find_cycle({"a": ["b"], "b": ["c"], "c": ["a"], "d": ["a"]}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": ["b", "c"], "b": ["c"], "c": []}) is None
+
+
+def test_the_package_has_no_import_cycles():
+    graph = import_graph(REPO / "recbole_tpad")
+    assert {"recbole_tpad.features.encode", "recbole_tpad.testing.tiny_llm"} <= set(graph)
+    assert "recbole_tpad.features.encode" in graph["recbole_tpad.features.backbone"]  # function-level imports count
+    assert find_cycle(graph) is None, " -> ".join(find_cycle(graph))
