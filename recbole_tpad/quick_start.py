@@ -121,9 +121,7 @@ def run_recbole_tpad(model, dataset, config_file_list=None, config_dict=None, sa
     logger.info(sys.argv)
     logger.info(config)
 
-    for note in check_dataset_files(
-        config["data_path"], dataset, config["ITEM_ID_FIELD"], config["field_separator"], config["seq_separator"], config["encoding"] or "utf-8"
-    ):
+    for note in check_dataset_files(config):
         logger.warning(note)
     recbole_dataset = create_dataset(config)
     logger.info(recbole_dataset)
