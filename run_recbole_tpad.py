@@ -1,66 +1,13 @@
+#!/usr/bin/env python3
 """Train and evaluate a model (ours or any stock RecBole model), or compare several.
 
-    python run_recbole_tpad.py --model=TPAD --dataset=amazon-beauty
-    python run_recbole_tpad.py --dataset=hm-fashion --compare=GRU4Rec,SASRec,TPAD --epochs=5
-    python run_recbole_tpad.py --dataset=amazon-beauty --compare=TPAD,SASRec --results_file=cmp.csv --resume
-    python run_recbole_tpad.py --model=SASRec --dataset=amazon-beauty --config_files="a.yaml b.yaml"
-
-Every other ``--key=value`` overrides a config key, as with RecBole's own runner.
+The command line of ``recbole_tpad/__main__.py`` (also ``python -m recbole_tpad``), kept beside
+the package as RecBole keeps ``run_recbole.py``; ``pip install .`` puts it on the PATH too.
 """
 
-import argparse
 import sys
 
-
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", "-m", default="TPAD", help="model name, ours or RecBole's")
-    parser.add_argument("--dataset", "-d", default="amazon-beauty", help="dataset name")
-    parser.add_argument("--config_files", default=None, help="space-separated YAML files")
-    parser.add_argument("--compare", default=None, help="comma-separated model names to run in turn")
-    parser.add_argument("--results_file", default=None, help="CSV path for --compare (default results/)")
-    parser.add_argument("--resume", action="store_true",
-                        help="with --compare: keep the finished rows of --results_file (same settings) and run the rest")
-    parser.add_argument("--debug", action="store_true", help="show the traceback of user errors")
-    args, overrides = parser.parse_known_args(argv)
-    return args, parse_overrides(overrides)
-
-
-def parse_overrides(overrides):
-    """``--key=value`` pairs into a dict; RecBole's Config types the values as it does its own."""
-    config_dict = {}
-    for item in overrides:
-        key, sep, value = item.lstrip("-").partition("=")
-        if not item.startswith("--") or not sep or not key:
-            raise SystemExit(f"Unrecognised argument '{item}': overrides are written --key=value.")
-        config_dict[key] = value
-    return config_dict
-
-
-def main(argv=None):
-    args, config_dict = parse_args(argv)
-    import recbole_tpad  # noqa: F401  (compat shims before RecBole)
-    from recbole_tpad.compare import compare_models
-    from recbole_tpad.errors import PluginError
-    from recbole_tpad.quick_start import run_recbole_tpad
-
-    config_files = args.config_files.split() if args.config_files else None
-    try:
-        if args.compare:
-            models = [name.strip() for name in args.compare.split(",") if name.strip()]
-            rows, table, path = compare_models(
-                models, args.dataset, config_files, config_dict, args.results_file, resume=args.resume)
-            print(table)
-            print(f"results written to {path}")
-            return 1 if any(row.get("error") for row in rows) else 0
-        run_recbole_tpad(args.model, args.dataset, config_files, config_dict)
-        return 0
-    except PluginError as error:
-        if args.debug:
-            raise
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-
+from recbole_tpad.__main__ import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -8,7 +8,12 @@ setup(
     description="LLM-enhanced multimodal session-based recommendation (TPAD, KDSR) for RecBole",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
-    packages=find_packages(include=["recbole_tpad", "recbole_tpad.*"]),
+    # properties/ stays at the top of the repository, as in RecBole; installed, it lives inside the
+    # package as recbole_tpad/properties (recbole_tpad.utils.PROPERTIES_DIR looks in both places).
+    packages=find_packages(include=["recbole_tpad", "recbole_tpad.*"]) + ["recbole_tpad.properties"],
+    package_dir={"recbole_tpad.properties": "properties"},
+    package_data={"recbole_tpad.properties": ["*.yaml", "*/*.yaml"]},
+    scripts=["run_recbole_tpad.py"],
     python_requires=">=3.10",
     install_requires=[
         "recbole==1.2.1",

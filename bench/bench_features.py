@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import recbole_tpad  # noqa: E402,F401
+from recbole_tpad import compat  # noqa: E402
 
 EFFICIENTNET_LITE0_FLOPS = 2 * 0.385e9  # 385 M multiply-adds at 224x224 (EfficientNet-Lite0 model card)
 
@@ -77,6 +77,7 @@ def flop_bound(backbone, items, batch_size, rate):
 
 
 def main():
+    compat.apply()  # RecBole 1.2.1 shims (recbole_tpad/compat.py) before any RecBole call
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--sample", type=int, default=512, help="items to encode (fixed seed); 0 = all")

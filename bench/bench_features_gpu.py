@@ -31,7 +31,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-import recbole_tpad  # noqa: E402,F401
+from recbole_tpad import compat  # noqa: E402
 
 
 def smoke():
@@ -93,6 +93,7 @@ def throughput(config_dir, n_items=2047):
 
 
 def main():
+    compat.apply()  # RecBole 1.2.1 shims (recbole_tpad/compat.py) before any RecBole call
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config_dir", default=None, help="folder with SmolLM2's config.json + tokenizer")
     args = parser.parse_args()

@@ -26,8 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import recbole_tpad  # noqa: E402,F401  (compat shims first)
 from bench.bench_features import matmul_rate  # noqa: E402
+from recbole_tpad import compat  # noqa: E402
 
 
 class FlopCounter:
@@ -74,6 +74,7 @@ def main():
     parser.add_argument("--idle_gflops", type=float, default=860.0)
     parser.add_argument("--out", default=None)
     args, rest = parser.parse_known_args()
+    compat.apply()  # RecBole 1.2.1 shims (recbole_tpad/compat.py) before any RecBole call
     overrides = {}
     for item in rest:
         key, _, value = item.lstrip("-").partition("=")

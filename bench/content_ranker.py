@@ -16,9 +16,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import recbole_tpad  # noqa: E402,F401  (compat shims first)
 from recbole.data import create_dataset, data_preparation  # noqa: E402
 
+from recbole_tpad import compat  # noqa: E402
 from recbole_tpad.quick_start import load_config  # noqa: E402
 from recbole_tpad.utils import get_model, get_trainer  # noqa: E402
 
@@ -30,6 +30,7 @@ def ranks_of_targets(scores, targets):
 
 
 def main():
+    compat.apply()  # RecBole 1.2.1 shims (recbole_tpad/compat.py) before any RecBole call
     parser = argparse.ArgumentParser()
     parser.add_argument("--dataset", default="hm-fashion")
     parser.add_argument("--model", default="TPAD", help="whose item views: TPAD (distilled) or KDSR (base)")

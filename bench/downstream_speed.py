@@ -32,14 +32,15 @@ def main():
     import torch
     import yaml
 
-    import recbole_tpad  # noqa: F401
     from recbole.data import create_dataset, data_preparation
     from recbole.utils import init_seed
 
+    from recbole_tpad import compat
     from recbole_tpad.quick_start import load_config
     from recbole_tpad.trainer import MultimodalTrainer
     from recbole_tpad.utils import get_model, get_trainer
 
+    compat.apply()  # RecBole 1.2.1 shims (recbole_tpad/compat.py) before any RecBole call
     torch.set_num_threads(args.threads)
     rows = [("GRU4Rec", {}), ("SASRec", {}), ("SRGNN", {})]
     for backbone in ("GRU4Rec", "SASRec", "SRGNN"):

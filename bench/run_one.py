@@ -13,8 +13,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import recbole_tpad  # noqa: E402,F401  (compat shims first)
 from bench.cold_start import cold_start_metrics  # noqa: E402
+from recbole_tpad import compat  # noqa: E402
 from recbole_tpad.quick_start import run_recbole_tpad  # noqa: E402
 
 
@@ -45,6 +45,7 @@ def encoding_speed(config, dataset, trainer):
 
 
 def main():
+    compat.apply()  # RecBole 1.2.1 shims (recbole_tpad/compat.py) before any RecBole call
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", required=True)
     parser.add_argument("--dataset", required=True)

@@ -1,7 +1,7 @@
-"""recbole-tpad: LLM-enhanced multimodal session-based recommendation (TPAD, KDSR) for RecBole."""
+"""recbole-tpad: LLM-enhanced multimodal session-based recommendation (TPAD, KDSR) for RecBole.
 
-from recbole_tpad import compat as _compat
-
-_compat.apply()
+Importing the package changes nothing in RecBole: the entry points (the runner's ``load_config``,
+the trainers, the bench scripts) apply the compatibility shims with ``compat.apply()``.
+"""
 
 __version__ = "0.1.0"

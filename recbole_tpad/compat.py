@@ -1,7 +1,8 @@
 """Compatibility shims for RecBole 1.2.1 on today's numpy, pandas and torch.
 
-Every shim RecBole needs lives here and nowhere else. Importing ``recbole_tpad`` applies them
-before any RecBole module runs. Each shim says which breakage it answers.
+Every shim RecBole needs lives here and nowhere else, and none is applied on import: the entry
+points call :func:`apply` (``quick_start.load_config``, where every run starts; the trainers;
+the bench scripts; the tests' conftest). Each shim says which breakage it answers.
 """
 
 import functools
@@ -138,16 +139,23 @@ def _refuse_dataset_downloads():
     Dataset._download = _download
 
 
+_applied = False
+
+
 def apply():
-    """Apply every shim (idempotent).
+    """Apply every shim, once per process (later calls do nothing).
 
     Two more breakages are handled without code here:
     - pandas 3 crashes on token_seq fields and silently skips ``fillna``: setup.py pins pandas<3.
     - ``recbole.quick_start`` imports ray at import time: this plugin never imports it; its own
       runner (``recbole_tpad.quick_start``) builds config, data, model and trainer directly.
     """
+    global _applied
+    if _applied:  # a second call must not switch off anomaly detection that a user turned on since
+        return
     _restore_numpy_aliases()
     _guard_recbole_checkpoints()
     _refuse_dataset_downloads()
     _read_atomic_files_with_replacement()
     _import_sequential_models_without_anomaly_mode()
+    _applied = True

@@ -16,19 +16,29 @@ from recbole.config import Config
 from recbole.data import create_dataset, data_preparation
 from recbole.utils import get_local_time, init_logger, init_seed, set_color
 
+from recbole_tpad import compat
 from recbole_tpad.data.atomic_check import check_dataset_files
+from recbole_tpad.errors import ConfigError
 from recbole_tpad.utils import PROPERTIES_DIR, get_model, get_trainer, resolve_data_path
 
 
-def plugin_config_files(model_name, dataset):
-    """The plugin's YAML files for this run, lowest precedence first."""
-    candidates = [
-        PROPERTIES_DIR / "overall.yaml",
-        PROPERTIES_DIR / "features.yaml",
-        PROPERTIES_DIR / "model" / f"{model_name}.yaml",
-        PROPERTIES_DIR / "dataset" / f"{dataset}.yaml",  # after the model's, as RecBole orders them
-    ]
-    return [str(path) for path in candidates if path.is_file()]
+def plugin_config_files(model_class, dataset):
+    """The plugin's YAML files for this run, lowest precedence first.
+
+    The overall and features files, and the model's own file for a model of ours, must exist: a
+    run without them would silently train with RecBole's defaults.
+    """
+    required = [PROPERTIES_DIR / "overall.yaml", PROPERTIES_DIR / "features.yaml"]
+    if model_class.__module__.startswith("recbole_tpad."):
+        required.append(PROPERTIES_DIR / "model" / f"{model_class.__name__}.yaml")
+    for path in required:
+        if not path.is_file():
+            raise ConfigError(
+                f"{path} is missing: recbole-tpad's defaults are not where the package expects them. "
+                "Reinstall it from the repository (pip install .), or restore the file there."
+            )
+    dataset_file = PROPERTIES_DIR / "dataset" / f"{dataset}.yaml"  # after the model's, as RecBole orders them
+    return [str(path) for path in required + [dataset_file] if path.is_file()]
 
 
 @contextmanager
@@ -48,9 +58,10 @@ def load_config(model, dataset, config_file_list=None, config_dict=None):
     Precedence, lowest first: RecBole's defaults, the plugin's overall / features / model /
     dataset YAML, the user's ``config_file_list`` in order, then ``config_dict``.
     """
+    compat.apply()  # RecBole 1.2.1 on today's numpy, pandas and torch: every run starts here
     config_dict = dict(config_dict or {})
     model_class = get_model(model) if isinstance(model, str) else model
-    files = plugin_config_files(model_class.__name__, dataset) + list(config_file_list or [])
+    files = plugin_config_files(model_class, dataset) + list(config_file_list or [])
     data_path = config_dict.get("data_path")
     for path in config_file_list or []:
         data_path = data_path or _yaml_value(path, "data_path")
@@ -110,9 +121,7 @@ def run_recbole_tpad(model, dataset, config_file_list=None, config_dict=None, sa
     logger.info(sys.argv)
     logger.info(config)
 
-    for note in check_dataset_files(
-        config["data_path"], dataset, config["ITEM_ID_FIELD"], config["field_separator"], config["seq_separator"], config["encoding"] or "utf-8"
-    ):
+    for note in check_dataset_files(config):
         logger.warning(note)
     recbole_dataset = create_dataset(config)
     logger.info(recbole_dataset)

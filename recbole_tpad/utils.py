@@ -1,4 +1,4 @@
-"""Lookups that try the plugin first and fall back to RecBole, and where the data lives."""
+"""Lookups that try the plugin first and fall back to RecBole; where the properties and data live."""
 
 import importlib
 from pathlib import Path
@@ -10,7 +10,10 @@ from recbole_tpad.errors import DataError
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGE_ROOT.parent
-PROPERTIES_DIR = REPO_ROOT / "properties"
+# The plugin's YAML: properties/ beside the package in a checkout (and an editable install); a
+# wheel carries the same folder inside the package (setup.py maps it to recbole_tpad/properties).
+PROPERTIES_DIR = next((d for d in (PACKAGE_ROOT / "properties", REPO_ROOT / "properties") if d.is_dir()),
+                      REPO_ROOT / "properties")
 # Where a dataset is looked for when the user sets no `data_path`, in this order.
 DEFAULT_DATA_DIRS = (REPO_ROOT / "dataset_atomic", REPO_ROOT.parent / "shared" / "datasets")
 

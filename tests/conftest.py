@@ -8,8 +8,11 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-import recbole_tpad  # noqa: E402,F401  (compat shims before any RecBole import)
 import torch  # noqa: E402
+
+from recbole_tpad import compat  # noqa: E402
+
+compat.apply()  # RecBole 1.2.1 shims: tests call RecBole directly, not only through the runner
 
 # The tests run tiny tensors: one thread avoids OpenMP's hand-off cost, which dominates them
 # (and explodes when the cores are shared).

@@ -5,6 +5,7 @@ cache folder as the last line. ``--key=value`` sets any config key (e.g. ``--fea
 """
 
 import argparse
+import logging
 import sys
 
 
@@ -45,16 +46,18 @@ def main(argv=None):
 
 
 def extract(dataset_name, config_files=None, overrides=None):
-    import recbole_tpad  # noqa: F401  (compat shims before RecBole)
     from recbole.data import create_dataset
     from recbole.utils import init_logger, init_seed
 
+    from recbole_tpad.data.atomic_check import check_dataset_files
     from recbole_tpad.features.cache import get_item_views
     from recbole_tpad.quick_start import load_config
 
-    config = load_config("SASRec", dataset_name, config_files, dict(overrides or {}))
+    config = load_config("SASRec", dataset_name, config_files, dict(overrides or {}))  # applies compat shims
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
+    for note in check_dataset_files(config):
+        logging.getLogger().warning(note)
     dataset = create_dataset(config)
     views = get_item_views(config, dataset, progress=config["show_progress"] is not False)
     return views.folder

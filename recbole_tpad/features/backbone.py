@@ -2,8 +2,9 @@
 
 Subclasses (``causal.py``: text LLM + image encoder + projector; ``native.py``: native MLLMs)
 only say how one prompt (+ image) becomes token ids and how the model runs on a batch. Padding,
-masks, the summary position, pooled views, answer-only labels, adapters and the batched,
-length-bucketed item encoding loop live here. See ``README-api.md`` for the contract.
+masks, the summary position, pooled views, answer-only labels and adapters live here; the batched,
+length-bucketed item encoding loop behind ``encode_items`` in ``encode.py``. See ``README-api.md``
+for the contract.
 """
 
 import contextlib
@@ -11,7 +12,6 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -366,7 +366,3 @@ def masked_mean(hidden, mask):
     """Mean of ``hidden`` [B,T,H] over positions where ``mask`` [B,T] is True; zeros if none."""
     weights = mask.to(hidden.dtype).unsqueeze(-1)  # [B, T, 1]
     return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
-
-
-def as_numpy(tensor):
-    return tensor.detach().float().cpu().numpy().astype(np.float32)

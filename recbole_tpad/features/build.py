@@ -41,7 +41,7 @@ def build_backbone(config):
     kind = settings.backbone
     if kind in ("smollm2-efficientnet", "causal", "tiny-llama"):
         if kind == "tiny-llama":
-            from recbole_tpad.features.tiny import tiny_folder
+            from recbole_tpad.testing import tiny_folder
 
             folder, key = tiny_folder(kind, settings.cache_root), "feature_backbone"
         elif settings.llm_path:
@@ -60,7 +60,7 @@ def build_backbone(config):
         if kind == "mllm":
             folder = check_pretrained_source(settings.mllm_path, "feature_mllm_path")
         else:
-            from recbole_tpad.features.tiny import tiny_folder
+            from recbole_tpad.testing import tiny_folder
 
             folder = tiny_folder(kind, settings.cache_root)
         backbone = NativeBackbone.from_folder(settings, folder, settings.mllm_path or kind)

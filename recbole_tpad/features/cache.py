@@ -95,7 +95,7 @@ def backbone_description(settings, backbone):
 
 def cache_identity(config, dataset, settings, backbone, adapter, cache_tag):
     """Everything the features depend on, as a dict, and its hash (the cache key)."""
-    from recbole_tpad.features.tiny import TINY_VERSION
+    from recbole_tpad.testing import TINY_VERSION
 
     iid = dataset.iid_field
     item_ids = [str(t) for t in dataset.field2id_token[iid]]

@@ -9,7 +9,6 @@ import torch
 from recbole.utils import set_color
 from tqdm import tqdm
 
-from recbole_tpad.features.backbone import as_numpy
 from recbole_tpad.features.prompt import format_item_prompt
 
 VIEWS = ("text", "image", "fused")
@@ -18,6 +17,10 @@ VIEWS = ("text", "image", "fused")
 def item_prompts(backbone, items):
     labels = backbone.settings.field_labels
     return [format_item_prompt(record, labels) for record in items.records]
+
+
+def as_numpy(tensor):
+    return tensor.detach().float().cpu().numpy().astype(np.float32)
 
 
 def bucketed_batches(lengths, has_image, batch_size):

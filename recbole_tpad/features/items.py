@@ -1,8 +1,8 @@
 """Item loader: the text fields and the image of every item, in RecBole's internal id order.
 
-The raw ``<dataset>.item`` file is read here (tab-separated, ``name:type`` headers) because
-RecBole's loader keeps only ``load_col`` columns and drops text it cannot decode. Row ``r`` of
-an :class:`ItemTable` is internal item id ``r``; row 0 is RecBole's ``'[PAD]'``.
+The ``<dataset>.item`` file is read here, with the reader RecBole's files are checked with
+(``recbole_tpad.data.atomic_file``), because RecBole's loader keeps only ``load_col`` columns.
+Row ``r`` of an :class:`ItemTable` is internal item id ``r``; row 0 is RecBole's ``'[PAD]'``.
 """
 
 import logging
@@ -10,6 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from recbole_tpad.data.atomic_file import AtomicFile
 from recbole_tpad.errors import DataError
 from recbole_tpad.features.images import IMAGE_PROBLEMS, open_image
 
@@ -72,38 +73,6 @@ class ItemTable:
             logger.warning(f"Item '{self.records[row].item_id}' is text-only ({kind}): {self.records[row].image_path}")
 
 
-def _read_item_file(path, separator, encoding):
-    """Header names/types and rows (dict per item token) of an atomic .item file."""
-    bad_lines = 0
-    with open(path, "rb") as f:
-        raw_lines = f.read().split(b"\n")
-    lines = []
-    for raw in raw_lines:
-        raw = raw.rstrip(b"\r")
-        try:
-            lines.append(raw.decode(encoding))
-        except UnicodeDecodeError:
-            lines.append(raw.decode(encoding, errors="replace"))
-            bad_lines += 1
-    if not lines or not lines[0].strip():
-        raise DataError(f"{path}: empty file, expected a 'name:type' header line.")
-    header = []
-    for column, cell in enumerate(lines[0].split(separator)):
-        name, _, kind = cell.partition(":")
-        if not name or kind not in ("token", "token_seq", "float", "float_seq"):
-            raise DataError(f"{path}, line 1, column {column + 1}: header '{cell}' is not 'name:type'.")
-        header.append((name, kind))
-    rows = {}
-    for number, line in enumerate(lines[1:], start=2):
-        if not line.strip():
-            continue
-        cells = line.split(separator)
-        if len(cells) < len(header):
-            cells += [""] * (len(header) - len(cells))
-        rows.setdefault(cells[0], cells)
-    return header, rows, bad_lines
-
-
 def _get(config, key, default=None):
     try:
         value = config[key]
@@ -144,14 +113,17 @@ def load_items(config, dataset, settings=None):
     wanted = list(settings.text_fields or _get(config, "ITEM_TEXT_FIELDS") or [])
     image_field = _get(config, "IMAGE_FIELD") if settings.use_images else None
 
-    header, rows, bad_lines = ({}, {}, 0)
-    columns = {}
+    seq_separator = _get(config, "seq_separator", " ")
+    rows, columns, bad_lines = {}, {}, 0
     if item_path.is_file():
-        header, rows, bad_lines = _read_item_file(item_path, _get(config, "field_separator", "\t"),
-                                                  _get(config, "encoding", "utf-8"))
-        columns = {col_name: (i, kind) for i, (col_name, kind) in enumerate(header)}
-        if header[0][0] != iid_field:
-            raise DataError(f"{item_path}: first column is '{header[0][0]}', expected the item id '{iid_field}'.")
+        item_file = AtomicFile(item_path, _get(config, "field_separator", "\t"), seq_separator,
+                               _get(config, "encoding", "utf-8"))
+        if item_file.columns[0] != iid_field:
+            raise DataError(f"{item_path}: first column is '{item_file.columns[0]}', expected the item id '{iid_field}'.")
+        columns = {col_name: (i, kind) for i, (col_name, kind) in enumerate(zip(item_file.columns, item_file.types))}
+        for _, fields in item_file.rows():
+            rows.setdefault(fields[0], fields)
+        bad_lines = item_file.bad_utf8_lines
     absent = [f for f in wanted if f not in columns]
     if item_path.is_file() and absent:
         raise DataError(
@@ -168,7 +140,6 @@ def load_items(config, dataset, settings=None):
             if path.suffix.lower() in IMAGE_SUFFIXES:
                 fallback.setdefault(path.stem, path)
 
-    seq_separator = _get(config, "seq_separator", " ")
     list_fields = set(settings.list_fields)
     table = ItemTable([], text_fields, folder, settings.image_max_pixels)
     table.text_problems["bad_utf8"] = bad_lines

@@ -26,8 +26,8 @@ import torch
 from recbole.utils import set_color
 from tqdm import tqdm
 
-from recbole_tpad.features.backbone import IGNORE_INDEX, as_numpy, masked_mean
-from recbole_tpad.features.encode import VIEWS, bucketed_batches
+from recbole_tpad.features.backbone import IGNORE_INDEX, masked_mean
+from recbole_tpad.features.encode import VIEWS, as_numpy, bucketed_batches
 from recbole_tpad.features.prompt import item_prompt_spans
 
 STATES_FILE = "item_states.safetensors"

@@ -8,10 +8,16 @@ hands back to RecBole's ``Trainer``. If the model exposes ``parameter_groups(lea
 from recbole.trainer import Trainer
 from recbole.utils import set_color
 
+from recbole_tpad import compat
+
 
 class MultimodalTrainer(Trainer):
     r"""RecBole's ``Trainer`` plus: item views loaded (``prepare_item_views``) and given to the model
     before ``fit`` and, if the model has none yet, before ``evaluate``."""
+
+    def __init__(self, config, model):
+        compat.apply()  # RecBole's checkpoint shims, also when a caller drives RecBole without our runner
+        super().__init__(config, model)
 
     def prepare_item_views(self, dataset):
         """Return ``(views, image_mask)`` for ``dataset``: ``views`` maps names to ``(n_items, dim)`` arrays.

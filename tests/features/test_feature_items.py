@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from recbole_tpad.data.atomic_file import AtomicFileError
 from recbole_tpad.errors import ConfigError, DataError
 from recbole_tpad.features.config import FeaturesConfig
 from recbole_tpad.features.images import open_image, to_rgb
@@ -159,6 +160,21 @@ def test_missing_text_column_is_a_clear_error(tmp_path):
     dataset = types.SimpleNamespace(iid_field="item_id", field2id_token={"item_id": np.array(["[PAD]", "ok"])})
     with pytest.raises(DataError, match="ITEM_TEXT_FIELDS"):
         load_items(config, dataset)
+
+
+def test_item_file_is_read_as_recbole_reads_it(tmp_path):
+    folder = tmp_path / "quoted"
+    folder.mkdir()
+    lines = ["item_id:token\ttitle:token_seq\tbrand:token", 'a\t"Ace Comb 8"" * Black"\tACE', "b\tPlain\tX\tignored"]
+    (folder / "quoted.item").write_text("\n".join(lines) + "\n")
+    config = {"data_path": str(folder), "dataset": "quoted", "ITEM_TEXT_FIELDS": ["title", "brand"], "IMAGE_FIELD": None}
+    dataset = types.SimpleNamespace(iid_field="item_id", field2id_token={"item_id": np.array(["[PAD]", "a", "b"])})
+    items = load_items(config, dataset)
+    assert items.records[1].fields == {"title": 'Ace Comb 8" * Black', "brand": "ACE"}  # CSV quoting undone
+    assert items.records[2].fields == {"title": "Plain", "brand": "X"}  # the field past the header ignored
+    (folder / "quoted.item").write_text("\n".join(lines + ["c\tShort"]) + "\n")
+    with pytest.raises(AtomicFileError, match=r"quoted\.item:4: 2 fields, the header has 3"):
+        load_items(config, dataset)  # short rows are refused, as by the runner's check
 
 
 @pytest.mark.parametrize("key, value, match", [

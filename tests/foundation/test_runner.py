@@ -10,7 +10,6 @@ import run_recbole_tpad as cli
 from recbole_tpad import compare as compare_module
 from recbole_tpad.compare import compare_models
 from recbole_tpad.errors import PluginError
-from recbole_tpad.data.atomic_check import AtomicFileError, check_atomic_file
 from recbole_tpad.quick_start import load_config, run_recbole_tpad
 from recbole_tpad.utils import DatasetNotFoundError, resolve_data_path
 
@@ -107,22 +106,6 @@ def test_data_path_resolution(tmp_path, tiny_dataset):
     assert resolve_data_path("amazon-beauty").endswith(os.path.join("shared", "datasets"))
     with pytest.raises(DatasetNotFoundError, match="dataset_atomic"):
         resolve_data_path("no-such-dataset")
-
-
-@pytest.mark.parametrize(
-    "content, expected",
-    [
-        ("a:token\tt:float\nx\t1\ny\tnot-a-number\n", r"bad\.inter:3: column 't' is float"),
-        ("a:token\tt:float\nx\t1\ty\n", r"bad\.inter:2: 3 columns, the header has 2"),
-        ("a:token\tt\nx\t1\n", r"bad\.inter:1: header column 't' must be 'name:type'"),
-        ("a:token\tt:floaty\nx\t1\n", r"bad\.inter:1: header column 't:floaty'"),
-    ],
-)
-def test_malformed_atomic_files_name_file_and_line(tmp_path, content, expected):
-    path = tmp_path / "bad.inter"
-    path.write_text(content)
-    with pytest.raises(AtomicFileError, match=expected):
-        check_atomic_file(path)
 
 
 def test_malformed_file_fails_before_training_without_traceback(tiny_dataset, capsys):

@@ -236,7 +236,7 @@ def test_saved_adapters_are_standard_peft_folders(tiny_dataset, tmp_path):
     from transformers import AutoModelForCausalLM
 
     from recbole_tpad.features import build_backbone
-    from recbole_tpad.features.tiny import tiny_folder
+    from recbole_tpad.testing import tiny_folder
 
     config, _, _ = _setup(tiny_dataset, tmp_path)
     backbone = build_backbone(config)

@@ -9,6 +9,8 @@ import json
 
 import torch
 
+from recbole_tpad.testing.tiny_llm import tiny_tokenizer
+
 TEXT = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
             num_key_value_heads=2, max_position_embeddings=1024)
 VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, patch_size=14)
@@ -34,8 +36,6 @@ def build_qwen2_vl(folder):
     from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
-    from recbole_tpad.features.tiny import tiny_tokenizer
-
     tokenizer = tiny_tokenizer()
     image, video, start, end = _ids(tokenizer, "<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")
     text = _text(tokenizer, rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0})
@@ -53,8 +53,6 @@ def build_qwen2_vl(folder):
 def build_llava(folder):
     from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
     from transformers.models.llava.image_processing_pil_llava import LlavaImageProcessorPil
-
-    from recbole_tpad.features.tiny import tiny_tokenizer
 
     tokenizer = tiny_tokenizer()
     (image,) = _ids(tokenizer, "<image>")
@@ -74,8 +72,6 @@ def _build_idefics(folder, config_name, model_name, processor_module, processor_
     import importlib
 
     import transformers
-
-    from recbole_tpad.features.tiny import tiny_tokenizer
 
     tokenizer = tiny_tokenizer()
     (image,) = _ids(tokenizer, "<image>")

@@ -1,15 +1,10 @@
-"""Tiny random-weight builds of every backbone architecture, from hand-written configs, for tests.
+"""The tiny causal LLM (``tiny-llama``) and the byte-level tokenizer every tiny build shares.
 
-Each build is a normal HF folder (config, safetensors, byte-level tokenizer, image processor
-settings) written once under ``<feature_cache_dir>/models/`` and then loaded through the same
-code as a real checkpoint. Seeded: the same weights on every machine.
+Seeded: the same weights on every machine.
 """
 
 import torch
 
-from recbole_tpad.features.sources import build_folder_atomically
-
-TINY_VERSION = 2  # bump when a tiny config changes: new folder, new cache keys
 HIDDEN = 64
 # Special tokens every tiny tokenizer carries (the union of what the MLLM processors expect).
 SPECIAL_TOKENS = [
@@ -46,7 +41,7 @@ def tiny_text_config(tokenizer):
     )
 
 
-def _build_tiny_llama(folder):
+def build_tiny_llama(folder):
     from transformers import LlamaForCausalLM
 
     tokenizer = tiny_tokenizer()
@@ -54,21 +49,3 @@ def _build_tiny_llama(folder):
     model = LlamaForCausalLM(tiny_text_config(tokenizer))
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-
-
-BUILDERS = {"tiny-llama": _build_tiny_llama}
-
-
-def tiny_folder(kind, cache_root):
-    """The folder of tiny build ``kind``, built on first use."""
-    from recbole_tpad.features import tiny_native
-
-    builders = dict(BUILDERS, **tiny_native.BUILDERS)
-    if kind not in builders:
-        raise ValueError(f"No tiny build '{kind}'; known: {sorted(builders)}.")
-    final = cache_root / "models" / f"{kind}-v{TINY_VERSION}"
-    generator_state = torch.random.get_rng_state()
-    try:
-        return build_folder_atomically(final, builders[kind], {"kind": kind, "version": TINY_VERSION})
-    finally:
-        torch.random.set_rng_state(generator_state)
