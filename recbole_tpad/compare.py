@@ -12,6 +12,7 @@ from pathlib import Path
 from recbole.utils import get_local_time
 
 from recbole_tpad.errors import PluginError
+from recbole_tpad.model_defaults import trained_loss
 from recbole_tpad.quick_start import run_recbole_tpad
 from recbole_tpad.utils import PROPERTIES_DIR
 
@@ -19,13 +20,14 @@ LEADING_COLUMNS = ["model", "dataset", "seed"]
 COST_COLUMNS = ["params", "train_s_per_epoch", "epochs", "eval_s"]
 # Keys that change how a run is shown, not what it computes: they may differ between a run and its resume.
 DISPLAY_KEYS = {"show_progress", "state"}
-TEXT_COLUMNS = ("model", "dataset", "settings", "overrides")  # read back as text: a hex fingerprint may look like a number
+TEXT_COLUMNS = ("model", "dataset", "loss_type", "settings", "overrides")  # read back as text: a hex fingerprint may look like a number
 
 
 def result_row(model, dataset, seed, run):
     """One table row from a ``run_recbole_tpad`` result."""
     epoch_seconds = run["epoch_seconds"]
-    row = {"model": model, "dataset": dataset, "seed": seed}
+    # the loss it trained with; empty for a model with a fixed loss of its own (TransRec, DIN, DIEN)
+    row = {"model": model, "dataset": dataset, "seed": seed, "loss_type": trained_loss(run["config"]) or ""}
     row.update({metric.lower(): value for metric, value in run["test_result"].items()})
     row["params"] = run["params"]
     row["train_s_per_epoch"] = round(sum(epoch_seconds) / max(len(epoch_seconds), 1), 2)
@@ -35,15 +37,16 @@ def result_row(model, dataset, seed, run):
 
 
 def table_columns(rows):
-    """Leading columns, every metric seen (in first-seen order), costs, ``settings`` and the benchmark's
-    ``overrides`` if any, ``error``."""
+    """Leading columns and ``loss_type`` (the comparison's rows have it, the benchmark's not), every
+    metric seen (in first-seen order), costs, ``settings`` and the benchmark's ``overrides`` if any, ``error``."""
+    leading = LEADING_COLUMNS + [key for key in ("loss_type",) if any(key in row for row in rows)]
     trailing = [key for key in ("settings", "overrides") if any(key in row for row in rows)] + ["error"]
     metrics = []
     for row in rows:
         for key in row:
-            if key not in LEADING_COLUMNS + COST_COLUMNS + trailing + metrics:
+            if key not in leading + COST_COLUMNS + trailing + metrics:
                 metrics.append(key)
-    return LEADING_COLUMNS + metrics + COST_COLUMNS + trailing
+    return leading + metrics + COST_COLUMNS + trailing
 
 
 def to_markdown(rows):
@@ -138,7 +141,8 @@ def compare_models(models, dataset, config_file_list=None, config_dict=None, res
             run = run_recbole_tpad(model, dataset, config_file_list, config_dict)
             rows.append(dict(result_row(model, dataset, run["config"]["seed"], run), settings=settings))
         except Exception as error:  # one model's failure must not lose the others' rows
-            getLogger().error(f"{model} failed:\n{traceback.format_exc()}")
+            # a user error (a setting the model cannot run with) is its message; anything else, a bug
+            getLogger().error(f"{model} failed: {error}" if isinstance(error, PluginError) else f"{model} failed:\n{traceback.format_exc()}")
             rows.append({"model": model, "dataset": dataset, "seed": seed, "settings": settings,
                          "error": f"{type(error).__name__}: {error}"})
         # the kept rows of models still to come stay in the file: an interruption now must not lose them

@@ -32,7 +32,8 @@ def _restore_numpy_aliases():
 
 
 class _TorchForRecBoleTrainer(types.ModuleType):
-    """``torch`` as seen by ``recbole.trainer.trainer``: its checkpoint ``save`` and ``load``."""
+    """``torch`` as seen by ``recbole.trainer.trainer`` (its checkpoint ``save`` and ``load``) and by
+    S3Rec, which loads the trainer's pretraining checkpoint."""
 
     def __getattr__(self, name):
         return getattr(torch, name)
@@ -83,6 +84,15 @@ def _guard_recbole_checkpoints():
 
     if not isinstance(recbole_trainer.torch, _TorchForRecBoleTrainer):
         recbole_trainer.torch = _TorchForRecBoleTrainer("torch")
+
+
+def _load_s3rec_pretraining_checkpoints():
+    # S3Rec's finetune stage reads the pretraining checkpoint its trainer wrote (the same pickle,
+    # Config inside) with torch.load, which torch >= 2.6 refuses by default: give it the trainer's load.
+    import recbole.model.sequential_recommender.s3rec as s3rec
+
+    if not isinstance(s3rec.torch, _TorchForRecBoleTrainer):
+        s3rec.torch = _TorchForRecBoleTrainer("torch")
 
 
 def _import_sequential_models_without_anomaly_mode():
@@ -158,4 +168,5 @@ def apply():
     _refuse_dataset_downloads()
     _read_atomic_files_with_replacement()
     _import_sequential_models_without_anomaly_mode()
+    _load_s3rec_pretraining_checkpoints()
     _applied = True

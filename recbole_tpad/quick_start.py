@@ -19,6 +19,7 @@ from recbole.utils import get_local_time, init_logger, init_seed, set_color
 from recbole_tpad import compat
 from recbole_tpad.data.atomic_check import check_dataset_files
 from recbole_tpad.errors import ConfigError
+from recbole_tpad.model_defaults import build_model, model_defaults, user_settings
 from recbole_tpad.utils import PROPERTIES_DIR, get_model, get_trainer, resolve_data_path
 
 
@@ -56,25 +57,22 @@ def load_config(model, dataset, config_file_list=None, config_dict=None):
     """Build a RecBole ``Config`` with the plugin's properties layered under the user's.
 
     Precedence, lowest first: RecBole's defaults, the plugin's overall / features / model /
-    dataset YAML, the user's ``config_file_list`` in order, then ``config_dict``.
+    dataset YAML, the user's ``config_file_list`` in order, then ``config_dict``. Where the
+    plugin's shared settings cannot apply to the model, RecBole's own hold for the keys the user
+    did not set (``recbole_tpad.model_defaults``).
     """
     compat.apply()  # RecBole 1.2.1 on today's numpy, pandas and torch: every run starts here
     config_dict = dict(config_dict or {})
     model_class = get_model(model) if isinstance(model, str) else model
     files = plugin_config_files(model_class, dataset) + list(config_file_list or [])
-    data_path = config_dict.get("data_path")
-    for path in config_file_list or []:
-        data_path = data_path or _yaml_value(path, "data_path")
-    config_dict["data_path"] = resolve_data_path(dataset, data_path)
+    user = user_settings(config_file_list, config_dict)
+    config_dict["data_path"] = resolve_data_path(dataset, user.get("data_path"))
     with _without_command_line():
-        return Config(model=model_class, dataset=dataset, config_file_list=files, config_dict=config_dict)
-
-
-def _yaml_value(path, key):
-    import yaml
-
-    with open(path, encoding="utf-8") as f:
-        return (yaml.safe_load(f) or {}).get(key)
+        config = Config(model=model_class, dataset=dataset, config_file_list=files, config_dict=config_dict)
+        overrides = model_defaults(config, set(user))
+        if overrides:  # built again, so that RecBole derives its dependent settings from them
+            config = Config(model=model_class, dataset=dataset, config_file_list=files, config_dict={**config_dict, **overrides})
+    return config
 
 
 _RUN_LOG_HANDLERS = []
@@ -129,7 +127,7 @@ def run_recbole_tpad(model, dataset, config_file_list=None, config_dict=None, sa
 
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     model_class = get_model(config["model"])
-    model = model_class(config, train_data._dataset).to(config["device"])
+    model = build_model(model_class, config, train_data._dataset).to(config["device"])
     logger.info(model)
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
     # RecBole names checkpoints by the second; two runs started in the same second would clash.
