@@ -1,4 +1,4 @@
-"""TPAD and KDSR on every backbone: losses, scores, gradients, no label leak, cached item side."""
+"""TPAD and KDSR on every session encoder: losses, scores, gradients, no label leak, cached item side."""
 
 import copy
 
@@ -12,8 +12,8 @@ from recbole.data.interaction import Interaction
 
 from recbole_tpad.errors import ConfigError, DataError
 from recbole_tpad.features import ItemViews
-from recbole_tpad.model.item_views import attach_item_views
 from recbole_tpad.model import renamed_keys
+from recbole_tpad.model.item_views import attach_item_views
 from recbole_tpad.model.kdsr import KDSR
 from recbole_tpad.model.session_encoders import keep_recent_items
 from recbole_tpad.model.tpad import TPAD
@@ -21,7 +21,7 @@ from recbole_tpad.quick_start import load_config
 
 SMALL = {"TPAD": {"embedding_size": 16, "teacher_dim": 8, "n_sub_vectors": 4, "n_codes": 4, "kmeans_pairs": 2000, "n_pairs": 256},
          "KDSR": {"embedding_size": 16, "n_sub_vectors": 4, "n_codes": 4, "kmeans_pairs": 2000, "n_pairs": 256}}
-BACKBONES = ["SASRec", "GRU4Rec", "SRGNN"]
+SESSION_ENCODERS = ["SASRec", "GRU4Rec", "SRGNN"]
 
 
 
@@ -60,12 +60,12 @@ def build(tiny, model_class, with_views_of=True, **overrides):
     return model_class(config, dataset)
 
 
-CASES = [(TPAD, b, {"shared_encoder": s}) for b in BACKBONES for s in (True, False)] + [(KDSR, b, {}) for b in BACKBONES]
+CASES = [(TPAD, e, {"shared_encoder": s}) for e in SESSION_ENCODERS for s in (True, False)] + [(KDSR, e, {}) for e in SESSION_ENCODERS]
 
 
-@pytest.mark.parametrize("model_class,backbone,extra", CASES, ids=lambda v: getattr(v, "__name__", str(v)))
-def test_loss_scores_and_gradients(tiny, model_class, backbone, extra):
-    model = build(tiny, model_class, backbone=backbone, **extra)
+@pytest.mark.parametrize("model_class,session_encoder,extra", CASES, ids=lambda v: getattr(v, "__name__", str(v)))
+def test_loss_scores_and_gradients(tiny, model_class, session_encoder, extra):
+    model = build(tiny, model_class, session_encoder=session_encoder, **extra)
     _, _, train_batch, test_batch = tiny
     losses = model.calculate_loss(train_batch)
     assert all(torch.isfinite(loss) for loss in losses)
