@@ -27,6 +27,9 @@ from recbole.utils import set_color
 
 from recbole_tpad.errors import DataError
 
+# 'id' is a trainable ID table; the others are frozen MLLM item features (recbole_tpad.features)
+VIEWS = ("id", "text", "image", "fused")
+
 
 def prepare_item_views(config, train_data):
     r"""Make the item views ``config['model']`` reads and attach them to ``train_data``'s dataset.
@@ -49,8 +52,8 @@ def prepare_item_views(config, train_data):
     if not model_class.required_views(config):
         return None, {}
     getLogger().info(set_color("Preparing item views", "green") + f" for {config['model']}")
-    # whatever the preparation draws stays out of the model's initialisation and training,
-    # wherever the caller seeds them
+    # Building a backbone draws from torch's RNG: forked, a run that makes its views and one that
+    # loads them from the cache initialise and train the model on the same random stream.
     with torch.random.fork_rng(devices=list(range(torch.cuda.device_count()))):
         item_views, seconds = model_class.make_item_views(config, train_data._dataset)
     attach_item_views(train_data._dataset, item_views)

@@ -17,11 +17,11 @@ from torch import nn
 
 from recbole_tpad.errors import ConfigError
 from recbole_tpad.model.correlation_supervision import CorrelationSupervision, CorrelationTeacher, teacher_settings
+from recbole_tpad.model.item_views import VIEWS
 from recbole_tpad.model.multimodal_recommender import MultimodalSequentialRecommender
 from recbole_tpad.model.renamed_keys import renamed_key
 from recbole_tpad.model.session_encoders import build_session_encoder, session_encoder_name
 
-VIEWS = ("id", "text", "image", "fused")
 
 
 class KDSR(MultimodalSequentialRecommender):

@@ -20,12 +20,12 @@ from torch import nn
 
 from recbole_tpad.errors import ConfigError
 from recbole_tpad.model.correlation_supervision import CorrelationSupervision, CorrelationTeacher, teacher_settings
+from recbole_tpad.model.item_views import VIEWS
 from recbole_tpad.model.multimodal_recommender import MultimodalSequentialRecommender
 from recbole_tpad.model.renamed_keys import renamed_key
 from recbole_tpad.model.session_encoders import build_session_encoder, keep_recent_items, session_encoder_name
 from recbole_tpad.model.view_adapters import ViewAdapter, check_view_adapter, standardize_view
 
-VIEWS = ("id", "text", "image", "fused")
 FUSIONS = ("learned", "fixed")
 
 
