@@ -19,8 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from recbole.data import create_dataset, data_preparation  # noqa: E402
 
 from recbole_tpad import compat  # noqa: E402
+from recbole_tpad.model.item_views import prepare_item_views  # noqa: E402
 from recbole_tpad.quick_start import load_config  # noqa: E402
-from recbole_tpad.utils import get_model, get_trainer  # noqa: E402
 
 
 def ranks_of_targets(scores, targets):
@@ -40,18 +40,15 @@ def main():
 
     config = load_config(args.model, args.dataset, config_dict={"show_progress": False, "state": "WARNING"})
     train, _, test = data_preparation(config, create_dataset(config))
-    model = get_model(args.model)(config, train._dataset)
-    trainer = get_trainer(config["MODEL_TYPE"], args.model)(config, model)
-    if hasattr(trainer, "_stage_train_dataset"):
-        trainer._stage_train_dataset = train._dataset  # stage 2 learns from the training split only
-    views, _ = trainer.prepare_item_views(train._dataset)
+    views = prepare_item_views(config, train)[0].views  # stage 2 learns from the training split only
+    item_seq_field = config["ITEM_ID_FIELD"] + config["LIST_SUFFIX"]
     print(f"{args.dataset}, {args.model} views, test sessions ranked over all items, k={args.k}\n")
     print(f"| view | recall@{args.k} | MRR@{args.k} |\n|---|---|---|")
     for name in args.views.split(","):
         vectors = torch.nn.functional.normalize(torch.as_tensor(np.asarray(views[name], dtype=np.float32)), dim=1)
         hits, reciprocal, sessions = 0.0, 0.0, 0
         for interaction, _, _, positive_i in test:
-            item_seq, lengths = interaction[model.ITEM_SEQ], interaction[model.ITEM_SEQ_LEN]
+            item_seq, lengths = interaction[item_seq_field], interaction[config["ITEM_LIST_LENGTH_FIELD"]]
             last = item_seq[torch.arange(len(lengths)), lengths - 1]
             scores = vectors[last] @ vectors.T
             scores[:, 0] = -float("inf")  # padding item

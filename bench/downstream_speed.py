@@ -1,4 +1,4 @@
-"""Training cost per epoch and full-ranking evaluation time: TPAD / KDSR against their stock backbones.
+"""Training cost per epoch and full-ranking evaluation time: TPAD / KDSR against their stock session encoders.
 
     python bench/downstream_speed.py --dataset=hm-fashion [--epochs=2] [--threads=1] [--view_dim=576] [--one_batch] [--amp]
         [--set session_length=20 ...]
@@ -36,42 +36,40 @@ def main():
     from recbole.utils import init_seed
 
     from recbole_tpad import compat
+    from recbole_tpad.features import ItemViews
+    from recbole_tpad.model.item_views import attach_item_views
     from recbole_tpad.quick_start import load_config
-    from recbole_tpad.trainer import MultimodalTrainer
     from recbole_tpad.utils import get_model, get_trainer
 
     compat.apply()  # RecBole 1.2.1 shims (recbole_tpad/compat.py) before any RecBole call
     torch.set_num_threads(args.threads)
     rows = [("GRU4Rec", {}), ("SASRec", {}), ("SRGNN", {})]
-    for backbone in ("GRU4Rec", "SASRec", "SRGNN"):
+    for session_encoder in ("GRU4Rec", "SASRec", "SRGNN"):
         rows += [
-            ("TPAD", {"backbone": backbone, "shared_encoder": True}),
-            ("TPAD", {"backbone": backbone, "shared_encoder": False}),
-            ("TPAD", {"backbone": backbone, "views": ["id"]}),
-            ("KDSR", {"backbone": backbone}),
+            ("TPAD", {"session_encoder": session_encoder, "shared_encoder": True}),
+            ("TPAD", {"session_encoder": session_encoder, "shared_encoder": False}),
+            ("TPAD", {"session_encoder": session_encoder, "views": ["id"]}),
+            ("KDSR", {"session_encoder": session_encoder}),
         ]
     base = {"show_progress": False, "state": "WARNING", "checkpoint_dir": "saved-bench", "enable_amp": args.amp}
     base.update({key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.set)})
     config = load_config("SASRec", args.dataset, config_dict=base)
     train, valid, _ = data_preparation(config, create_dataset(config))
-    print("| model | backbone | encoder | s/epoch | eval s | params |\n|---|---|---|---|---|---|")
+    # the views' cost, not their values, matters here: random views, where every model built on `train` reads them
+    n_items = train._dataset.item_num
+    rng = np.random.default_rng(0)
+    views = {v: rng.normal(size=(n_items, args.view_dim)).astype(np.float32) for v in ("text", "image", "fused")}
+    attach_item_views(train._dataset, ItemViews(views, np.ones(n_items, bool), manifest={}, folder=None))
+    print("| model | session encoder | encoder kind | s/epoch | eval s | params |\n|---|---|---|---|---|---|")
     for name, overrides in rows:
         kind = "id" if overrides.get("views") == ["id"] else "shared" if overrides.get("shared_encoder", True) else "per-view"
-        label = f"{name}-{overrides.get('backbone', name)}-{kind}"
+        label = f"{name}-{overrides.get('session_encoder', name)}-{kind}"
         if args.only and label not in args.only.split(","):
             continue
         config = load_config(name, args.dataset, config_dict={**base, **overrides})
         init_seed(config["seed"], config["reproducibility"])
         model = get_model(name)(config, train._dataset)
-        if hasattr(model, "set_item_views"):
-            # the views' cost, not their values, matters here: random views, MultimodalTrainer's own hook
-            trainer = MultimodalTrainer(config, model)
-            rng = np.random.default_rng(0)
-            views = {v: rng.normal(size=(model.n_items, args.view_dim)).astype(np.float32) for v in ("text", "image", "fused")}
-            trainer.prepare_item_views = lambda dataset, views=views: (views, np.ones(len(views["text"]), bool))
-            trainer._ensure_item_views(train._dataset)
-        else:
-            trainer = get_trainer(config["MODEL_TYPE"], name)(config, model)
+        trainer = get_trainer(config["MODEL_TYPE"], name)(config, model)
         seconds = []
         if args.one_batch:
             batch = next(iter(train))
@@ -90,7 +88,7 @@ def main():
         eval_seconds = time.perf_counter() - start
         params = sum(p.numel() for p in model.parameters() if p.requires_grad)
         encoder = kind if name == "TPAD" else "-"
-        print(f"| {name} | {overrides.get('backbone', name)} | {encoder} | {statistics.median(seconds):.2f} | "
+        print(f"| {name} | {overrides.get('session_encoder', name)} | {encoder} | {statistics.median(seconds):.2f} | "
               f"{eval_seconds:.2f} | {params} |", flush=True)
 
 

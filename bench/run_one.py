@@ -22,10 +22,11 @@ def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def encoding_speed(config, dataset, trainer):
-    """Items/s of this run's item encoding against its FLOP bound; empty when the views came from a cache."""
-    manifest = getattr(trainer, "stage_views_manifest", {}) or {}
-    representation_s = (getattr(trainer, "stage_seconds", {}) or {}).get("representation_s")
+def encoding_speed(config, dataset, item_views, view_seconds):
+    """Items/s of this run's item encoding against its FLOP bound; empty when the views came from a cache
+    or from no TPAD stages (``item_views``, ``view_seconds``: the run's, from ``prepare_item_views``)."""
+    manifest = item_views.manifest if item_views is not None else {}
+    representation_s = view_seconds.get("representation_s")
     # encoded in this run: the stage took at least the encode loop's time (a cache load takes far less)
     if not manifest.get("seconds") or representation_s is None or representation_s < manifest["seconds"]:
         return {}
@@ -59,7 +60,7 @@ def main():
     start = time.perf_counter()
     run = run_recbole_tpad(args.model, args.dataset, config_dict=config_dict)
     total_seconds = time.perf_counter() - start
-    config, model, trainer = run["config"], run["model"], run["trainer"]
+    config, model = run["config"], run["model"]
 
     epochs = run["epoch_seconds"]
     row = {metric.lower(): float(value) for metric, value in run["test_result"].items()}
@@ -73,8 +74,8 @@ def main():
         total_s=round(total_seconds, 1),
         peak_rss_mb=round(peak_rss_mb(), 1),
     )
-    row.update(getattr(trainer, "stage_seconds", {}) or {})
-    row.update(encoding_speed(config, run["train_data"]._dataset, trainer))
+    row.update(run["view_seconds"])
+    row.update(encoding_speed(config, run["train_data"]._dataset, run["item_views"], run["view_seconds"]))
     row.update(cold_start_metrics(model, run["train_data"]._dataset, run["test_data"], config["device"]))
     if args.embeddings and "id" in getattr(model, "views", ()):
         import numpy as np
@@ -86,7 +87,8 @@ def main():
         with torch.no_grad():  # each view's item vectors, as the recommender scores them
             reps = model.item_representations().float().cpu().numpy()
         pick = tsne_items(reps.shape[1])  # only the items the figure draws: the snapshot stays small
-        np.savez_compressed(args.embeddings, **{view: rep[pick] for view, rep in zip(model.views, reps)})
+        if len(reps) == len(model.views):  # one representation per view (TPAD; KDSR fuses its views into one)
+            np.savez_compressed(args.embeddings, **{view: rep[pick] for view, rep in zip(model.views, reps)})
     Path(args.out).write_text(json.dumps(row, indent=1))
 
 

@@ -20,6 +20,7 @@ from recbole_tpad import compat
 from recbole_tpad.data.atomic_check import check_dataset_files
 from recbole_tpad.errors import ConfigError
 from recbole_tpad.model_defaults import build_model, model_defaults, user_settings
+from recbole_tpad.model.item_views import prepare_item_views
 from recbole_tpad.utils import PROPERTIES_DIR, get_model, get_trainer, resolve_data_path
 
 
@@ -111,7 +112,11 @@ class _EpochTimer:
 
 
 def run_recbole_tpad(model, dataset, config_file_list=None, config_dict=None, saved=True):
-    """Train and test one model; return its config, metrics and costs as a dict."""
+    """Train and test one model; return its config, metrics and costs as a dict.
+
+    ``item_views`` and ``view_seconds`` are what ``prepare_item_views`` gave the model (``None`` and
+    ``{}`` for a model without frozen views).
+    """
     config = load_config(model, dataset, config_file_list, config_dict)
     init_seed(config["seed"], config["reproducibility"])
     _init_logging(config)
@@ -124,6 +129,7 @@ def run_recbole_tpad(model, dataset, config_file_list=None, config_dict=None, sa
     recbole_dataset = create_dataset(config)
     logger.info(recbole_dataset)
     train_data, valid_data, test_data = data_preparation(config, recbole_dataset)
+    item_views, view_seconds = prepare_item_views(config, train_data)
 
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     model_class = get_model(config["model"])
@@ -152,6 +158,8 @@ def run_recbole_tpad(model, dataset, config_file_list=None, config_dict=None, sa
         "train_data": train_data,
         "test_data": test_data,
         "test_sessions": len(test_data._dataset),
+        "item_views": item_views,
+        "view_seconds": view_seconds,
         "best_valid_score": best_valid_score,
         "valid_result": dict(best_valid_result or {}),
         "test_result": dict(test_result),

@@ -172,7 +172,7 @@ class CorrelationSupervision(nn.Module):
     r"""Holistic and dissected correlation losses for several modalities of a student.
 
     Args:
-        modalities (list[str]): modality names, each with a teacher set by :meth:`set_teachers`.
+        teachers (dict[str, CorrelationTeacher]): one frozen teacher per modality (item view).
         student_dim (int): size of the student item vectors.
         n_codes (int): K, the number of correlation codes.
         tau (float): temperature dividing both correlations in the holistic loss.
@@ -181,9 +181,9 @@ class CorrelationSupervision(nn.Module):
         n_pairs (int): item pairs sampled per batch.
     """
 
-    def __init__(self, modalities, student_dim, n_codes, tau, holistic_weight, code_weight, n_pairs):
+    def __init__(self, teachers, student_dim, n_codes, tau, holistic_weight, code_weight, n_pairs):
         super().__init__()
-        self.modalities = list(modalities)
+        self.modalities = list(teachers)
         self.tau = tau
         self.holistic_weight = holistic_weight
         self.code_weight = code_weight
@@ -197,11 +197,7 @@ class CorrelationSupervision(nn.Module):
                 for m in self.modalities
             }
         )
-        self.teachers = nn.ModuleDict()
-
-    def set_teachers(self, teachers):
-        """``teachers``: ``dict[str, CorrelationTeacher]`` with one entry per modality."""
-        self.teachers = nn.ModuleDict({m: teachers[m] for m in self.modalities})
+        self.teachers = nn.ModuleDict(teachers)
 
     def holistic_loss(self, modality, student, i, j):
         target = self.teachers[modality].holistic(i, j)
@@ -221,8 +217,6 @@ class CorrelationSupervision(nn.Module):
             students (dict[str, torch.Tensor]): ``modality -> [n_items, student_dim]`` student tables.
             pool (torch.LongTensor): item ids of the batch to sample pairs from (padding excluded).
         """
-        if not len(self.teachers):
-            raise RuntimeError("CorrelationSupervision has no teachers: call set_teachers() first.")
         i_all, j_all = sample_pairs(pool, self.n_pairs)
         zero = students[self.modalities[0]].sum() * 0.0
         holistic, code = zero, zero

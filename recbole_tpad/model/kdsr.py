@@ -15,12 +15,13 @@ Reference code:
 import torch
 from torch import nn
 
-from recbole_tpad.errors import ConfigError, DataError
+from recbole_tpad.errors import ConfigError
 from recbole_tpad.model.correlation_supervision import CorrelationSupervision, CorrelationTeacher, teacher_settings
+from recbole_tpad.model.item_views import VIEWS
 from recbole_tpad.model.multimodal_recommender import MultimodalSequentialRecommender
-from recbole_tpad.model.session_encoders import build_session_encoder
+from recbole_tpad.model.renamed_keys import renamed_key
+from recbole_tpad.model.session_encoders import build_session_encoder, session_encoder_name
 
-MODALITIES = ("text", "image", "fused")
 
 
 class KDSR(MultimodalSequentialRecommender):
@@ -29,13 +30,13 @@ class KDSR(MultimodalSequentialRecommender):
 
     Teacher: each modality's frozen item feature reduced to ``d = embedding_size`` dims by PCA
     (scikit-learn, fit on the items that have that modality). Student: one trainable table per
-    modality, initialised from the teacher (unit-norm rows), and an ID table; a per-item softmax
-    gate (a shared two-layer MLP scoring each of the item's vectors) fuses them. The fused item
-    sequence goes through the backbone's session encoder; scores are dot products with every
-    item's fused vector; CE loss, plus the holistic and dissected correlation losses of
-    :mod:`recbole_tpad.model.correlation_supervision` on the student tables. Asynchronous
-    learning: the modality tables learn at ``learning_rate * modality_lr_scale``
-    (``parameter_groups``, used by ``KDSRTrainer``).
+    modality (each frozen item view in ``views``), initialised from the teacher (unit-norm rows),
+    and the ID table (the view ``id``, always there); a per-item softmax gate (a shared two-layer
+    MLP scoring each of the item's vectors) fuses them. The fused item sequence goes through the
+    session encoder; scores are dot products with every item's fused vector; CE loss, plus the
+    holistic and dissected correlation losses of :mod:`recbole_tpad.model.correlation_supervision`
+    on the student tables. Asynchronous learning: the modality tables learn at
+    ``learning_rate * modality_lr_scale`` (``parameter_groups``, used by ``KDSRTrainer``).
 
     NOTE:
         The authors' code reduces the features with CCA and scores sessions against the ID
@@ -50,21 +51,13 @@ class KDSR(MultimodalSequentialRecommender):
 
         # load parameters info
         self.embedding_size = config["embedding_size"]
-        self.backbone = config["backbone"]
-        self.modalities = list(config["modalities"])
+        self.session_encoder = session_encoder_name(config)
+        self.views = self._views(config)
+        self.modalities = list(self.required_views(config))  # the frozen views, one modality table each
         self.fusion_dropout_prob = config["fusion_dropout_prob"]
         self.modality_lr_scale = config["modality_lr_scale"]
         self.initializer_range = config["initializer_range"]
-        self.teacher_config = teacher_settings(config, self.embedding_size)
-        unknown = [m for m in self.modalities if m not in MODALITIES]
-        if not self.modalities or unknown or len(set(self.modalities)) != len(self.modalities):
-            raise ConfigError(f"modalities={self.modalities}: give distinct names from {list(MODALITIES)}.")
-        if self.embedding_size % config["n_sub_vectors"]:
-            raise ConfigError(
-                f"n_sub_vectors={config['n_sub_vectors']} must divide embedding_size={self.embedding_size}."
-            )
-        if not 0 < self.modality_lr_scale <= 1:
-            raise ConfigError(f"modality_lr_scale={self.modality_lr_scale} must be in (0, 1].")
+        views, image_mask = self.read_item_views(config, dataset)
 
         # define layers and loss
         self.item_embedding = nn.Embedding(self.n_items, self.embedding_size, padding_idx=0)
@@ -75,9 +68,17 @@ class KDSR(MultimodalSequentialRecommender):
             nn.Linear(self.embedding_size, self.embedding_size), nn.ReLU(), nn.Linear(self.embedding_size, 1)
         )
         self.fusion_dropout = nn.Dropout(self.fusion_dropout_prob)
-        self.encoder = build_session_encoder(self.backbone, config, self.embedding_size, self.max_seq_length)
+        self.encoder = build_session_encoder(config, self.embedding_size, self.max_seq_length)
+        # mask of the candidates [id, modality...] each item has; the image column is False where the item has no photo
+        modality_mask = torch.ones(self.n_items, 1 + len(self.modalities), dtype=torch.bool)
+        teachers, settings = {}, teacher_settings(config, self.embedding_size)
+        for column, modality in enumerate(self.modalities, start=1):
+            valid = self._rows_with_view(modality, image_mask)
+            teachers[modality] = CorrelationTeacher.from_view(views[modality], valid, **settings)
+            modality_mask[:, column] = valid
+        self.register_buffer("modality_mask", modality_mask, persistent=False)
         self.correlation = CorrelationSupervision(
-            self.modalities,
+            teachers,
             self.embedding_size,
             n_codes=config["n_codes"],
             tau=config["tau"],
@@ -85,14 +86,12 @@ class KDSR(MultimodalSequentialRecommender):
             code_weight=config["code_weight"],
             n_pairs=config["n_pairs"],
         )
-        # mask of the candidates [id, modality...] each item has; all but the image row are always present
-        self.register_buffer(
-            "modality_mask", torch.ones(self.n_items, 1 + len(self.modalities), dtype=torch.bool), persistent=False
-        )
 
         # parameters initialization
         self.apply(self._init_weights)
         self.encoder.reset_parameters()
+        for modality, teacher in teachers.items():  # the student starts at the teacher (unit rows; zero where missing)
+            self.modality_embedding[modality].weight.data.copy_(teacher.teacher)
 
     def _init_weights(self, module):
         if isinstance(module, (nn.Linear, nn.Embedding)):
@@ -100,24 +99,31 @@ class KDSR(MultimodalSequentialRecommender):
         if isinstance(module, nn.Linear) and module.bias is not None:
             module.bias.data.zero_()
 
-    @property
-    def required_views(self):
-        return tuple(self.modalities)
+    @staticmethod
+    def _views(config):
+        # the old key listed the frozen views only; the ID table was implied
+        return list(renamed_key(config, "views", "modalities", convert=lambda modalities: ["id", *modalities]))
 
-    def _build_from_item_views(self, views, image_mask):
-        teachers = {}
-        for column, modality in enumerate(self.modalities, start=1):
-            valid = image_mask if modality == "image" else torch.arange(self.n_items) > 0
-            if valid.sum() < 2:
-                raise DataError(
-                    f"modality '{modality}' has fewer than two items with features (no images in this dataset?); "
-                    f"drop it from KDSR's `modalities`."
-                )
-            teachers[modality] = CorrelationTeacher.from_view(views[modality], valid, **self.teacher_config)
-            # student initialised from the teacher (unit-norm rows; zero where the modality is missing)
-            self.modality_embedding[modality].weight.data.copy_(teachers[modality].teacher)
-            self.modality_mask[:, column] = valid
-        self.correlation.set_teachers(teachers)
+    @classmethod
+    def check_config(cls, config):
+        super().check_config(config)
+        views = cls._views(config)
+        unknown = [v for v in views if v not in VIEWS]
+        if "id" not in views or len(views) < 2 or unknown or len(set(views)) != len(views):
+            raise ConfigError(
+                f"views={views}: give 'id' (KDSR always fuses the ID table) and one or more distinct frozen views "
+                f"from {list(VIEWS[1:])}."
+            )
+        if config["embedding_size"] % config["n_sub_vectors"]:
+            raise ConfigError(
+                f"n_sub_vectors={config['n_sub_vectors']} must divide embedding_size={config['embedding_size']}."
+            )
+        if not 0 < config["modality_lr_scale"] <= 1:
+            raise ConfigError(f"modality_lr_scale={config['modality_lr_scale']} must be in (0, 1].")
+
+    @classmethod
+    def required_views(cls, config):
+        return tuple(v for v in cls._views(config) if v != "id")
 
     def parameter_groups(self, learning_rate):
         """Optimizer param groups: the modality tables at ``learning_rate * modality_lr_scale``, the rest at the default."""

@@ -3,16 +3,19 @@ r"""
 MultimodalSequentialRecommender
 ################################################
 
-The part TPAD and KDSR share: frozen item views registered after construction, item-side
-representations cached while evaluating, and one ``calculate_loss`` / ``predict`` /
-``full_sort_predict`` for any model that scores a session against every item with one or more
-views (late fusion of per-view dot products).
+The part TPAD and KDSR share: frozen item views read in ``__init__`` from the dataset (attached
+by :func:`recbole_tpad.model.item_views.prepare_item_views`), item-side representations cached
+while evaluating, and one ``calculate_loss`` / ``predict`` / ``full_sort_predict`` for any model
+that scores a session against every item with one or more views (late fusion of per-view dot
+products).
 
 A subclass implements:
 
-- ``_build_from_item_views(views, image_mask)``: turn the validated views into buffers, adapters,
-  teachers (called by ``set_item_views``; may create parameters: a trainer that builds its
-  optimizer before the views arrive must build it again, as ``MultimodalTrainer`` does);
+- ``check_config(config)`` (extending this one) and ``required_views(config)``: class methods, so
+  that the runner checks the keys and knows which views to make before the model exists;
+- optionally ``make_item_views(config, train_dataset)``, a class method: where the views come from
+  (default: the base backbone's feature cache; TPAD: its MLLM stages);
+- ``__init__``: every parameter, views included (``self.read_item_views(config, dataset)``);
 - ``item_representations()``: ``[V, n_items, H]``, every item under every view;
 - ``encode_sessions(item_seq, item_seq_len, items)``: ``[V, B, H]`` from the item representations;
 - optionally ``view_weights()`` (``[V]``, the late-fusion weights),
@@ -20,19 +23,18 @@ A subclass implements:
   ``[B, n_items]``, or ``[B]`` for one candidate per session) and
   ``auxiliary_losses(interaction, items)`` (extra loss terms, logged apart by RecBole's trainer).
 
-Item views: ``dict[str, array (n_items, dim)]`` aligned to RecBole's internal item ids (row 0 is
-the padding item) and an optional image mask ``(n_items,)``, True where the item has a photo. They
-are non-persistent buffers: checkpoints hold the trained weights, not the frozen features, which
-come back from the feature cache (``MultimodalTrainer.prepare_item_views``).
+The frozen views become non-persistent buffers: checkpoints hold the trained weights, not the
+frozen features, which come back from their cache.
 """
 
-import numpy as np
 import torch
 from torch import nn
 
 from recbole.model.abstract_recommender import SequentialRecommender
 
 from recbole_tpad.errors import ConfigError, DataError
+from recbole_tpad.model.item_views import read_item_views
+from recbole_tpad.model.session_encoders import session_encoder_name
 
 
 class MultimodalSequentialRecommender(SequentialRecommender):
@@ -40,73 +42,47 @@ class MultimodalSequentialRecommender(SequentialRecommender):
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        if config["loss_type"] != "CE":
-            raise ConfigError(f"loss_type={config['loss_type']!r}: {type(self).__name__} trains with 'CE' only.")
+        self.check_config(config)
         self.loss_fct = nn.CrossEntropyLoss()
-        self._has_item_views = False
         self._item_cache = None
 
     # ------------------------------------------------------------------ item views
-    @property
-    def required_views(self):
-        """Names of the item views this model reads (empty: it runs on IDs alone)."""
+    @classmethod
+    def check_config(cls, config):
+        """Raise ``ConfigError`` naming the first bad key of ``config``."""
+        if config["loss_type"] != "CE":
+            raise ConfigError(f"loss_type={config['loss_type']!r}: {cls.__name__} trains with 'CE' only.")
+        session_encoder_name(config)
+
+    @classmethod
+    def required_views(cls, config):
+        """Names of the frozen item views a model built from ``config`` reads (empty: it runs on IDs alone)."""
         return ()
 
-    @property
-    def has_item_views(self):
-        return self._has_item_views or not self.required_views
+    @classmethod
+    def make_item_views(cls, config, train_dataset):
+        r"""The item views for ``config``: ``(ItemViews, seconds)``, ``seconds`` the wall time of each step.
 
-    def set_item_views(self, views, image_mask=None):
-        r"""Register the frozen item views.
-
-        Args:
-            views (dict[str, numpy.ndarray or torch.Tensor]): ``name -> (n_items, dim)`` rows aligned
-                to internal item ids; must hold every name in ``required_views``.
-            image_mask (array-like of bool, optional): ``(n_items,)``, True where the item has an image.
+        Default: the base backbone's views from the feature cache of ``recbole_tpad.features``
+        (extracted on first use).
         """
-        missing = [name for name in self.required_views if name not in views]
-        if missing:
+        from recbole_tpad.features import get_item_views
+
+        return get_item_views(config, train_dataset, progress=bool(config["show_progress"])), {}
+
+    def read_item_views(self, config, dataset):
+        """``(views, image_mask)`` attached to ``dataset``, checked: ``name -> [n_items, dim]`` float32, ``[n_items]`` bool."""
+        return read_item_views(dataset, self.required_views(config), self.n_items, type(self).__name__)
+
+    def _rows_with_view(self, name, image_mask):
+        """``[n_items]`` bool, the items that have view ``name``: every real item, or those with a photo for ``image``."""
+        rows = image_mask if name == "image" else torch.arange(self.n_items) > 0
+        if rows.sum() < 2:
             raise DataError(
-                f"{type(self).__name__} needs item views {missing}, got {sorted(views)}; "
-                "check the model's `views` key or the feature cache."
+                f"item view '{name}' has fewer than two items with features (no images in this dataset?); "
+                f"do not name '{name}' in {type(self).__name__}'s views."
             )
-        checked = {name: self._check_view(name, views[name]) for name in self.required_views}
-        if image_mask is None:
-            mask = torch.ones(self.n_items, dtype=torch.bool)
-        else:
-            mask = torch.as_tensor(np.asarray(image_mask), dtype=torch.bool).reshape(-1)
-            if mask.numel() != self.n_items:
-                raise DataError(f"image_mask has {mask.numel()} entries, expected n_items={self.n_items}.")
-            mask = mask.clone()
-        mask[0] = False  # the padding item
-        device = next(self.parameters()).device
-        self._build_from_item_views(checked, mask)
-        self.to(device)
-        self._has_item_views = True
-        self._item_cache = None
-
-    def _check_view(self, name, view):
-        view = torch.as_tensor(np.asarray(view) if not torch.is_tensor(view) else view)
-        if view.dim() != 2 or view.size(0) != self.n_items:
-            raise DataError(
-                f"item view '{name}' has shape {tuple(view.shape)}, expected (n_items={self.n_items}, dim): "
-                "rows must follow RecBole's internal item ids with row 0 the padding item."
-            )
-        view = view.detach().to(torch.float32).cpu()
-        bad = (~torch.isfinite(view)).any(dim=1).nonzero().flatten()
-        if bad.numel():
-            raise DataError(f"item view '{name}' has non-finite values in rows {bad[:5].tolist()}.")
-        return view
-
-    def _build_from_item_views(self, views, image_mask):
-        raise NotImplementedError
-
-    def _require_item_views(self):
-        if not self.has_item_views:
-            raise RuntimeError(
-                f"{type(self).__name__} has no item views yet: call model.set_item_views(views, image_mask) "
-                "first (MultimodalTrainer does it before fit/evaluate)."
-            )
+        return rows
 
     # ------------------------------------------------------------------ item-side cache
     def train(self, mode=True):
@@ -119,7 +95,6 @@ class MultimodalSequentialRecommender(SequentialRecommender):
 
     def _items(self):
         """``item_representations()``, computed once per evaluation (eval mode, no grad) and reused."""
-        self._require_item_views()
         if self.training or torch.is_grad_enabled():
             return self.item_representations()
         if self._item_cache is None:
@@ -170,7 +145,6 @@ class MultimodalSequentialRecommender(SequentialRecommender):
         return query @ items.permute(1, 0, 2).flatten(1).T
 
     def calculate_loss(self, interaction):
-        self._require_item_views()
         item_seq = interaction[self.ITEM_SEQ]
         item_seq_len = interaction[self.ITEM_SEQ_LEN]
         pos_items = interaction[self.POS_ITEM_ID]

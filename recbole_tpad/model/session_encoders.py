@@ -34,6 +34,7 @@ from recbole.model.layers import TransformerEncoder
 from recbole.model.sequential_recommender.srgnn import GNN, SRGNN
 
 from recbole_tpad.errors import ConfigError
+from recbole_tpad.model.renamed_keys import renamed_key
 
 
 def _gather_last(output, item_seq_len):
@@ -101,7 +102,7 @@ class SASRecEncoder(nn.Module):
         super().__init__()
         if hidden_size % config["n_heads"]:
             raise ConfigError(
-                f"n_heads={config['n_heads']} must divide the item size {hidden_size} for the SASRec backbone."
+                f"n_heads={config['n_heads']} must divide the item size {hidden_size} for the SASRec session encoder."
             )
         self.initializer_range = config["initializer_range"]
         self.position_embedding = nn.Embedding(max_seq_length, hidden_size)
@@ -181,15 +182,22 @@ class SRGNNEncoder(nn.Module):
         return seq_output.view(n_views, -1, self.hidden_size)
 
 
-BACKBONES = ("GRU4Rec", "SASRec", "SRGNN")
+SESSION_ENCODERS = ("GRU4Rec", "SASRec", "SRGNN")
 
 
-def build_session_encoder(backbone, config, hidden_size, max_seq_length):
-    """Return the session encoder of ``backbone`` (one of ``BACKBONES``) for items of size ``hidden_size``."""
-    if backbone == "GRU4Rec":
+def session_encoder_name(config):
+    """The model's ``session_encoder`` key (old name ``backbone``), checked."""
+    name = renamed_key(config, "session_encoder", "backbone")
+    if name not in SESSION_ENCODERS:
+        raise ConfigError(f"session_encoder={name!r} is not supported; choose one of {list(SESSION_ENCODERS)}.")
+    return name
+
+
+def build_session_encoder(config, hidden_size, max_seq_length):
+    """Return the config's session encoder for items of size ``hidden_size``."""
+    name = session_encoder_name(config)
+    if name == "GRU4Rec":
         return GRU4RecEncoder(config, hidden_size)
-    if backbone == "SASRec":
+    if name == "SASRec":
         return SASRecEncoder(config, hidden_size, max_seq_length)
-    if backbone == "SRGNN":
-        return SRGNNEncoder(config, hidden_size)
-    raise ConfigError(f"backbone={backbone!r} is not supported; choose one of {list(BACKBONES)}.")
+    return SRGNNEncoder(config, hidden_size)

@@ -9,7 +9,8 @@ Reference:
 
 This is TPAD's downstream session-based recommender (the realization's step 4). The MLLM stages
 that produce the item views (knowledge acquisition, transition distillation, representation
-generation) run before it, in ``TPADTrainer``; this model only sees their cached output.
+generation) run before it, when the runner prepares the item views (``make_item_views``); this
+model only sees their cached output.
 """
 
 
@@ -17,13 +18,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recbole_tpad.errors import ConfigError, DataError
+from recbole_tpad.errors import ConfigError
 from recbole_tpad.model.correlation_supervision import CorrelationSupervision, CorrelationTeacher, teacher_settings
-from recbole_tpad.model.modality_adapters import ModalityAdapter, standardize_view
+from recbole_tpad.model.item_views import VIEWS
 from recbole_tpad.model.multimodal_recommender import MultimodalSequentialRecommender
-from recbole_tpad.model.session_encoders import build_session_encoder, keep_recent_items
+from recbole_tpad.model.renamed_keys import renamed_key
+from recbole_tpad.model.session_encoders import build_session_encoder, keep_recent_items, session_encoder_name
+from recbole_tpad.model.view_adapters import ViewAdapter, check_view_adapter, standardize_view
 
-VIEWS = ("id", "text", "image", "fused")
 FUSIONS = ("learned", "fixed")
 
 
@@ -31,9 +33,9 @@ class TPAD(MultimodalSequentialRecommender):
     r"""TPAD scores a session against every item under several item views and fuses the scores late.
 
     Views: ``id`` (a trainable ID table) and the frozen MLLM item views ``text``, ``image``,
-    ``fused``, each through its own trainable adapter (items without a photo get a learned
+    ``fused``, each through its own trainable view adapter (items without a photo get a learned
     "no image" vector in the image view). Each view's session sequence is encoded by the chosen
-    backbone (SRGNN, GRU4Rec, SASRec), either by one encoder per view or by one shared encoder
+    session encoder (SRGNN, GRU4Rec, SASRec), either by one encoder per view or by one shared encoder
     run on the views stacked along the batch (a learned view embedding tells the views apart).
     The score of item i for session s is ``sum_v w_v <s_v, e_v(i)>``; CE loss over all items.
 
@@ -41,13 +43,13 @@ class TPAD(MultimodalSequentialRecommender):
         The paper states late fusion without its form. Here the weights ``w_v`` are either fixed
         (``fusion: fixed``, ``fusion_weights`` or 1 each) or learned as ``V * softmax(alpha)``,
         initialised at the fixed weights (``fusion: learned``). Optionally each view's own scores
-        get a CE term (``view_loss_weight``) so no view leans on the others, and the adapters of
-        the modality views can be held to the frozen features' item correlations with KDSR's
+        get a CE term (``view_loss_weight``) so no view leans on the others, and the view adapters
+        of the modality views can be held to the frozen features' item correlations with KDSR's
         correlation supervision (``correlation_supervision``).
 
         ``neighbour_views`` adds, for each named frozen view, ``s_k * cos(x_last, x_i)``: the cosine
         of the unadapted view of the session's last item with every item's, times a learned scale
-        (initialised at ``neighbour_scale``). The adapters and encoders learn the transitions; this
+        (initialised at ``neighbour_scale``). The view adapters and encoders learn the transitions; this
         term keeps the distilled item similarity as the MLLM made it, which training would
         otherwise wash out (the modality forgetting KDSR describes). Measured in docs/results.md.
     """
@@ -57,29 +59,29 @@ class TPAD(MultimodalSequentialRecommender):
 
         # load parameters info
         self.embedding_size = config["embedding_size"]
-        self.backbone = config["backbone"]
+        self.session_encoder = session_encoder_name(config)
         self.session_length = config["session_length"] or 0
         self.views = list(config["views"])
         self.shared_encoder = config["shared_encoder"]
-        self.adapter_type = config["adapter_type"]
-        self.adapter_dropout = config["adapter_dropout"]
+        self.view_adapter = renamed_key(config, "view_adapter", "adapter_type")
+        self.view_adapter_dropout = renamed_key(config, "view_adapter_dropout", "adapter_dropout")
         self.fusion = config["fusion"]
         self.view_loss_weight = config["view_loss_weight"]
         self.initializer_range = config["initializer_range"]
         self.use_correlation = config["correlation_supervision"]
         self.correlation_views = list(config["correlation_views"] or [])
-        self.correlation_config = teacher_settings(config, config["teacher_dim"])
         self.neighbour_views = list(config["neighbour_views"] or [])
-        self._check_config(config)
-        fusion_weights = self._initial_fusion_weights(config["fusion_weights"])
+        fusion_weights = dict(config["fusion_weights"] or {})
+        fusion_weights = torch.tensor([float(fusion_weights.get(v, 1.0)) for v in self.views])
+        views, image_mask = self.read_item_views(config, dataset)
 
         # define layers and loss
         self.item_embedding = nn.Embedding(self.n_items, self.embedding_size, padding_idx=0) if "id" in self.views else None
-        self.adapters = nn.ModuleDict()  # built by set_item_views, when the view sizes are known
+        self.view_adapters = nn.ModuleDict()  # filled last, below
         self.missing_image = nn.Parameter(torch.zeros(self.embedding_size)) if "image" in self.views else None
         n_encoders = 1 if self.shared_encoder else len(self.views)
         self.encoders = nn.ModuleList(
-            build_session_encoder(self.backbone, config, self.embedding_size, self.max_seq_length) for _ in range(n_encoders)
+            build_session_encoder(config, self.embedding_size, self.max_seq_length) for _ in range(n_encoders)
         )
         self.view_embedding = nn.Embedding(len(self.views), self.embedding_size) if self.shared_encoder else None
         self.neighbour_log_scale = nn.Parameter(
@@ -88,10 +90,16 @@ class TPAD(MultimodalSequentialRecommender):
             self.fusion_logits = nn.Parameter(fusion_weights.log())
         else:
             self.register_buffer("fixed_fusion_weights", fusion_weights)
+        self._register_frozen_views(views, image_mask)
         self.correlation = None
         if self.use_correlation:
+            settings = teacher_settings(config, config["teacher_dim"])
+            teachers = {
+                name: CorrelationTeacher.from_view(views[name], self._rows_with_view(name, image_mask), **settings)
+                for name in self.correlation_views
+            }
             self.correlation = CorrelationSupervision(
-                self.correlation_views,
+                teachers,
                 self.embedding_size,
                 n_codes=config["n_codes"],
                 tau=config["tau"],
@@ -106,37 +114,45 @@ class TPAD(MultimodalSequentialRecommender):
             self.missing_image.data.normal_(mean=0.0, std=self.initializer_range)
         for encoder in self.encoders:
             encoder.reset_parameters()
+        # The view adapters draw from the RNG after everything else, as they did when the views
+        # came after construction: a seed gives the same weights as before.
+        for name in self.views:
+            if name != "id":
+                adapter = ViewAdapter(views[name].size(1), self.embedding_size, self.view_adapter, self.view_adapter_dropout)
+                adapter.reset_parameters(self.initializer_range)
+                self.view_adapters[name] = adapter
 
-    def _check_config(self, config):
-        unknown = [v for v in self.views if v not in VIEWS]
-        if not self.views or unknown or len(set(self.views)) != len(self.views):
-            raise ConfigError(f"views={self.views}: give distinct names from {list(VIEWS)}.")
-        if self.session_length < 0:
-            raise ConfigError(f"session_length={self.session_length}: give 0 (whole sessions) or a positive length.")
-        if self.fusion not in FUSIONS:
-            raise ConfigError(f"fusion={self.fusion!r} is not supported; choose one of {list(FUSIONS)}.")
-        bad = [v for v in self.neighbour_views if v not in VIEWS or v == "id"]
-        if bad or len(set(self.neighbour_views)) != len(self.neighbour_views):
-            raise ConfigError(f"neighbour_views={self.neighbour_views}: give distinct frozen views from {list(VIEWS[1:])}.")
-        if self.neighbour_views and not (config["neighbour_scale"] or 0) > 0:
+    @classmethod
+    def check_config(cls, config):
+        super().check_config(config)
+        views, neighbour_views = list(config["views"]), list(config["neighbour_views"] or [])
+        unknown = [v for v in views if v not in VIEWS]
+        if not views or unknown or len(set(views)) != len(views):
+            raise ConfigError(f"views={views}: give distinct names from {list(VIEWS)}.")
+        check_view_adapter(renamed_key(config, "view_adapter", "adapter_type"))
+        if (config["session_length"] or 0) < 0:
+            raise ConfigError(f"session_length={config['session_length']}: give 0 (whole sessions) or a positive length.")
+        if config["fusion"] not in FUSIONS:
+            raise ConfigError(f"fusion={config['fusion']!r} is not supported; choose one of {list(FUSIONS)}.")
+        fusion_weights = dict(config["fusion_weights"] or {})
+        unknown = [v for v in fusion_weights if v not in views]
+        if unknown:
+            raise ConfigError(f"fusion_weights names {unknown}, which are not in views={views}.")
+        if any(float(w) <= 0 for w in fusion_weights.values()):
+            raise ConfigError(f"fusion_weights={fusion_weights}: every weight must be > 0.")
+        bad = [v for v in neighbour_views if v not in VIEWS or v == "id"]
+        if bad or len(set(neighbour_views)) != len(neighbour_views):
+            raise ConfigError(f"neighbour_views={neighbour_views}: give distinct frozen views from {list(VIEWS[1:])}.")
+        if neighbour_views and not (config["neighbour_scale"] or 0) > 0:
             raise ConfigError(f"neighbour_scale={config['neighbour_scale']} must be > 0.")
-        if self.use_correlation:
-            bad = [v for v in self.correlation_views if v not in self.views or v == "id"]
-            if not self.correlation_views or bad:
+        correlation_views = list(config["correlation_views"] or [])
+        if config["correlation_supervision"]:
+            bad = [v for v in correlation_views if v not in views or v == "id"]
+            if not correlation_views or bad:
                 raise ConfigError(
-                    f"correlation_views={self.correlation_views}: name modality views used in views={self.views} "
+                    f"correlation_views={correlation_views}: name modality views used in views={views} "
                     "(not 'id'), or set correlation_supervision: False."
                 )
-
-    def _initial_fusion_weights(self, fusion_weights):
-        fusion_weights = dict(fusion_weights or {})
-        unknown = [v for v in fusion_weights if v not in self.views]
-        if unknown:
-            raise ConfigError(f"fusion_weights names {unknown}, which are not in views={self.views}.")
-        weights = torch.tensor([float(fusion_weights.get(v, 1.0)) for v in self.views])
-        if (weights <= 0).any():
-            raise ConfigError(f"fusion_weights={fusion_weights}: every weight must be > 0.")
-        return weights
 
     def _init_weights(self, module):
         if isinstance(module, (nn.Linear, nn.Embedding)):
@@ -145,37 +161,34 @@ class TPAD(MultimodalSequentialRecommender):
             module.bias.data.zero_()
 
     # ------------------------------------------------------------------ item views
-    @property
-    def required_views(self):
-        return tuple(dict.fromkeys([v for v in self.views if v != "id"] + self.neighbour_views))
+    @classmethod
+    def required_views(cls, config):
+        views = [v for v in config["views"] if v != "id"]
+        return tuple(dict.fromkeys(views + list(config["neighbour_views"] or [])))
 
-    def _build_from_item_views(self, views, image_mask):
+    @classmethod
+    def make_item_views(cls, config, train_dataset):
+        r"""The distilled Knowledge-MLLM's item views: TPAD's MLLM stages, run or loaded from their cache.
+
+        Stage 2 learns from ``train_dataset`` (the training split) only.
+        """
+        from recbole_tpad.stages.pipeline import StagePipeline
+
+        pipeline = StagePipeline(config, train_dataset, train_dataset=train_dataset,
+                                 show_progress=bool(config["show_progress"]))
+        item_views = pipeline.run()
+        return item_views, {f"{name}_s": round(seconds, 1) for name, seconds in pipeline.timings.items()}
+
+    def _register_frozen_views(self, views, image_mask):
         for name in self.neighbour_views:  # unit rows; zero for the padding item and missing photos
-            unit = F.normalize(views[name], dim=1) * (image_mask if name == "image" else torch.arange(self.n_items) > 0).unsqueeze(1)
+            unit = F.normalize(views[name], dim=1) * self._rows_with_view(name, image_mask).unsqueeze(1)
             self.register_buffer(f"neighbour_{name}", unit, persistent=False)
-        for name, view in views.items():
-            if name not in self.views:
-                continue  # a neighbour view only
-            valid = image_mask if name == "image" else torch.arange(self.n_items) > 0
-            if valid.sum() < 2:
-                raise DataError(
-                    f"item view '{name}' has fewer than two items with features (no images in this dataset?); "
-                    f"drop '{name}' from the model's `views`."
-                )
-            self.register_buffer(f"view_{name}", standardize_view(view, valid), persistent=False)
-            if name not in self.adapters:  # adapters stay when views are set again (e.g. a refreshed cache)
-                adapter = ModalityAdapter(view.size(1), self.embedding_size, self.adapter_type, self.adapter_dropout)
-                adapter.reset_parameters(self.initializer_range)
-                self.adapters[name] = adapter
+        for name in self.views:
+            if name == "id":
+                continue
+            self.register_buffer(f"view_{name}", standardize_view(views[name], self._rows_with_view(name, image_mask)),
+                                 persistent=False)
         self.register_buffer("image_mask", image_mask, persistent=False)
-        if self.correlation is not None:
-            teachers = {
-                name: CorrelationTeacher.from_view(
-                    views[name], image_mask if name == "image" else torch.arange(self.n_items) > 0, **self.correlation_config
-                )
-                for name in self.correlation_views
-            }
-            self.correlation.set_teachers(teachers)
 
     # ------------------------------------------------------------------ scoring
     def item_representations(self):
@@ -184,7 +197,7 @@ class TPAD(MultimodalSequentialRecommender):
             if name == "id":
                 rep = self.item_embedding.weight
             else:
-                rep = self.adapters[name](getattr(self, f"view_{name}"))
+                rep = self.view_adapters[name](getattr(self, f"view_{name}"))
                 if name == "image":
                     rep = torch.where(self.image_mask.unsqueeze(-1), rep, self.missing_image)
             reps.append(rep)

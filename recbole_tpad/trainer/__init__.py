@@ -1,4 +1,3 @@
-"""Trainers of the plugin, found by the name <Model>Trainer."""
+"""Trainers of the plugin, found by the name <Model>Trainer; TPAD trains with RecBole's own ``Trainer``."""
 
-from recbole_tpad.trainer.multimodal_trainer import KDSRTrainer, MultimodalTrainer
-from recbole_tpad.trainer.tpad_trainer import TPADTrainer
+from recbole_tpad.trainer.kdsr_trainer import KDSRTrainer

@@ -145,14 +145,12 @@ def test_report_lists_item_encoding_only_for_rows_that_encoded(tmp_path):
 
 def test_encoding_speed_only_for_views_encoded_in_the_run():
     from bench.run_one import encoding_speed
+    from recbole_tpad.features import ItemViews
 
-    class Trainer:
-        stage_views_manifest = {"seconds": 200.0}
-        stage_seconds = {"representation_s": 3.1}  # loaded from the cache
-
-    assert encoding_speed(None, None, Trainer()) == {}
-    Trainer.stage_seconds = {}  # not a TPAD run with stages
-    assert encoding_speed(None, None, Trainer()) == {}
+    views = ItemViews({}, None, manifest={"seconds": 200.0}, folder=None)
+    assert encoding_speed(None, None, views, {"representation_s": 3.1}) == {}  # loaded from the cache
+    assert encoding_speed(None, None, views, {}) == {}  # not a TPAD run with stages
+    assert encoding_speed(None, None, None, {}) == {}  # a model without item views
 
 
 def test_labels_of_coincident_points_do_not_overlap():

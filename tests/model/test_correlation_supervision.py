@@ -84,8 +84,7 @@ def test_both_losses_go_down_on_a_toy_problem():
     torch.manual_seed(0)
     n_items, dim = 50, 16
     teacher = CorrelationTeacher.from_view(torch.randn(n_items, 32), torch.arange(n_items) > 0, dim, 4, 5, 5000)
-    supervision = CorrelationSupervision(["text"], dim, n_codes=5, tau=1.5, holistic_weight=1.0, code_weight=1.0, n_pairs=256)
-    supervision.set_teachers({"text": teacher})
+    supervision = CorrelationSupervision({"text": teacher}, dim, n_codes=5, tau=1.5, holistic_weight=1.0, code_weight=1.0, n_pairs=256)
     student = torch.nn.Parameter(torch.randn(n_items, dim))
     optimizer = torch.optim.Adam([student, *supervision.parameters()], lr=0.01)
     pool = torch.arange(1, n_items)
@@ -103,7 +102,6 @@ def test_both_losses_go_down_on_a_toy_problem():
 
 def test_pairs_without_the_modality_are_skipped():
     teacher = CorrelationTeacher(torch.randn(6, 4), torch.tensor([False, True, True, False, False, False]), np.zeros((3, 2), np.float32), 2)
-    supervision = CorrelationSupervision(["image"], 4, n_codes=3, tau=1.0, holistic_weight=1.0, code_weight=1.0, n_pairs=64)
-    supervision.set_teachers({"image": teacher})
+    supervision = CorrelationSupervision({"image": teacher}, 4, n_codes=3, tau=1.0, holistic_weight=1.0, code_weight=1.0, n_pairs=64)
     holistic, code = supervision({"image": torch.randn(6, 4, requires_grad=True)}, torch.tensor([3, 4, 5]))
     assert holistic.item() == 0.0 and code.item() == 0.0

@@ -1,4 +1,6 @@
-"""TPAD and KDSR on every backbone: losses, scores, gradients, no label leak, cached item side."""
+"""TPAD and KDSR on every session encoder: losses, scores, gradients, no label leak, cached item side."""
+
+import copy
 
 import numpy as np
 import pytest
@@ -9,6 +11,9 @@ from recbole.data import create_dataset, data_preparation
 from recbole.data.interaction import Interaction
 
 from recbole_tpad.errors import ConfigError, DataError
+from recbole_tpad.features import ItemViews
+from recbole_tpad.model import renamed_keys
+from recbole_tpad.model.item_views import attach_item_views
 from recbole_tpad.model.kdsr import KDSR
 from recbole_tpad.model.session_encoders import keep_recent_items
 from recbole_tpad.model.tpad import TPAD
@@ -16,7 +21,7 @@ from recbole_tpad.quick_start import load_config
 
 SMALL = {"TPAD": {"embedding_size": 16, "teacher_dim": 8, "n_sub_vectors": 4, "n_codes": 4, "kmeans_pairs": 2000, "n_pairs": 256},
          "KDSR": {"embedding_size": 16, "n_sub_vectors": 4, "n_codes": 4, "kmeans_pairs": 2000, "n_pairs": 256}}
-BACKBONES = ["SASRec", "GRU4Rec", "SRGNN"]
+SESSION_ENCODERS = ["SASRec", "GRU4Rec", "SRGNN"]
 
 
 
@@ -38,22 +43,29 @@ def random_views(n_items, dim=24, seed=0):
     return views, image_mask
 
 
-def build(tiny, model_class, with_views=True, **overrides):
+def with_views(dataset, views, image_mask):
+    """A shallow copy of ``dataset`` carrying ``views`` (the module's dataset stays without)."""
+    dataset = copy.copy(dataset)
+    attach_item_views(dataset, ItemViews(views, image_mask, manifest={}, folder=None))
+    return dataset
+
+
+def build(tiny, model_class, with_views_of=True, **overrides):
+    """A model on the tiny dataset; ``with_views_of``: ``(views, image_mask)`` to attach, True for random ones, False for none."""
     config_dict, dataset, _, _ = tiny
     torch.manual_seed(0)
     config = load_config(model_class.__name__, "tiny", config_dict={**config_dict, **SMALL[model_class.__name__], **overrides})
-    model = model_class(config, dataset)
-    if with_views:
-        model.set_item_views(*random_views(model.n_items))
-    return model
+    if with_views_of:
+        dataset = with_views(dataset, *(random_views(dataset.item_num) if with_views_of is True else with_views_of))
+    return model_class(config, dataset)
 
 
-CASES = [(TPAD, b, {"shared_encoder": s}) for b in BACKBONES for s in (True, False)] + [(KDSR, b, {}) for b in BACKBONES]
+CASES = [(TPAD, e, {"shared_encoder": s}) for e in SESSION_ENCODERS for s in (True, False)] + [(KDSR, e, {}) for e in SESSION_ENCODERS]
 
 
-@pytest.mark.parametrize("model_class,backbone,extra", CASES, ids=lambda v: getattr(v, "__name__", str(v)))
-def test_loss_scores_and_gradients(tiny, model_class, backbone, extra):
-    model = build(tiny, model_class, backbone=backbone, **extra)
+@pytest.mark.parametrize("model_class,session_encoder,extra", CASES, ids=lambda v: getattr(v, "__name__", str(v)))
+def test_loss_scores_and_gradients(tiny, model_class, session_encoder, extra):
+    model = build(tiny, model_class, session_encoder=session_encoder, **extra)
     _, _, train_batch, test_batch = tiny
     losses = model.calculate_loss(train_batch)
     assert all(torch.isfinite(loss) for loss in losses)
@@ -61,7 +73,7 @@ def test_loss_scores_and_gradients(tiny, model_class, backbone, extra):
     encoder_params = list((model.encoders if model_class is TPAD else model.encoder).parameters())
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in encoder_params)
     if model_class is TPAD:
-        assert all(p.grad is not None for p in model.adapters.parameters())
+        assert all(p.grad is not None for p in model.view_adapters.parameters())
     else:
         assert all(t.weight.grad.abs().sum() > 0 for t in model.modality_embedding.values())
 
@@ -110,41 +122,42 @@ def test_item_side_is_computed_once_per_evaluation(tiny, monkeypatch):
     model.calculate_loss(tiny[2])
     assert len(calls) == 2  # training never uses the cache
     with torch.no_grad():
-        model.adapters["text"].net.weight.add_(1.0)  # weights change while training...
+        model.view_adapters["text"].net.weight.add_(1.0)  # weights change while training...
     model.eval()
     with torch.no_grad():
         assert not torch.allclose(model.full_sort_predict(batch), first)  # ...so eval() recomputes
     assert len(calls) == 3
 
 
-def test_models_refuse_to_run_without_views(tiny):
+def test_a_model_built_without_views_names_the_call_that_prepares_them(tiny):
     for model_class in (TPAD, KDSR):
-        model = build(tiny, model_class, with_views=False)
-        with pytest.raises(RuntimeError, match="set_item_views"):
-            model.calculate_loss(tiny[2])
-    id_only = build(tiny, TPAD, with_views=False, views=["id"])  # needs no views at all
-    assert id_only.has_item_views and len(id_only.calculate_loss(tiny[2])) == 1
+        with pytest.raises(RuntimeError, match=r"prepare_item_views\(config, train_data\)"):
+            build(tiny, model_class, with_views_of=False)
+    id_only = build(tiny, TPAD, with_views_of=False, views=["id"])  # needs no views at all
+    assert len(id_only.calculate_loss(tiny[2])) == 1
 
 
 def test_views_are_validated(tiny):
-    model = build(tiny, TPAD, with_views=False)
-    views, mask = random_views(model.n_items)
+    views, mask = random_views(tiny[1].item_num)
     with pytest.raises(DataError, match="image"):
-        model.set_item_views({"text": views["text"], "fused": views["fused"]}, mask)
+        build(tiny, TPAD, with_views_of=({"text": views["text"], "fused": views["fused"]}, mask))
     with pytest.raises(DataError, match="n_items"):
-        model.set_item_views({k: v[:-1] for k, v in views.items()}, mask)
+        build(tiny, TPAD, with_views_of=({k: v[:-1] for k, v in views.items()}, mask))
     with pytest.raises(DataError, match="no images"):
-        model.set_item_views(views, np.zeros(model.n_items, bool))
-    assert "view_text" not in model.state_dict()  # frozen views never go into checkpoints
+        build(tiny, TPAD, with_views_of=(views, np.zeros(len(mask), bool)))
+    assert "view_text" not in build(tiny, TPAD).state_dict()  # frozen views never go into checkpoints
 
 
-@pytest.mark.parametrize("overrides", [{"views": ["foo"]}, {"fusion": "average"}, {"backbone": "NARM"},
+@pytest.mark.parametrize("overrides", [{"views": ["foo"]}, {"fusion": "average"}, {"session_encoder": "NARM"},
+                                       {"view_adapter": "conv"},
                                        {"correlation_supervision": True, "correlation_views": ["id"]},
                                        {"fusion_weights": {"text": -1.0}}, {"session_length": -1},
                                        {"neighbour_views": ["id"]}, {"neighbour_views": ["text"], "neighbour_scale": 0}])
 def test_bad_tpad_config_fails_early(tiny, overrides):
     with pytest.raises(ConfigError):
-        build(tiny, TPAD, with_views=False, **overrides)
+        TPAD.check_config(load_config("TPAD", "tiny", config_dict={**tiny[0], **overrides}))  # the runner's early check
+    with pytest.raises(ConfigError):
+        build(tiny, TPAD, with_views_of=False, **overrides)
 
 
 @pytest.mark.parametrize("views", [["text"], ["image"], ["id", "fused"]])
@@ -162,9 +175,9 @@ def test_tpad_correlation_switch(tiny):
     rec, holistic, code = model.calculate_loss(tiny[2])
     assert holistic > 0 and code > 0
     (holistic + code).backward()  # the supervision alone reaches the supervised adapters, not the others
-    assert model.adapters["text"].net.weight.grad.abs().sum() > 0
-    assert model.adapters["image"].net.weight.grad.abs().sum() > 0
-    fused_grad = model.adapters["fused"].net.weight.grad
+    assert model.view_adapters["text"].net.weight.grad.abs().sum() > 0
+    assert model.view_adapters["image"].net.weight.grad.abs().sum() > 0
+    fused_grad = model.view_adapters["fused"].net.weight.grad
     assert fused_grad is None or fused_grad.abs().sum() == 0
 
 
@@ -194,9 +207,25 @@ def test_kdsr_student_starts_at_teacher_and_has_slow_group(tiny):
 
 def test_bad_kdsr_config_fails_early(tiny):
     with pytest.raises(ConfigError, match="n_sub_vectors"):
-        build(tiny, KDSR, with_views=False, n_sub_vectors=5)
-    with pytest.raises(ConfigError, match="modalities"):
-        build(tiny, KDSR, with_views=False, modalities=["audio"])
+        build(tiny, KDSR, with_views_of=False, n_sub_vectors=5)
+    with pytest.raises(ConfigError, match="views"):
+        build(tiny, KDSR, with_views_of=False, views=["id", "audio"])
+    with pytest.raises(ConfigError, match="'id'"):
+        build(tiny, KDSR, with_views_of=False, views=["text"])
+
+
+def test_renamed_keys_still_work_with_a_warning(tiny, caplog):
+    renamed_keys._warned.clear()
+    with caplog.at_level("WARNING"):
+        tpad = build(tiny, TPAD, backbone="GRU4Rec", adapter_type="mlp", adapter_dropout=0.3)
+        kdsr = build(tiny, KDSR, modalities=["text"])
+    assert tpad.session_encoder == "GRU4Rec" and type(tpad.encoders[0]).__name__ == "GRU4RecEncoder"
+    assert (tpad.view_adapter, tpad.view_adapter_dropout) == ("mlp", 0.3)
+    assert isinstance(tpad.view_adapters["text"].net, torch.nn.Sequential)
+    assert kdsr.views == ["id", "text"] and list(kdsr.modality_embedding) == ["text"]
+    for old, new in [("backbone", "session_encoder"), ("adapter_type", "view_adapter"),
+                     ("adapter_dropout", "view_adapter_dropout"), ("modalities", "views")]:
+        assert f"`{old}` is a deprecated name of `{new}`" in caplog.text
 
 
 def test_keep_recent_items_matches_recbole_truncation(tiny):
@@ -236,12 +265,11 @@ def test_fused_logits_equal_the_weighted_sum_of_view_scores(tiny):
 
 
 def test_neighbour_views_add_the_scaled_cosine_with_the_last_item(tiny):
-    views, image_mask = random_views(build(tiny, TPAD, with_views=False).n_items)
-    plain = build(tiny, TPAD, views=["id"], with_views=False)
-    plain.set_item_views(views, image_mask)
-    model = build(tiny, TPAD, views=["id"], neighbour_views=["text"], neighbour_scale=3.0, with_views=False)
-    assert model.required_views == ("text",)
-    model.set_item_views(views, image_mask)
+    views, image_mask = random_views(tiny[1].item_num)
+    plain = build(tiny, TPAD, views=["id"], with_views_of=(views, image_mask))
+    model = build(tiny, TPAD, views=["id"], neighbour_views=["text"], neighbour_scale=3.0, with_views_of=(views, image_mask))
+    config = load_config("TPAD", "tiny", config_dict={**tiny[0], "views": ["id"], "neighbour_views": ["text"]})
+    assert TPAD.required_views(config) == ("text",)
     model.eval(), plain.eval()
     batch = tiny[3]
     item_seq, item_seq_len = batch[model.ITEM_SEQ], batch[model.ITEM_SEQ_LEN]

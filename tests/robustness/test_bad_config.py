@@ -14,7 +14,9 @@ from tests.stages.stage_keys import STAGE_KEYS
         ("--stage2_amie_weight=-1", "stage2_amie_weight"),
         ("--feature_backbone=causal", "feature_llm_path"),  # with a path that does not exist, below
         ("--ITEM_TEXT_FIELDS=['title','no_such_field']", "no_such_field"),
-        ("--backbone=LSTM", "backbone"),
+        ("--session_encoder=LSTM", "session_encoder"),
+        ("--backbone=LSTM", "session_encoder"),  # the old name, still read
+        ("--view_adapter=conv", "view_adapter"),
         ("--views=['id','sound']", "views"),
     ],
 )

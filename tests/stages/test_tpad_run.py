@@ -1,4 +1,4 @@
-"""TPADTrainer end to end on the tiny fixture: stages, then RecBole's own fit / evaluate."""
+"""TPAD end to end on the tiny fixture: the runner prepares the item views (the stages), then RecBole's own fit / evaluate."""
 
 from pathlib import Path
 

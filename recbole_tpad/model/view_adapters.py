@@ -1,10 +1,11 @@
 # -*- coding: utf-8 -*-
 r"""
-Modality adapters
+View adapters
 ################################################
 
 Trainable maps from a frozen item view (an MLLM's text, image or fused item feature) to the
-recommender's item space, and the standardisation applied to a frozen view before it.
+recommender's item space, and the standardisation applied to a frozen view before it. (Not the
+MLLM's LoRA adapters K and T, which live in ``recbole_tpad.features`` and ``recbole_tpad.stages``.)
 """
 
 import torch
@@ -12,7 +13,7 @@ from torch import nn
 
 from recbole_tpad.errors import ConfigError
 
-ADAPTER_TYPES = ("linear", "mlp")
+VIEW_ADAPTERS = ("linear", "mlp")
 
 
 def standardize_view(view, valid=None, eps=1e-6):
@@ -35,26 +36,30 @@ def standardize_view(view, valid=None, eps=1e-6):
     return out * valid.unsqueeze(-1).to(out.dtype)
 
 
-class ModalityAdapter(nn.Module):
+def check_view_adapter(kind):
+    if kind not in VIEW_ADAPTERS:
+        raise ConfigError(f"view_adapter={kind!r} is not supported; choose one of {list(VIEW_ADAPTERS)}.")
+
+
+class ViewAdapter(nn.Module):
     r"""``linear``: one linear layer; ``mlp``: linear, GELU, dropout, linear. Dropout on the output.
 
     Args:
         in_dim (int): size of the frozen view.
         out_dim (int): the recommender's item size.
-        adapter_type (str): ``'linear'`` or ``'mlp'``.
+        kind (str): ``'linear'`` or ``'mlp'`` (the model's ``view_adapter`` key).
         dropout (float): dropout probability.
     """
 
-    def __init__(self, in_dim, out_dim, adapter_type="linear", dropout=0.0):
+    def __init__(self, in_dim, out_dim, kind="linear", dropout=0.0):
         super().__init__()
-        if adapter_type == "linear":
+        check_view_adapter(kind)
+        if kind == "linear":
             self.net = nn.Linear(in_dim, out_dim)
-        elif adapter_type == "mlp":
+        else:
             self.net = nn.Sequential(
                 nn.Linear(in_dim, out_dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(out_dim, out_dim)
             )
-        else:
-            raise ConfigError(f"adapter_type={adapter_type!r} is not supported; choose one of {list(ADAPTER_TYPES)}.")
         self.dropout = nn.Dropout(dropout)
 
     def reset_parameters(self, out_std):
