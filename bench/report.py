@@ -45,6 +45,53 @@ def headline(rows):
     return table
 
 
+STAGE_FIGURES = ["stage1_heldout_answer_ce_untrained", "stage1_heldout_answer_ce_trained",
+                 "stage2_heldout_recall@10_untrained", "stage2_heldout_recall@10_trained",
+                 "stage2_heldout_recall@10_popularity", "stage2_heldout_mrr_untrained", "stage2_heldout_mrr_trained",
+                 "stage2_heldout_mrr_popularity", "stage2_amie_recall@10"]
+
+
+def _mean_std(values):
+    values = [v for v in values if isinstance(v, (int, float))]
+    if not values:
+        return None, None
+    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def stage_table(rows, columns):
+    """Per TPAD row name, the mean over seeds of its stages' held-out figures."""
+    by_model = {}
+    for row in rows:
+        if not row.get("error") and any(c in row for c in columns):
+            by_model.setdefault(row["model"], []).append(row)
+    return [dict({"model": model, "seeds": len(runs)}, **{c: _mean_std([r.get(c) for r in runs])[0] for c in columns})
+            for model, runs in by_model.items()]
+
+
+def stage2_curve(rows, default_pairs=None):
+    """Points of the stage-2 learning curve: TPAD-no_distill (0 pairs), TPAD-pairs_N and TPAD (its default)."""
+    from recbole_tpad.stages.config import StageConfig
+
+    default_pairs = default_pairs or StageConfig().stage2_sessions_per_epoch
+    names = {"TPAD-no_distill": 0, "TPAD": default_pairs}
+    names.update({row["model"]: int(row["model"].split("_")[1]) for row in rows
+                  if row["model"].startswith("TPAD-pairs_")})
+    if not any(name.startswith("TPAD-pairs_") for name in names):
+        return []
+    points = []
+    for name, pairs in sorted(names.items(), key=lambda item: item[1]):
+        runs = [r for r in rows if r["model"] == name and not r.get("error")]
+        if not runs:
+            continue
+        point = {"stage-2 pairs": pairs, "row": name, "seeds": len(runs)}
+        for metric in ("recall@20", "mrr@20", "stage2_heldout_recall@10_trained"):
+            mean, std = _mean_std([r.get(metric) for r in runs])
+            point[metric] = "" if mean is None else f"{mean:.4f} +- {std:.4f}"
+            point[f"_{metric}"] = (mean, std)
+        points.append(point)
+    return points
+
+
 def write_report(rows, out_dir, dataset, header, smoke=False):
     out_dir = Path(out_dir)
     write_csv(rows, out_dir / f"{dataset}.csv")
@@ -74,19 +121,32 @@ def write_report(rows, out_dir, dataset, header, smoke=False):
         _markdown(singles, ["model"] + COST),
         "",
     ]
+    stage_columns = [c for c in STAGE_FIGURES if any(c in row for row in rows)]
+    if stage_columns:
+        parts += ["## TPAD's stages, held out (mean over seeds)",
+                  "On data each stage did not train on: stage 1, answer-token CE of held-out items' knowledge "
+                  "(untrained backbone vs adapter K); stage 2, next-item recall@10 / MRR of the Transfer-MLLM's "
+                  "session state against every item on training pairs of held-out sessions (untrained T, trained "
+                  "T, popularity), and AMIE's retrieval of an item's T feature from its K feature among 1,000.",
+                  _markdown(stage_table(rows, stage_columns), ["model", "seeds"] + stage_columns), ""]
+    curve = stage2_curve(rows)
+    if curve:
+        parts += ["## Learning curve of the Transition Distillation Stage (mean +- std over seeds)",
+                  _markdown(curve, ["stage-2 pairs", "row", "seeds", "recall@20", "mrr@20",
+                                    "stage2_heldout_recall@10_trained"]), ""]
     encoded = [row for row in rows if row.get("encode_items_per_s")]
     if encoded:  # a row whose item views came from the cache has no encoding speed of its own
         parts += ["## Item encoding by the Knowledge-MLLM (rows that encoded every item in their run)",
                   "FLOP bound: 2 x non-embedding LLM parameters x tokens run (padding included), plus the image "
                   "encoder per photo, at the matmul rate measured after the run (bench/bench_features.py).",
                   _markdown(encoded, ENCODING), ""]
-    figures = write_figures(singles, out_dir, dataset)
+    figures = write_figures(singles, out_dir, dataset, curve)
     parts += [f"![{name}]({os.path.basename(path)})" for name, path in figures]
     (out_dir / f"{dataset}.md").write_text("\n".join(parts) + "\n", encoding="utf-8")
 
 
-def write_figures(rows, out_dir, dataset):
-    """Bar chart of the main table, recall@20 against training time, t-SNE of embeddings."""
+def write_figures(rows, out_dir, dataset, curve=()):
+    """Bar chart of the main table, recall@20 against training time, the stage-2 learning curve, t-SNE."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -130,6 +190,22 @@ def write_figures(rows, out_dir, dataset):
         fig.savefig(path, dpi=120)
         plt.close(fig)
         figures.append(("recall against time", path))
+    if curve:
+        fig, axes = plt.subplots(1, 2, figsize=(8, 3.5))
+        pairs = [p["stage-2 pairs"] for p in curve]
+        for ax, metric in zip(axes, ("recall@20", "mrr@20")):
+            means = [p[f"_{metric}"][0] for p in curve]
+            stds = [p[f"_{metric}"][1] for p in curve]
+            ax.errorbar(pairs, means, yerr=stds, marker="o", capsize=3)
+            ax.set_xscale("symlog", linthresh=1000)
+            ax.set_xlabel("stage-2 training pairs (0: no distillation)", fontsize=8)
+            ax.set_ylabel(f"test {metric}")
+        fig.suptitle(f"{dataset}: TPAD against the stage-2 training pairs (mean +- std over seeds)", fontsize=9)
+        fig.tight_layout()
+        path = out_dir / f"{dataset}-stage2-curve.png"
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        figures.append(("stage-2 learning curve", path))
     tsne = write_tsne(out_dir, dataset, plt)
     if tsne:
         figures.append(("t-SNE of ID and modality embeddings", tsne))

@@ -35,7 +35,14 @@ sys.path.insert(0, str(REPO))
 
 from bench.report import write_report  # noqa: E402
 from bench.sample import write_sample  # noqa: E402
-from bench.variants import DATASET_SETTINGS, HEADLINE_MODELS, QUICK_OVERRIDES, STOCK_MODELS, tpad_variants  # noqa: E402
+from bench.variants import (  # noqa: E402
+    DATASET_SETTINGS,
+    HEADLINE_MODELS,
+    QUICK_OVERRIDES,
+    STOCK_MODELS,
+    tpad_variants,
+    variant_seeds,
+)
 from recbole_tpad.compare import finished_rows  # noqa: E402
 
 
@@ -62,7 +69,8 @@ def benchmark_rows(dataset, quick, seeds, has_images):
         for seed in seeds if model in HEADLINE_MODELS else seeds[:1]:
             rows.append((model, model, seed, {}))
     for name, overrides in tpad_variants(has_images).items():
-        rows.append((f"TPAD-{name}", "TPAD", seeds[0], overrides))
+        for seed in variant_seeds(name, seeds):
+            rows.append((f"TPAD-{name}", "TPAD", seed, overrides))
     return rows
 
 

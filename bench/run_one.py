@@ -22,11 +22,11 @@ def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def encoding_speed(config, dataset, item_views, view_seconds):
+def encoding_speed(config, dataset, item_views, view_info):
     """Items/s of this run's item encoding against its FLOP bound; empty when the views came from a cache
-    or from no TPAD stages (``item_views``, ``view_seconds``: the run's, from ``prepare_item_views``)."""
+    or from no TPAD stages (``item_views``, ``view_info``: the run's, from ``prepare_item_views``)."""
     manifest = item_views.manifest if item_views is not None else {}
-    representation_s = view_seconds.get("representation_s")
+    representation_s = view_info.get("representation_s")
     # encoded in this run: the stage took at least the encode loop's time (a cache load takes far less)
     if not manifest.get("seconds") or representation_s is None or representation_s < manifest["seconds"]:
         return {}
@@ -74,8 +74,8 @@ def main():
         total_s=round(total_seconds, 1),
         peak_rss_mb=round(peak_rss_mb(), 1),
     )
-    row.update(run["view_seconds"])
-    row.update(encoding_speed(config, run["train_data"]._dataset, run["item_views"], run["view_seconds"]))
+    row.update(run["view_info"])
+    row.update(encoding_speed(config, run["train_data"]._dataset, run["item_views"], run["view_info"]))
     row.update(cold_start_metrics(model, run["train_data"]._dataset, run["test_data"], config["device"]))
     if args.embeddings and "id" in getattr(model, "views", ()):
         import numpy as np

@@ -114,7 +114,7 @@ class _EpochTimer:
 def run_recbole_tpad(model, dataset, config_file_list=None, config_dict=None, saved=True):
     """Train and test one model; return its config, metrics and costs as a dict.
 
-    ``item_views`` and ``view_seconds`` are what ``prepare_item_views`` gave the model (``None`` and
+    ``item_views`` and ``view_info`` are what ``prepare_item_views`` gave the model (``None`` and
     ``{}`` for a model without frozen views).
     """
     config = load_config(model, dataset, config_file_list, config_dict)
@@ -129,7 +129,7 @@ def run_recbole_tpad(model, dataset, config_file_list=None, config_dict=None, sa
     recbole_dataset = create_dataset(config)
     logger.info(recbole_dataset)
     train_data, valid_data, test_data = data_preparation(config, recbole_dataset)
-    item_views, view_seconds = prepare_item_views(config, train_data)
+    item_views, view_info = prepare_item_views(config, train_data)
 
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     model_class = get_model(config["model"])
@@ -159,7 +159,7 @@ def run_recbole_tpad(model, dataset, config_file_list=None, config_dict=None, sa
         "test_data": test_data,
         "test_sessions": len(test_data._dataset),
         "item_views": item_views,
-        "view_seconds": view_seconds,
+        "view_info": view_info,
         "best_valid_score": best_valid_score,
         "valid_result": dict(best_valid_result or {}),
         "test_result": dict(test_result),

@@ -157,11 +157,18 @@ class Backbone(nn.Module):
         return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
 
     # ----------------------------------------------------------------------------- forward
+    @contextlib.contextmanager
     def autocast(self):
-        device_type = self.device.type
-        if self.settings.dtype == "bf16":
-            return torch.autocast(device_type=device_type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        if self.settings.dtype != "bf16":
+            yield
+            return
+        from peft.helpers import disable_input_dtype_casting
+
+        # peft would cast every LoRA input to the adapters' float32 (a copy per adapted module);
+        # under autocast the LoRA matmuls run in bf16 anyway
+        with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16), \
+                disable_input_dtype_casting(self.model):
+            yield
 
     def forward(self, inputs):
         with self.autocast():

@@ -39,8 +39,9 @@ def prepare_item_views(config, train_data):
     a stock RecBole model, or one whose config names no frozen view, gets none.
 
     Returns:
-        tuple: ``(ItemViews or None, seconds)``, ``seconds`` the wall time of each preparation
-        step (TPAD: ``{"stage1_s": ..., "stage2_s": ..., "representation_s": ...}``).
+        tuple: ``(ItemViews or None, info)``, ``info`` the wall time of each preparation step
+        (TPAD: ``{"stage1_s": ..., "stage2_s": ..., "representation_s": ...}``) and, for TPAD, its
+        stages' held-out figures (``stage1_heldout_...``, ``stage2_heldout_...``).
     """
     from recbole_tpad.utils import get_model
 
@@ -54,9 +55,9 @@ def prepare_item_views(config, train_data):
     # Building a backbone draws from torch's RNG: forked, a run that makes its views and one that
     # loads them from the cache initialise and train the model on the same random stream.
     with torch.random.fork_rng(devices=list(range(torch.cuda.device_count()))):
-        item_views, seconds = model_class.make_item_views(config, train_data._dataset)
+        item_views, info = model_class.make_item_views(config, train_data._dataset)
     attach_item_views(train_data._dataset, item_views)
-    return item_views, seconds
+    return item_views, info
 
 
 def attach_item_views(dataset, item_views):

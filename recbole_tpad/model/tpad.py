@@ -177,7 +177,8 @@ class TPAD(MultimodalSequentialRecommender):
         pipeline = StagePipeline(config, train_dataset, train_dataset=train_dataset,
                                  show_progress=bool(config["show_progress"]))
         item_views = pipeline.run()
-        return item_views, {f"{name}_s": round(seconds, 1) for name, seconds in pipeline.timings.items()}
+        info = {f"{name}_s": round(seconds, 1) for name, seconds in pipeline.timings.items()}
+        return item_views, dict(info, **pipeline.heldout_figures())
 
     def _register_frozen_views(self, views, image_mask):
         for name in self.neighbour_views:  # unit rows; zero for the padding item and missing photos

@@ -106,6 +106,16 @@ class StagePipeline:
                          ", ".join(f"{k} {v:.1f} s" for k, v in self.timings.items()))
         return views
 
+    def heldout_figures(self):
+        r"""The held-out figures of the stages behind the views (``stage1_...``, ``stage2_...``), from
+        their manifests: the same whether the stages ran in this run or were cached."""
+        figures = {}
+        for number, store in ((1, self.store1), (2, self.store2)):
+            manifest = store.manifest() if store is not None else None
+            for name, value in ((manifest or {}).get("heldout") or {}).items():
+                figures[f"stage{number}_{name}"] = value
+        return figures
+
     def _timed(self, name, step, *args):
         start = time.perf_counter()
         result = step(*args)
@@ -185,7 +195,7 @@ class StagePipeline:
         if self.train_dataset is None:
             raise ConfigError(
                 "TPAD's Transition Distillation Stage learns from the training split, which this call did not "
-                "get: run trainer.fit(train_data, ...) first (or set stage_distillation: False)."
+                "get: pass train_dataset (the training split, train_data._dataset) or set stage_distillation: False."
             )
         sessions = training_sessions(self.train_dataset)
         heldout = heldout_pairs(sessions, self.settings.stage2_heldout_pairs, self.seed)

@@ -43,7 +43,7 @@ def test_kdsr_runs_end_to_end_with_slow_modality_tables(tiny_dataset, random_vie
     assert get_trainer(None, "KDSR") is KDSRTrainer
     run = run_recbole_tpad("KDSR", "tiny", config_dict=dict(config, learning_rate=0.01, modality_lr_scale=0.1, **SMALL))
     assert random_views == [run["train_data"]._dataset]  # prepared once, from the training split
-    assert run["view_seconds"] == {"views_s": 0.0} and run["item_views"] is run["train_data"]._dataset.item_views
+    assert run["view_info"] == {"views_s": 0.0} and run["item_views"] is run["train_data"]._dataset.item_views
     assert np.isfinite(run["test_result"]["mrr@20"])
     groups = run["trainer"].optimizer.param_groups
     assert [g["lr"] for g in groups] == pytest.approx([0.001, 0.01])

@@ -1,7 +1,6 @@
 """TPAD's stages on a tiny random backbone: losses fall, caching skips and rebuilds, resume after a crash."""
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -127,10 +126,8 @@ def _no_training(*args, **kwargs):
     raise AssertionError("a cached stage was trained again")
 
 
-def test_pipeline_runs_fast_caches_and_rebuilds_only_what_changed(tiny_dataset, tmp_path, monkeypatch):
-    start = time.perf_counter()
+def test_pipeline_caches_and_rebuilds_only_what_changed(tiny_dataset, tmp_path, monkeypatch):
     views = _pipeline(tiny_dataset, tmp_path).run()
-    assert time.perf_counter() - start < 60
     assert set(views.views) == {"text", "image", "fused"}
     assert views.views["fused"].shape == (31, 64)
     assert views.manifest["adapter"] == "K"
