@@ -170,3 +170,23 @@ def test_labels_of_coincident_points_do_not_overlap():
     plt.close(fig)
     assert len(boxes) == 4
     assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+
+
+def test_stage_ablations_and_curve_rows_run_with_every_seed_and_make_a_curve(tmp_path):
+    from bench.report import stage2_curve, write_report
+
+    rows = run_benchmark.benchmark_rows("hm-fashion", False, [1, 2, 3], has_images=False)
+    seeds = {}
+    for name, _, seed, _ in rows:
+        seeds.setdefault(name, []).append(seed)
+    assert seeds["TPAD-no_amie"] == [1, 2, 3] and seeds["TPAD-pairs_1024"] == [1, 2, 3]
+    assert seeds["TPAD-id_only"] == [1]  # the other variants keep the first seed
+    results = [{"model": name, "seed": seed, "recall@20": 0.1 + 0.01 * i, "mrr@20": 0.03,
+                "stage2_heldout_recall@10_trained": 0.2}
+               for i, (name, _, seed, _) in enumerate(rows) if name in ("TPAD", "TPAD-no_distill", "TPAD-pairs_1024")]
+    curve = stage2_curve(results, default_pairs=8192)
+    assert [p["stage-2 pairs"] for p in curve] == [0, 1024, 8192] and all(p["seeds"] == 3 for p in curve)
+    write_report(results, tmp_path, "hm-fashion", header={})
+    text = (tmp_path / "hm-fashion.md").read_text()
+    assert "Learning curve of the Transition Distillation Stage" in text and "held out" in text
+    assert (tmp_path / "hm-fashion-stage2-curve.png").is_file()
