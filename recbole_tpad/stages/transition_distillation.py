@@ -105,6 +105,7 @@ class TransitionDistillation(TrainableStateMixin, nn.Module):
         })
         self.register_buffer("bank", torch.zeros(self.num_items, hidden))  # T item features, no gradient
         self.bank_ready = False
+        self.untrained_features = None  # T's item features before training (the untrained T = the frozen base)
         self.to(backbone.device)
 
     @torch.no_grad()
@@ -229,6 +230,8 @@ class TransitionDistillation(TrainableStateMixin, nn.Module):
         if not self.bank_ready:
             self.bank.copy_(self.item_features(TRANSFER, np.arange(self.num_items)))
             self.bank_ready = True
+            if step == 0:  # T is untrained here: its features serve the held-out baseline too
+                self.untrained_features = self.bank.clone()
             return
         size = self.settings.stage2_bank_refresh
         if size:
@@ -332,7 +335,9 @@ class TransitionDistillation(TrainableStateMixin, nn.Module):
         rows = self.heldout
         figures = {"heldout_pairs": int(len(rows))}
         for name, adapter in (("untrained", None), ("trained", TRANSFER)):
-            features = self.item_features(adapter, np.arange(self.num_items))
+            features = self.untrained_features if adapter is None else None
+            if features is None:  # (a resumed run did not see T untrained)
+                features = self.item_features(adapter, np.arange(self.num_items))
             for metric, value in self.next_item_figures(adapter, features, rows).items():
                 figures[f"heldout_{metric}_{name}"] = value
         counts = torch.bincount(self.sessions.target[torch.as_tensor(self.train_rows)], minlength=self.num_items).float()
