@@ -11,6 +11,7 @@ from pathlib import Path
 
 from recbole.utils import get_local_time
 
+from recbole_tpad.distributed import is_main_process
 from recbole_tpad.errors import PluginError
 from recbole_tpad.model_defaults import trained_loss
 from recbole_tpad.quick_start import run_recbole_tpad
@@ -146,7 +147,8 @@ def compare_models(models, dataset, config_file_list=None, config_dict=None, res
             rows.append({"model": model, "dataset": dataset, "seed": seed, "settings": settings,
                          "error": f"{type(error).__name__}: {error}"})
         # the kept rows of models still to come stay in the file: an interruption now must not lose them
-        write_csv(rows + [kept[name] for name in models[position + 1:] if name in kept], results_file)
+        if is_main_process():  # one writer in a distributed run
+            write_csv(rows + [kept[name] for name in models[position + 1:] if name in kept], results_file)
     table = to_markdown(rows)
     getLogger().info("\n" + table)
     return rows, table, results_file

@@ -1,0 +1,32 @@
+"""What each rank of the distributed tests runs (importable by the processes torch spawns)."""
+
+import os
+import signal
+
+from recbole_tpad.distributed import get_rank
+
+
+def train_and_test(model, dataset, config_dict):
+    """One rank of ``run_recbole_tpad``; rank 0 returns what the test compares."""
+    from recbole_tpad.quick_start import run_recbole_tpad
+
+    run = run_recbole_tpad(model, dataset, config_dict=config_dict)
+    return {"test_result": dict(run["test_result"]), "valid_result": dict(run["valid_result"]),
+            "saved_model_file": run["trainer"].saved_model_file}
+
+
+def train_with_fault(fault, model, dataset, config_dict):
+    """``train_and_test`` where rank 1 is killed (``fault='kill'``) or raises (``'raise'``) in its second epoch."""
+    from recbole.trainer import Trainer
+
+    train_epoch = Trainer._train_epoch
+
+    def _train_epoch(self, train_data, epoch_idx, *args, **kwargs):
+        if get_rank() == 1 and epoch_idx == 1:
+            if fault == "kill":
+                os.kill(os.getpid(), signal.SIGKILL)
+            raise RuntimeError("injected fault in epoch 1")
+        return train_epoch(self, train_data, epoch_idx, *args, **kwargs)
+
+    Trainer._train_epoch = _train_epoch
+    return train_and_test(model, dataset, config_dict)

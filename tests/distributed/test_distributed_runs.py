@@ -1,0 +1,87 @@
+"""Data-parallel runs on 2 CPU processes (gloo over 127.0.0.1): same metrics as one process, exact
+evaluation, one writer, a dead rank ends the run."""
+
+import time
+
+import pytest
+import torch
+
+from recbole_tpad.distributed import DistributedError, launch, launch_keys
+from tests.conftest import tiny_config, write_tiny_dataset
+from tests.distributed.ranks import train_and_test, train_with_fault
+
+# 61 sessions: the samplers of 2 ranks pad the 61 valid and test sessions with a repeated one
+SESSIONS = 61
+# the same global batches as one process (no shuffle, even batches), no dropout: the same weights
+SAME_BATCHES = {"shuffle": False, "epochs": 2, "train_batch_size": 32, "dropout_prob": 0.0,
+                "hidden_dropout_prob": 0.0, "attn_dropout_prob": 0.0, "distributed_timeout": 60}
+
+
+@pytest.fixture
+def odd_dataset(tmp_path):
+    root = tmp_path / "data"
+    write_tiny_dataset(str(root), n_sessions=SESSIONS)
+    return tiny_config(root, tmp_path, **SAME_BATCHES)
+
+
+def two_ranks(function, args, config):
+    return launch(function, args, dict(config, **launch_keys(2, {})), 2)
+
+
+def evaluate_checkpoint(model, path):
+    """A single-process evaluation of a checkpoint: its config, RecBole's loaders, evaluator (as load_data_and_model)."""
+    from recbole.data import create_dataset, data_preparation
+
+    from recbole_tpad.model.item_views import prepare_item_views
+    from recbole_tpad.utils import get_model, get_trainer
+
+    config = torch.load(path, weights_only=False)["config"]
+    assert config["single_spec"] and "world_size" not in config.final_config_dict
+    train_data, _, test_data = data_preparation(config, create_dataset(config))
+    prepare_item_views(config, train_data)
+    trainer = get_trainer(config["MODEL_TYPE"], model)(config, get_model(model)(config, train_data._dataset))
+    return dict(trainer.evaluate(test_data, model_file=path))
+
+
+@pytest.mark.parametrize("model", ["GRU4Rec", "KDSR"])
+def test_two_ranks_match_one_process_and_evaluate_exactly(odd_dataset, tmp_path, model):
+    config = dict(odd_dataset, feature_backbone="tiny-llama", feature_cache_dir=str(tmp_path / "cache"))
+    two = two_ranks(train_and_test, (model, "tiny"), config)  # first, on empty caches: rank 0 fills them
+    caches = sorted(p.name for p in tmp_path.rglob("*") if p.suffix == ".npz" or p.name == "manifest.json")
+    one = train_and_test(model, "tiny", config)
+    if model != "KDSR":  # KDSR samples its supervised item pairs from each rank's own random stream
+        for metric, value in one["test_result"].items():
+            assert two["test_result"][metric] == pytest.approx(value, abs=1e-3), metric
+    # exact: the distributed test metrics are those of one process evaluating the same checkpoint
+    assert two["test_result"] == evaluate_checkpoint(model, two["saved_model_file"])
+    assert len(list((tmp_path / "saved").glob("*.pth"))) == 2  # one per run: rank 1 writes none
+    assert len(list((tmp_path / "log").rglob("*.log"))) == 2  # one log per run
+    if model == "KDSR":  # one item-view cache and one teacher per view (text, image), all complete
+        assert caches == sorted(["manifest.json"] + [p.name for p in (tmp_path / "saved" / "correlation").iterdir()])
+        assert len(caches) == 3 and not list(tmp_path.rglob(".*tmp*"))
+
+
+@pytest.mark.parametrize("fault", ["kill", "raise"])
+def test_a_failing_rank_ends_the_run_naming_it(odd_dataset, fault):
+    start = time.perf_counter()
+    with pytest.raises(DistributedError, match="rank 1"):
+        two_ranks(train_with_fault, (fault, "GRU4Rec", "tiny"), dict(odd_dataset, epochs=3))
+    assert time.perf_counter() - start < 60
+
+
+def test_busy_port_and_short_gpu_list_are_clear_errors(odd_dataset):
+    import socket
+
+    from recbole_tpad import distributed
+    from recbole_tpad.errors import ConfigError
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigError, match=f"port={port}"):
+            launch_keys(2, {"port": port})
+    settings = {"gpu_id": "0", "local_rank": 0, "nproc": 2}
+    if torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="gpu_id"):
+            distributed.init_device(settings)
