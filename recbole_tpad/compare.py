@@ -19,8 +19,9 @@ from recbole_tpad.utils import PROPERTIES_DIR
 
 LEADING_COLUMNS = ["model", "dataset", "seed"]
 COST_COLUMNS = ["params", "train_s_per_epoch", "epochs", "eval_s"]
-# Keys that change how a run is shown, not what it computes: they may differ between a run and its resume.
-DISPLAY_KEYS = {"show_progress", "state"}
+# Keys that change how a run is shown, or where its ranks meet, not what it computes: they may differ
+# between a run and its resume.
+DISPLAY_KEYS = {"show_progress", "state", "local_rank", "ip", "port", "offset"}
 TEXT_COLUMNS = ("model", "dataset", "loss_type", "settings", "overrides")  # read back as text: a hex fingerprint may look like a number
 
 

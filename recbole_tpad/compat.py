@@ -193,12 +193,12 @@ class _GatheringCollector:
         return getattr(self._collector, name)
 
     def get_data_struct(self):
-        from recbole_tpad.distributed import gather_rows
+        from recbole_tpad.distributed import gather_eval_rows
 
         struct = self._collector.get_data_struct()
         for key in self.ROW_KEYS:
             if key in struct:
-                struct.set(key, gather_rows(struct.get(key), self._sampler))
+                struct.set(key, gather_eval_rows(struct.get(key), self._sampler))
         return struct
 
 
@@ -206,7 +206,7 @@ def _evaluate_distributed_runs_exactly():
     # RecBole 1.2.1 evaluates a distributed run on each rank's share of the sessions, which its
     # DistributedSampler pads with repeated sessions, and averages the per-rank metrics (_map_reduce,
     # weighted by a count of batch tuples, not sessions): not the metrics of the model. Gather the
-    # per-session results instead, padding dropped (recbole_tpad.distributed.gather_rows), and let
+    # per-session results instead, padding dropped (recbole_tpad.distributed.gather_eval_rows), and let
     # RecBole's evaluator compute every metric once on every rank. The ranks also wait for rank 0 to
     # finish writing the best checkpoint before they load it.
     from recbole.trainer import Trainer

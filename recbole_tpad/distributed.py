@@ -13,12 +13,12 @@ it lacks:
 - :func:`init_device` opens the process group by device, NCCL on GPUs and gloo on CPUs, with a
   bounded timeout (``distributed_timeout``), once per process (``compat`` routes RecBole's
   ``Config._init_device`` here).
-- :func:`gather_rows` makes evaluation exact: every rank's per-session results are gathered, the
+- :func:`gather_eval_rows` makes evaluation exact: every rank's per-session results are gathered, the
   sampler's padding dropped and the rows put back in the dataset's order, so RecBole's evaluator
   computes the metrics once, on every session once.
-- :func:`main_process_first` (one writer of a cache, the others read it), :func:`shard` and
-  :func:`all_gather_object` (items split across ranks, results gathered), :func:`all_reduce_gradients`
-  (data-parallel stages outside DDP).
+- :func:`main_process_first` and :func:`write_once` (one writer of a cache, the others read it),
+  :func:`shard` and :func:`gather_item_rows` (items split across ranks, results gathered),
+  :func:`all_reduce_gradients` (TPAD's stages, data-parallel outside DDP).
 
 Outside a distributed run every helper is the identity: rank 0 of a world of one.
 """
@@ -29,6 +29,7 @@ import socket
 from contextlib import contextmanager
 from logging import getLogger
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -92,17 +93,34 @@ def main_process_first():
         barrier()
 
 
+def write_once(write, *args, **kwargs):
+    """Run ``write`` on rank 0 alone (the one writer of a file or cache); every rank returns once it is
+    written. Rank 0 gets ``write``'s result, the others ``None``.
+
+    Rank 0 writes only when every rank has arrived, so no rank can find the result on disk while
+    deciding whether to make it (and skip the collective steps the others are in).
+    """
+    barrier()
+    result = write(*args, **kwargs) if is_main_process() else None
+    barrier()
+    return result
+
+
 def shard(rows):
     """This rank's share of ``rows``: every ``world_size``-th one, starting at its rank."""
     return rows[get_rank()::get_world_size()]
 
 
-def unshard(parts):
-    """The inverse of :func:`shard`: ``parts`` (one list per rank, rank order) interleaved back."""
-    out = []
-    for k in range(max((len(p) for p in parts), default=0)):
-        out += [p[k] for p in parts if k < len(p)]
-    return out
+def gather_item_rows(arrays, rows):
+    """Fill ``arrays`` (name -> array ``[N, ...]``, indexed by item row) with the ``rows`` every rank
+    computed, this rank having filled its own; returns ``arrays``."""
+    if not is_distributed():
+        return arrays
+    rows = np.asarray(rows, dtype=np.int64)
+    for their_rows, values in all_gather_object((rows, {name: array[rows] for name, array in arrays.items()})):
+        for name, array in arrays.items():
+            array[their_rows] = values[name]
+    return arrays
 
 
 def all_reduce_gradients(parameters):
@@ -124,7 +142,7 @@ def all_reduce_gradients(parameters):
 
 
 # ---- exact evaluation -------------------------------------------------------------------------------
-def gather_rows(tensor, sampler):
+def gather_eval_rows(tensor, sampler):
     r"""Every rank's result rows of one evaluation, in the dataset's order, the sampler's padding dropped.
 
     Args:

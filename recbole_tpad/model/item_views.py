@@ -16,8 +16,8 @@ The views hang on that dataset object as ``dataset.item_views``, a
 :class:`recbole_tpad.features.ItemViews`: ``views`` maps names to ``(n_items, dim)`` arrays whose
 rows follow RecBole's internal item ids (row 0 the padding item), ``image_mask`` is True where the
 item has a photo. Checkpoints hold trained weights only: the frozen views come back from their
-cache when the runner prepares them again. In a distributed run rank 0 prepares them first (and
-alone writes their caches); the other ranks then read them.
+cache when the runner prepares them again. In a distributed run every rank prepares them together:
+each encodes its share of the items, and rank 0 alone writes the caches.
 """
 
 from logging import getLogger
@@ -26,7 +26,6 @@ import numpy as np
 import torch
 from recbole.utils import set_color
 
-from recbole_tpad.distributed import main_process_first
 from recbole_tpad.errors import DataError
 
 # 'id' is a trainable ID table; the others are frozen MLLM item features (recbole_tpad.features)
@@ -55,7 +54,7 @@ def prepare_item_views(config, train_data):
     getLogger().info(set_color("Preparing item views", "green") + f" for {config['model']}")
     # Building a backbone draws from torch's RNG: forked, a run that makes its views and one that
     # loads them from the cache initialise and train the model on the same random stream.
-    with torch.random.fork_rng(devices=list(range(torch.cuda.device_count()))), main_process_first():
+    with torch.random.fork_rng(devices=list(range(torch.cuda.device_count()))):
         item_views, seconds = model_class.make_item_views(config, train_data._dataset)
     attach_item_views(train_data._dataset, item_views)
     return item_views, seconds

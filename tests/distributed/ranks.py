@@ -30,3 +30,20 @@ def train_with_fault(fault, model, dataset, config_dict):
 
     Trainer._train_epoch = _train_epoch
     return train_and_test(model, dataset, config_dict)
+
+
+def train_tpad_killed_in_stage2(kill_step, model, dataset, config_dict):
+    """``train_and_test`` where rank 1 is SIGKILLed at stage-2 step ``kill_step`` (``None``: never);
+    rank 0 also returns the stage-2 steps it trained."""
+    from recbole_tpad.stages.transition_distillation import TransitionDistillation
+
+    training_loss, steps = TransitionDistillation.training_loss, []
+
+    def _training_loss(self, rows, step):
+        if get_rank() == 1 and step == kill_step:
+            os.kill(os.getpid(), signal.SIGKILL)
+        steps.append(step)
+        return training_loss(self, rows, step)
+
+    TransitionDistillation.training_loss = _training_loss
+    return dict(train_and_test(model, dataset, config_dict), stage2_steps=steps)
