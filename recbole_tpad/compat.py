@@ -159,6 +159,7 @@ def _open_process_groups_by_device():
     from recbole_tpad import distributed
 
     original = Config._init_device
+
     def _init_device(self):
         if "local_rank" not in self.final_config_dict:
             return original(self)
@@ -214,6 +215,7 @@ def _evaluate_distributed_runs_exactly():
     from recbole_tpad import distributed
 
     original = Trainer.evaluate
+
     def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
         if self.config["single_spec"] or not eval_data:
             return original(self, eval_data, load_best_model, model_file, show_progress)
@@ -239,6 +241,7 @@ def _save_checkpoints_for_one_process():
     from recbole_tpad import distributed
 
     original = Trainer._save_checkpoint
+
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
         if self.config["single_spec"]:
             return original(self, epoch, verbose=verbose, **kwargs)

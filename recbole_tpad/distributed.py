@@ -27,7 +27,6 @@ import datetime
 import os
 import socket
 from contextlib import contextmanager
-from logging import getLogger
 
 import numpy as np
 import torch
@@ -124,20 +123,22 @@ def gather_item_rows(arrays, rows):
 
 
 def all_reduce_gradients(parameters):
-    """Average the gradients of ``parameters`` over the ranks (a parameter without one counts as zero)."""
+    """Average the gradients of ``parameters`` over the ranks, as DDP does. A parameter without a
+    gradient on some rank counts as zero there; one without a gradient on every rank keeps none (the
+    optimizer skips it, as in one process)."""
     if not is_distributed():
         return
     parameters = [p for p in parameters if p.requires_grad]
     if not parameters:
         return
-    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in parameters]
-    flat = torch.cat([g.reshape(-1) for g in grads])
+    flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).float() for p in parameters]
+                     + [torch.tensor([float(p.grad is not None) for p in parameters], device=parameters[0].device)])
     dist.all_reduce(flat)
     flat /= get_world_size()
-    offset = 0
-    for p in parameters:
+    offset, has_grad = 0, flat[-len(parameters):]
+    for k, p in enumerate(parameters):
         n = p.numel()
-        p.grad = flat[offset: offset + n].view_as(p).clone()
+        p.grad = flat[offset: offset + n].view_as(p).to(p.dtype).clone() if has_grad[k] > 0 else None
         offset += n
 
 
@@ -212,7 +213,8 @@ def _run_rank(local_rank, function, args, config_dict, queue):
 
 
 def launch(function, args, config_dict, nproc):
-    r"""Run ``function(*args, config_dict)`` in ``nproc`` processes and return rank 0's result.
+    r"""Run ``function(*args, config_dict)`` in ``nproc`` processes and return rank 0's result (pickled
+    through a queue: no tensors, which would be shared with a process that has ended).
 
     Each process gets ``config_dict`` with RecBole's distributed keys (:func:`launch_keys`) and its
     ``local_rank``. A rank that raises or dies ends the others (torch's ``spawn`` terminates them)

@@ -47,3 +47,25 @@ def train_tpad_killed_in_stage2(kill_step, model, dataset, config_dict):
 
     TransitionDistillation.training_loss = _training_loss
     return dict(train_and_test(model, dataset, config_dict), stage2_steps=steps)
+
+
+def train_linear_on_shards(config_dict, steps=3):
+    """A linear model trained ``steps`` AdamW steps on the same batch of 8 rows, each rank on its
+    share (``shard``), gradients all-reduced as TPAD's stage loop does; returns the weights."""
+    import torch
+
+    from recbole_tpad import distributed
+
+    if "local_rank" in config_dict:
+        distributed.init_device(dict(config_dict, gpu_id=""))
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 1)
+    x, y = torch.randn(8, 4), torch.randn(8)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+    rows = distributed.shard(torch.arange(8))
+    for _ in range(steps):
+        optimizer.zero_grad()
+        torch.nn.functional.mse_loss(model(x[rows]).squeeze(1), y[rows]).backward()
+        distributed.all_reduce_gradients(model.parameters())
+        optimizer.step()
+    return [p.detach().flatten().tolist() for p in model.parameters()]  # no tensors through the result queue

@@ -120,3 +120,12 @@ def test_tpad_stages_sharded_data_parallel_one_writer_and_resumed_after_a_killed
     states = {run: load_file(str(next(stages[run].glob("states-*")) / "item_states.safetensors")) for run in stages}
     for name, tensor in states["one"].items():
         assert torch.equal(states["two"][name], tensor), name
+
+
+def test_all_reduced_gradients_of_the_shards_train_like_the_whole_batch():
+    from tests.distributed.ranks import train_linear_on_shards
+
+    one = train_linear_on_shards({})
+    two = two_ranks(train_linear_on_shards, (), {"distributed_timeout": 30})
+    for a, b in zip(one, two):
+        assert b == pytest.approx(a, abs=1e-6)
