@@ -18,7 +18,7 @@ it lacks:
   computes the metrics once, on every session once.
 - :func:`main_process_first` and :func:`write_once` (one writer of a cache, the others read it),
   :func:`shard` and :func:`gather_item_rows` (items split across ranks, results gathered),
-  :func:`all_reduce_gradients` (TPAD's stages, data-parallel outside DDP).
+  :func:`broadcast_parameters` and :func:`all_reduce_gradients` (TPAD's stages, data-parallel outside DDP).
 
 Outside a distributed run every helper is the identity: rank 0 of a world of one.
 """
@@ -120,6 +120,15 @@ def gather_item_rows(arrays, rows):
         for name, array in arrays.items():
             array[their_rows] = values[name]
     return arrays
+
+
+def broadcast_parameters(parameters):
+    """Rank 0's values of ``parameters`` on every rank, as DDP does when it wraps a model: a stage's
+    adapter created on each rank after unequal shares of random draws would start apart."""
+    if is_distributed():
+        with torch.no_grad():
+            for p in parameters:
+                dist.broadcast(p.data, src=0)
 
 
 def all_reduce_gradients(parameters):

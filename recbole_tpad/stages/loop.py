@@ -9,8 +9,8 @@ figures, logged and kept in the manifest); :func:`train_stage` runs it with Adam
 gradient clipping, a resumable checkpoint every ``checkpoint_steps`` steps, a progress bar per
 epoch and a per-epoch loss breakdown in the log, then commits the result atomically.
 
-In a distributed run the loop is data-parallel: each rank computes the loss of its share of every
-batch, the gradients are averaged over the ranks before clipping and the step (so every rank holds
+In a distributed run the loop is data-parallel: every rank starts from rank 0's weights, computes
+the loss of its share of every batch, the gradients are averaged over the ranks before clipping and the step (so every rank holds
 the same weights), and rank 0 alone writes checkpoints, the held-out figures and the result. The
 logged losses are rank 0's share.
 """
@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from recbole.utils import set_color
 
-from recbole_tpad.distributed import all_reduce_gradients, is_main_process, shard, write_once
+from recbole_tpad.distributed import all_reduce_gradients, broadcast_parameters, is_main_process, shard, write_once
 
 SEPARATE = "separately_backpropagated"  # parts key: loss already back-propagated inside training_loss
 
@@ -108,6 +108,7 @@ def train_stage(stage, store, learning_rate, grad_clip, checkpoint_steps, show_p
             start, sums, counts, elapsed = 0, defaultdict(float), defaultdict(int), 0.0
             optimizer = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=0.0)
     epoch_losses = dict(state.get("epoch_losses", {})) if resumed is not None and start > 0 else {}
+    broadcast_parameters(parameters)  # every rank starts from rank 0's weights
     epochs = sorted({epoch for epoch, _ in schedule})
     clock = time.perf_counter()
     stage.train()
@@ -126,7 +127,7 @@ def train_stage(stage, store, learning_rate, grad_clip, checkpoint_steps, show_p
             if loss.requires_grad:
                 loss.backward()
             total_loss = loss.item() + parts.pop(SEPARATE, 0.0)
-            all_reduce_gradients(parameters)  # every rank steps with the batch's mean gradient
+            all_reduce_gradients(parameters)  # every rank steps with the mean of the shards' gradients
             if grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(parameters, grad_clip)
             optimizer.step()
