@@ -43,23 +43,38 @@ def evaluate_checkpoint(model, path):
     return dict(trainer.evaluate(test_data, model_file=path))
 
 
-@pytest.mark.parametrize("model", ["GRU4Rec", "KDSR"])
-def test_two_ranks_match_one_process_and_evaluate_exactly(odd_dataset, tmp_path, model):
-    config = dict(odd_dataset, feature_backbone="tiny-llama", feature_cache_dir=str(tmp_path / "cache"))
-    two = two_ranks(train_and_test, (model, "tiny"), config)  # first, on empty caches: rank 0 fills them
-    caches = sorted(p.name for p in tmp_path.rglob("*") if p.suffix == ".npz" or p.name == "manifest.json")
-    if model != "KDSR":  # KDSR samples its supervised item pairs from each rank's own random stream
-        one = train_and_test(model, "tiny", config)
-        for metric, value in one["test_result"].items():
-            assert two["test_result"][metric] == pytest.approx(value, abs=1e-3), metric
+def test_nproc_2_on_the_command_line_matches_one_process_and_evaluates_exactly(odd_dataset, tmp_path, capfd):
+    import csv
+
+    import yaml
+
+    import run_recbole_tpad as cli
+
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(odd_dataset))
+    results = tmp_path / "two.csv"
+    assert cli.main(["--dataset=tiny", f"--config_files={tmp_path / 'run.yaml'}", "--compare=GRU4Rec", "--nproc=2",
+                     f"--results_file={results}"]) == 0
+    assert capfd.readouterr().out.count("| GRU4Rec |") == 1  # rank 0 alone prints the table
+    with open(results, newline="") as f:
+        (row,) = list(csv.DictReader(f))
+    (checkpoint,) = (tmp_path / "saved").glob("*.pth")  # rank 1 writes none
+    assert len(list((tmp_path / "log").rglob("*.log"))) == 1  # nor a log
+    one = train_and_test("GRU4Rec", "tiny", odd_dataset)
+    for metric, value in one["test_result"].items():
+        assert float(row[metric]) == pytest.approx(value, abs=1e-3), metric
     # exact: the distributed test metrics are those of one process evaluating the same checkpoint
-    assert two["test_result"] == evaluate_checkpoint(model, two["saved_model_file"])
-    runs = 1 if model == "KDSR" else 2
-    assert len(list((tmp_path / "saved").glob("*.pth"))) == runs  # one per run: rank 1 writes none
-    assert len(list((tmp_path / "log").rglob("*.log"))) == runs  # one log per run
-    if model == "KDSR":  # one item-view cache and one teacher per view (text, image), all complete
-        assert caches == sorted(["manifest.json"] + [p.name for p in (tmp_path / "saved" / "correlation").iterdir()])
-        assert len(caches) == 3 and not list(tmp_path.rglob(".*tmp*"))
+    exact = evaluate_checkpoint("GRU4Rec", checkpoint)
+    assert {metric: float(row[metric]) for metric in exact} == exact
+
+
+def test_kdsr_on_two_ranks_evaluates_exactly_and_prepares_its_caches_once(odd_dataset, tmp_path):
+    config = dict(odd_dataset, feature_backbone="tiny-llama", feature_cache_dir=str(tmp_path / "cache"))
+    two = two_ranks(train_and_test, ("KDSR", "tiny"), config)
+    assert two["test_result"] == evaluate_checkpoint("KDSR", two["saved_model_file"])
+    # one item-view cache and one teacher per view (text, image), complete, no temporaries
+    caches = sorted(p.name for p in tmp_path.rglob("*") if p.suffix == ".npz" or p.name == "manifest.json")
+    assert caches == sorted(["manifest.json"] + [p.name for p in (tmp_path / "saved" / "correlation").iterdir()])
+    assert len(caches) == 3 and not list(tmp_path.rglob(".*tmp*"))
 
 
 def test_a_rank_that_raises_ends_the_run_naming_it(odd_dataset):  # a killed rank: the TPAD test below
