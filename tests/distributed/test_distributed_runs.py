@@ -84,7 +84,7 @@ def test_a_rank_that_raises_ends_the_run_naming_it(odd_dataset):  # a killed ran
     assert time.perf_counter() - start < 60
 
 
-def test_busy_port_and_short_gpu_list_are_clear_errors(odd_dataset):
+def test_busy_port_and_short_gpu_list_are_clear_errors(monkeypatch):
     import socket
 
     from recbole_tpad import distributed
@@ -96,10 +96,9 @@ def test_busy_port_and_short_gpu_list_are_clear_errors(odd_dataset):
         port = taken.getsockname()[1]
         with pytest.raises(ConfigError, match=f"port={port}"):
             launch_keys(2, {"port": port})
-    settings = {"gpu_id": "0", "local_rank": 0, "nproc": 2}
-    if torch.cuda.is_available():
-        with pytest.raises(ConfigError, match="gpu_id"):
-            distributed.init_device(settings)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # checked before any GPU is touched
+    with pytest.raises(ConfigError, match="gpu_id='0' names 1 GPU"):
+        distributed.init_device({"gpu_id": "0", "local_rank": 0, "nproc": 2})
 
 
 @pytest.fixture
