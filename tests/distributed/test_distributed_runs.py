@@ -68,7 +68,7 @@ def test_nproc_2_on_the_command_line_matches_one_process_and_evaluates_exactly(o
 
 
 def test_kdsr_on_two_ranks_evaluates_exactly_and_prepares_its_caches_once(odd_dataset, tmp_path):
-    config = dict(odd_dataset, feature_backbone="tiny-llama", feature_cache_dir=str(tmp_path / "cache"))
+    config = dict(odd_dataset, feature_backbone="tiny-llama", feature_cache_dir=str(tmp_path / "cache"), epochs=1)
     two = two_ranks(train_and_test, ("KDSR", "tiny"), config)
     assert two["test_result"] == evaluate_checkpoint("KDSR", two["saved_model_file"])
     # one item-view cache and one teacher per view (text, image), complete, no temporaries
@@ -80,7 +80,7 @@ def test_kdsr_on_two_ranks_evaluates_exactly_and_prepares_its_caches_once(odd_da
 def test_a_rank_that_raises_ends_the_run_naming_it(odd_dataset):  # a killed rank: the TPAD test below
     start = time.perf_counter()
     with pytest.raises(DistributedError, match="rank 1 failed: RuntimeError: injected fault"):
-        two_ranks(train_with_fault, ("raise", "GRU4Rec", "tiny"), dict(odd_dataset, epochs=3))
+        two_ranks(train_with_fault, ("raise", "GRU4Rec", "tiny"), odd_dataset)  # 2 epochs: fails in the second
     assert time.perf_counter() - start < 60
 
 
