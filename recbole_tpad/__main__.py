@@ -4,6 +4,8 @@
     python run_recbole_tpad.py --dataset=hm-fashion --compare=GRU4Rec,SASRec,TPAD --epochs=5
     python run_recbole_tpad.py --dataset=amazon-beauty --compare=TPAD,SASRec --results_file=cmp.csv --resume
     python run_recbole_tpad.py --model=SASRec --dataset=amazon-beauty --config_files="a.yaml b.yaml"
+    python run_recbole_tpad.py --model=SASRec --dataset=amazon-beauty --nproc=2     # data-parallel, 2 processes
+    torchrun --nproc_per_node=2 run_recbole_tpad.py --model=TPAD --dataset=amazon-beauty
 
 Every other ``--key=value`` overrides a config key, as with RecBole's own runner.
 ``python -m recbole_tpad`` takes the same arguments.
@@ -40,26 +42,46 @@ def parse_overrides(overrides):
 
 def main(argv=None):
     args, config_dict = parse_args(argv)
-    from recbole_tpad.compare import compare_models
+    from recbole_tpad import distributed
     from recbole_tpad.errors import PluginError
-    from recbole_tpad.quick_start import run_recbole_tpad
+    from recbole_tpad.model_defaults import user_settings
 
     config_files = args.config_files.split() if args.config_files else None
     try:
-        if args.compare:
-            models = [name.strip() for name in args.compare.split(",") if name.strip()]
-            rows, table, path = compare_models(
-                models, args.dataset, config_files, config_dict, args.results_file, resume=args.resume)
-            print(table)
-            print(f"results written to {path}")
-            return 1 if any(row.get("error") for row in rows) else 0
-        run_recbole_tpad(args.model, args.dataset, config_files, config_dict)
-        return 0
+        keys = distributed.torchrun_keys()
+        if keys is not None:  # one of torchrun's processes: the ranks are torchrun's
+            return run_command(args, config_files, dict(config_dict, **keys))
+        settings = user_settings(config_files, config_dict)
+        nproc = int(settings.get("nproc") or 1)
+        if nproc > 1 and "local_rank" not in settings:  # start the ranks, as RecBole's run(nproc=...) does
+            config_dict.update(distributed.launch_keys(nproc, settings))
+            # by its importable name: under `python -m recbole_tpad` this module is __main__, which spawned ranks cannot see
+            from recbole_tpad.__main__ import run_command as command
+            return distributed.launch(command, (args, config_files), config_dict, nproc)
+        return run_command(args, config_files, config_dict)
     except PluginError as error:
         if args.debug:
             raise
         print(f"error: {error}", file=sys.stderr)
         return 2
+
+
+def run_command(args, config_files, config_dict):
+    """One process's share of the command: all of it, or one rank's in a distributed run."""
+    from recbole_tpad import distributed
+    from recbole_tpad.compare import compare_models
+    from recbole_tpad.quick_start import run_recbole_tpad
+
+    if args.compare:
+        models = [name.strip() for name in args.compare.split(",") if name.strip()]
+        rows, table, path = compare_models(
+            models, args.dataset, config_files, config_dict, args.results_file, resume=args.resume)
+        if distributed.is_main_process():
+            print(table)
+            print(f"results written to {path}")
+        return 1 if any(row.get("error") for row in rows) else 0
+    run_recbole_tpad(args.model, args.dataset, config_files, config_dict)
+    return 0
 
 
 if __name__ == "__main__":

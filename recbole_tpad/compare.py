@@ -11,6 +11,7 @@ from pathlib import Path
 
 from recbole.utils import get_local_time
 
+from recbole_tpad.distributed import is_main_process
 from recbole_tpad.errors import PluginError
 from recbole_tpad.model_defaults import trained_loss
 from recbole_tpad.quick_start import run_recbole_tpad
@@ -18,8 +19,9 @@ from recbole_tpad.utils import PROPERTIES_DIR
 
 LEADING_COLUMNS = ["model", "dataset", "seed"]
 COST_COLUMNS = ["params", "train_s_per_epoch", "epochs", "eval_s"]
-# Keys that change how a run is shown, not what it computes: they may differ between a run and its resume.
-DISPLAY_KEYS = {"show_progress", "state"}
+# Keys that change how a run is shown, or where its ranks meet, not what it computes: they may differ
+# between a run and its resume.
+DISPLAY_KEYS = {"show_progress", "state", "local_rank", "ip", "port", "offset"}
 TEXT_COLUMNS = ("model", "dataset", "loss_type", "settings", "overrides")  # read back as text: a hex fingerprint may look like a number
 
 
@@ -146,7 +148,8 @@ def compare_models(models, dataset, config_file_list=None, config_dict=None, res
             rows.append({"model": model, "dataset": dataset, "seed": seed, "settings": settings,
                          "error": f"{type(error).__name__}: {error}"})
         # the kept rows of models still to come stay in the file: an interruption now must not lose them
-        write_csv(rows + [kept[name] for name in models[position + 1:] if name in kept], results_file)
+        if is_main_process():  # one writer in a distributed run
+            write_csv(rows + [kept[name] for name in models[position + 1:] if name in kept], results_file)
     table = to_markdown(rows)
     getLogger().info("\n" + table)
     return rows, table, results_file

@@ -149,6 +149,129 @@ def _refuse_dataset_downloads():
     Dataset._download = _download
 
 
+def _open_process_groups_by_device():
+    # RecBole 1.2.1's Config._init_device starts a distributed run (local_rank in the config) with
+    # NCCL on cuda:local_rank whatever the machine (a CPU run fails), a bare assert for gpu_id, and
+    # init_process_group again for every Config it builds. recbole_tpad.distributed.init_device
+    # picks NCCL or gloo by device, names gpu_id and port in its errors, and joins the group once.
+    from recbole.config import Config
+
+    from recbole_tpad import distributed
+
+    original = Config._init_device
+
+    def _init_device(self):
+        if "local_rank" not in self.final_config_dict:
+            return original(self)
+        return distributed.init_device(self.final_config_dict)
+
+    Config._init_device = _init_device
+
+
+def _wrap_cpu_models_for_ddp():
+    # RecBole's trainer wraps the model in DistributedDataParallel(model, device_ids=[local_rank]);
+    # DDP refuses device_ids for a model on the CPU. Pass them for a GPU model only.
+    import recbole.trainer.trainer as recbole_trainer
+    from torch.nn.parallel import DistributedDataParallel
+
+    def _ddp(module, device_ids=None, **kwargs):
+        on_gpu = any(p.is_cuda for p in module.parameters())
+        return DistributedDataParallel(module, device_ids=device_ids if on_gpu else None, **kwargs)
+
+    recbole_trainer.DistributedDataParallel = _ddp
+
+
+class _GatheringCollector:
+    """RecBole's evaluation ``Collector`` whose per-session results hold every rank's sessions once."""
+
+    ROW_KEYS = ("rec.items", "rec.topk", "rec.meanrank", "rec.score", "data.label")  # the ones it resets per evaluation
+
+    def __init__(self, collector, sampler):
+        self._collector = collector
+        self._sampler = sampler
+
+    def __getattr__(self, name):
+        return getattr(self._collector, name)
+
+    def get_data_struct(self):
+        from recbole_tpad.distributed import gather_eval_rows
+
+        struct = self._collector.get_data_struct()
+        for key in self.ROW_KEYS:
+            if key in struct:
+                struct.set(key, gather_eval_rows(struct.get(key), self._sampler))
+        return struct
+
+
+def _evaluate_distributed_runs_exactly():
+    # RecBole 1.2.1 evaluates a distributed run on each rank's share of the sessions, which its
+    # DistributedSampler pads with repeated sessions, and averages the per-rank metrics (_map_reduce,
+    # weighted by a count of batch tuples, not sessions): not the metrics of the model. Gather the
+    # per-session results instead, padding dropped (recbole_tpad.distributed.gather_eval_rows), and let
+    # RecBole's evaluator compute every metric once on every rank. The ranks also wait for rank 0 to
+    # finish writing the best checkpoint before they load it.
+    from recbole.trainer import Trainer
+
+    from recbole_tpad import distributed
+
+    original = Trainer.evaluate
+
+    def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
+        if self.config["single_spec"] or not eval_data:
+            return original(self, eval_data, load_best_model, model_file, show_progress)
+        if load_best_model:
+            distributed.barrier()
+        collector = self.eval_collector
+        self.eval_collector = _GatheringCollector(collector, eval_data.sampler)
+        try:
+            return original(self, eval_data, load_best_model, model_file, show_progress)
+        finally:
+            self.eval_collector = collector
+
+    Trainer.evaluate = evaluate
+    Trainer._map_reduce = lambda self, result, num_sample: result  # already the metrics of every session
+
+
+def _save_checkpoints_for_one_process():
+    # RecBole's _save_checkpoint pickles the distributed run's config (local_rank, world_size,
+    # single_spec False) into the checkpoint, so load_data_and_model builds distributed data loaders
+    # without a process group and fails. Rank 0 saves the config as one process has it.
+    from recbole.trainer import Trainer
+
+    from recbole_tpad import distributed
+
+    original = Trainer._save_checkpoint
+
+    def _save_checkpoint(self, epoch, verbose=True, **kwargs):
+        if self.config["single_spec"]:
+            return original(self, epoch, verbose=verbose, **kwargs)
+        if not distributed.is_main_process():
+            return None
+        config, self.config = self.config, distributed.single_process_config(self.config)
+        try:
+            return original(self, epoch, verbose=verbose, **kwargs)
+        finally:
+            self.config = config
+
+    Trainer._save_checkpoint = _save_checkpoint
+
+
+class _NoTensorboard:
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
+
+
+def _tensorboard_on_rank_zero():
+    # RecBole's Trainer opens a tensorboard writer (a log_tensorboard/ folder) on every rank of a
+    # distributed run; only rank 0 writes, as it alone logs.
+    import recbole.trainer.trainer as recbole_trainer
+    from recbole.utils import get_tensorboard
+
+    from recbole_tpad import distributed
+
+    recbole_trainer.get_tensorboard = lambda logger: get_tensorboard(logger) if distributed.is_main_process() else _NoTensorboard()
+
+
 _applied = False
 
 
@@ -169,4 +292,9 @@ def apply():
     _read_atomic_files_with_replacement()
     _import_sequential_models_without_anomaly_mode()
     _load_s3rec_pretraining_checkpoints()
+    _open_process_groups_by_device()
+    _wrap_cpu_models_for_ddp()
+    _evaluate_distributed_runs_exactly()
+    _save_checkpoints_for_one_process()
+    _tensorboard_on_rank_zero()
     _applied = True

@@ -16,7 +16,7 @@ from recbole.config import Config
 from recbole.data import create_dataset, data_preparation
 from recbole.utils import get_local_time, init_logger, init_seed, set_color
 
-from recbole_tpad import compat
+from recbole_tpad import compat, distributed
 from recbole_tpad.data.atomic_check import check_dataset_files
 from recbole_tpad.errors import ConfigError
 from recbole_tpad.model_defaults import build_model, model_defaults, user_settings
@@ -83,6 +83,7 @@ def _init_logging(config):
     # init_logger relies on logging.basicConfig, which does nothing while the root logger has
     # handlers. Close the previous run's handlers (each run of a comparison gets its own log
     # file) and set aside any other handlers (pytest's, an application's) while it runs.
+    # In a distributed run only rank 0 writes a log file; the other ranks print their errors.
     root = logging.getLogger()
     for handler in _RUN_LOG_HANDLERS:
         root.removeHandler(handler)
@@ -90,7 +91,10 @@ def _init_logging(config):
     others = list(root.handlers)
     for handler in others:
         root.removeHandler(handler)
-    init_logger(config)
+    if distributed.is_main_process():
+        init_logger(config)
+    else:
+        logging.basicConfig(level=logging.ERROR, handlers=[logging.StreamHandler()])
     _RUN_LOG_HANDLERS[:] = root.handlers
     for handler in others:
         root.addHandler(handler)
@@ -131,15 +135,16 @@ def run_recbole_tpad(model, dataset, config_file_list=None, config_dict=None, sa
     train_data, valid_data, test_data = data_preparation(config, recbole_dataset)
     item_views, view_info = prepare_item_views(config, train_data)
 
-    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    init_seed(config["seed"] + distributed.get_rank(), config["reproducibility"])  # DDP starts every rank from rank 0's weights
     model_class = get_model(config["model"])
     model = build_model(model_class, config, train_data._dataset).to(config["device"])
     logger.info(model)
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
     # RecBole names checkpoints by the second; two runs started in the same second would clash.
-    trainer.saved_model_file = os.path.join(
+    # Rank 0 names it (and alone writes it); every rank loads it for the test.
+    trainer.saved_model_file = distributed.broadcast_object(os.path.join(
         config["checkpoint_dir"], f"{config['model']}-{get_local_time()}-{uuid.uuid4().hex[:8]}.pth"
-    )
+    ))
     epoch_timer = _EpochTimer(trainer)
 
     best_valid_score, best_valid_result = trainer.fit(

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from recbole_tpad.atomic import remove_stale_temps, temp_name
+from recbole_tpad.distributed import main_process_first, write_once
 from recbole_tpad.features.config import FeaturesConfig
 from recbole_tpad.features.encode import VIEWS
 from recbole_tpad.features.prompt import template_description
@@ -183,6 +184,8 @@ def get_item_views(config, dataset, backbone=None, adapter=None, cache_tag=None,
                    items=None):
     """Load the cached views of every item, or extract them with the configured backbone and cache them.
 
+    Collective in a distributed run: every rank encodes its share of the items, rank 0 alone writes.
+
     ``encoder(items) -> arrays`` replaces ``backbone.encode_items`` (TPAD's stages encode from cached
     states); ``items``, an :class:`ItemTable` already loaded, carries the problems met so far.
     """
@@ -201,7 +204,8 @@ def get_item_views(config, dataset, backbone=None, adapter=None, cache_tag=None,
     if backbone is None:
         from recbole_tpad.features.build import build_backbone
 
-        backbone = build_backbone(settings)
+        with main_process_first():  # a backbone converted on first use is written once
+            backbone = build_backbone(settings)
     items = items if items is not None else load_items(config, dataset, settings)
     start = time.perf_counter()
     arrays = encoder(items) if encoder is not None else backbone.encode_items(items, adapter=adapter, progress=progress)
@@ -219,6 +223,6 @@ def get_item_views(config, dataset, backbone=None, adapter=None, cache_tag=None,
         seconds=round(seconds, 2),
         created=time.strftime("%Y-%m-%d %H:%M:%S"),
     )
-    views = write_cache(folder, arrays, manifest)
+    write_once(write_cache, folder, arrays, manifest)  # every rank encoded its share and holds all rows
     logger.info(f"Item views written to {folder} ({seconds:.1f} s)")
-    return views
+    return read_cache(folder, key)

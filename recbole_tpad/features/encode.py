@@ -1,4 +1,5 @@
-"""Encode every item once: batched, length-bucketed, ``torch.inference_mode`` + autocast."""
+"""Encode every item once: batched, length-bucketed, ``torch.inference_mode`` + autocast; in a
+distributed run each rank encodes its share of the batches and the ranks gather every row."""
 
 import logging
 import os
@@ -9,6 +10,7 @@ import torch
 from recbole.utils import set_color
 from tqdm import tqdm
 
+from recbole_tpad.distributed import gather_item_rows, shard
 from recbole_tpad.features.prompt import format_item_prompt
 
 VIEWS = ("text", "image", "fused")
@@ -35,11 +37,11 @@ def encode_items(backbone, items, batch_size=None, adapter=None, progress=True):
     num_items = len(items)
     hidden = backbone.hidden_size
     views = {name: np.zeros((num_items, hidden), dtype=np.float32) for name in VIEWS}
-    image_mask = np.zeros(num_items, dtype=bool)
+    views["image_mask"] = np.zeros(num_items, dtype=bool)
     prompts = item_prompts(backbone, items)
     lengths = [len(ids) for ids in backbone.tokenizer(prompts, add_special_tokens=False)["input_ids"]]
     may_have_image = [rec.image_path is not None for rec in items.records]
-    batches = bucketed_batches(lengths, may_have_image, batch_size)
+    batches = shard(bucketed_batches(lengths, may_have_image, batch_size))  # this rank's share of a distributed run
     threads = backbone.settings.threads
     previous_threads = torch.get_num_threads()
     if threads:
@@ -73,14 +75,16 @@ def encode_items(backbone, items, batch_size=None, adapter=None, progress=True):
                 views["text"][rows] = as_numpy(out.text_view)
                 views["image"][rows] = as_numpy(out.image_view)
                 views["fused"][rows] = as_numpy(out.summary)
-                image_mask[rows] = out.image_mask.cpu().numpy()
+                views["image_mask"][rows] = out.image_mask.cpu().numpy()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         torch.set_num_threads(previous_threads)
         backbone.set_adapter(previous_adapter)
         backbone.train(was_training)
+    gather_item_rows(views, [r for rows in batches for r in rows])
     for name in VIEWS:
         views[name][0] = 0.0
+    image_mask = views["image_mask"]
     views["image"][~image_mask] = 0.0
     if not np.isfinite(np.stack([views[n] for n in VIEWS])).all():
         raise FloatingPointError("Item encoding produced non-finite values; try feature_dtype: fp32.")
@@ -88,4 +92,4 @@ def encode_items(backbone, items, batch_size=None, adapter=None, progress=True):
         f"Encoded {num_items - 1} items with {backbone.kind} backbone (adapter={adapter}), "
         f"{int(image_mask.sum())} with an image."
     )
-    return dict(views, image_mask=image_mask)
+    return views

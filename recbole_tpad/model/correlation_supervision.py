@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recbole_tpad.atomic import atomic_path
+from recbole_tpad.distributed import broadcast_object, is_main_process, main_process_first
 from recbole_tpad.errors import ConfigError
 
 logger = getLogger()
@@ -127,21 +128,27 @@ class CorrelationTeacher(nn.Module):
             raise ConfigError(f"n_sub_vectors={n_sub} must divide the teacher size {dim}.")
         view = torch.as_tensor(view, dtype=torch.float32).cpu()
         valid = torch.as_tensor(valid, dtype=torch.bool).cpu()
-        path = None
-        if cache_dir:
-            digest = hashlib.sha1(view.numpy().tobytes() + valid.numpy().tobytes())
-            digest.update(repr((dim, n_sub, n_codes, n_pairs, seed)).encode())
-            path = os.path.join(cache_dir, f"correlation-{digest.hexdigest()[:20]}.npz")
+        if not cache_dir:  # rank 0 computes, the other ranks of a distributed run get its result
+            teacher, centroids = broadcast_object(
+                cls._fit(view, dim, valid, n_sub, n_codes, n_pairs, seed) if is_main_process() else None)
+            return cls(teacher, valid, centroids, n_sub)
+        digest = hashlib.sha1(view.numpy().tobytes() + valid.numpy().tobytes())
+        digest.update(repr((dim, n_sub, n_codes, n_pairs, seed)).encode())
+        path = os.path.join(cache_dir, f"correlation-{digest.hexdigest()[:20]}.npz")
+        with main_process_first():  # rank 0 fits and writes the cache, the other ranks read it
             cached = cls._load(path, view.size(0), dim, n_codes, n_sub)
             if cached is not None:
                 return cls(cached[0], valid, cached[1], n_sub)
-        teacher = reduce_item_matrix(view, dim, valid, seed)
-        centroids = fit_correlation_codes(teacher, valid, n_sub, n_codes, n_pairs, seed)
-        if path is not None:
+            teacher, centroids = cls._fit(view, dim, valid, n_sub, n_codes, n_pairs, seed)
             with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: savez adds no suffix
                 np.savez(f, teacher=teacher.numpy(), centroids=centroids)
             logger.info(f"Correlation codes cached to {path}")
         return cls(teacher, valid, centroids, n_sub)
+
+    @staticmethod
+    def _fit(view, dim, valid, n_sub, n_codes, n_pairs, seed):
+        teacher = reduce_item_matrix(view, dim, valid, seed)
+        return teacher, fit_correlation_codes(teacher, valid, n_sub, n_codes, n_pairs, seed)
 
     @staticmethod
     def _load(path, n_items, dim, n_codes, n_sub):

@@ -9,14 +9,15 @@ runner prepares them once, after RecBole's ``data_preparation``, from the traini
 
     train_data, valid_data, test_data = data_preparation(config, dataset)
     prepare_item_views(config, train_data)  # TPAD: its MLLM stages; KDSR: the feature cache; stock models: nothing
-    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    init_seed(config["seed"] + get_rank(), config["reproducibility"])  # get_rank: recbole_tpad.distributed
     model = get_model(config["model"])(config, train_data._dataset)
 
 The views hang on that dataset object as ``dataset.item_views``, a
 :class:`recbole_tpad.features.ItemViews`: ``views`` maps names to ``(n_items, dim)`` arrays whose
 rows follow RecBole's internal item ids (row 0 the padding item), ``image_mask`` is True where the
 item has a photo. Checkpoints hold trained weights only: the frozen views come back from their
-cache when the runner prepares them again.
+cache when the runner prepares them again. In a distributed run every rank prepares them together:
+each encodes its share of the items, and rank 0 alone writes the caches.
 """
 
 from logging import getLogger

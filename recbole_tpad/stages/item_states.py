@@ -16,6 +16,9 @@ Per item the cache holds its prompt tokens (visual tokens, text, the summary suf
 (bf16, as the frozen base computes them), position ids and masks: text tokens, visual tokens, the
 title (the item's name, the answer of ``L_gen^T``) and the held-out knowledge (brand, categories,
 description: the answer of ``L_gen^K``).
+
+In a distributed run each rank computes (and encodes) its share of the item batches and the ranks
+gather every row: all of them hold the whole cache, which rank 0 alone writes.
 """
 
 import time
@@ -26,6 +29,7 @@ import torch
 from recbole.utils import set_color
 from tqdm import tqdm
 
+from recbole_tpad.distributed import all_gather_object, gather_item_rows, shard
 from recbole_tpad.features.backbone import IGNORE_INDEX, masked_mean
 from recbole_tpad.features.encode import VIEWS, as_numpy, bucketed_batches
 from recbole_tpad.features.prompt import item_prompt_spans
@@ -120,7 +124,7 @@ def compute_item_states(backbone, items, top_layers, settings, batch_size, show_
     prompts = [item_prompt_spans(rec, labels)[0] for rec in items.records]
     lengths = [len(ids) for ids in backbone.tokenizer(prompts, add_special_tokens=False)["input_ids"]]
     has_image = [rec.image_path is not None for rec in items.records]
-    batches = bucketed_batches(lengths, has_image, batch_size)
+    batches = shard(bucketed_batches(lengths, has_image, batch_size))  # this rank's share of a distributed run
     per_row = [None] * len(items.records)
     start = time.perf_counter()
     iterator = tqdm(batches, ncols=100, desc=set_color("Item states", "pink")) if show_progress else batches
@@ -136,6 +140,9 @@ def compute_item_states(backbone, items, top_layers, settings, batch_size, show_
                 "positions": positions[:, b][:, keep].cpu(),
                 **{name: inputs[name][b][keep].cpu() for name in MASKS},
             }
+    for part in all_gather_object({r: per_row[r] for rows in batches for r in rows}):  # every rank's rows
+        for r, tensors in part.items():
+            per_row[r] = tensors
     hidden = backbone.hidden_size
     empty = {"states": torch.zeros(0, hidden, dtype=per_row[1]["states"].dtype if len(per_row) > 1 else torch.float32), "input_ids": torch.zeros(0, dtype=torch.long),
              "positions": torch.zeros(per_row[1]["positions"].size(0) if len(per_row) > 1 else 1, 0, dtype=torch.long),
@@ -157,9 +164,9 @@ def encode_item_views(backbone, item_states, adapter, batch_size, show_progress=
     layout of :func:`recbole_tpad.features.encode.encode_items`."""
     num_items, hidden = len(item_states), backbone.hidden_size
     views = {name: np.zeros((num_items, hidden), dtype=np.float32) for name in VIEWS}
-    image_mask = np.zeros(num_items, dtype=bool)
+    views["image_mask"] = np.zeros(num_items, dtype=bool)
     rows = np.argsort(item_states.lengths.numpy()[1:], kind="stable") + 1  # little padding per batch
-    batches = [rows[i: i + batch_size] for i in range(0, len(rows), batch_size)]
+    batches = shard([rows[i: i + batch_size] for i in range(0, len(rows), batch_size)])
     iterator = tqdm(batches, ncols=100, desc=set_color("Encoding items", "pink")) if show_progress else batches
     previous, was_training = backbone.active_adapter, backbone.training
     backbone.set_adapter(adapter)
@@ -173,15 +180,16 @@ def encode_item_views(backbone, item_states, adapter, batch_size, show_progress=
             views["text"][batch] = as_numpy(masked_mean(hidden_states, inputs["text_mask"]))
             views["image"][batch] = as_numpy(masked_mean(hidden_states, inputs["visual_mask"]))
             views["fused"][batch] = as_numpy(summary)
-            image_mask[batch] = inputs["visual_mask"].any(1).cpu().numpy()
+            views["image_mask"][batch] = inputs["visual_mask"].any(1).cpu().numpy()
     finally:
         backbone.set_adapter(previous)
         backbone.train(was_training)
+    gather_item_rows(views, np.concatenate(batches) if batches else [])
     if not np.isfinite(np.stack([views[n] for n in VIEWS])).all():
         raise FloatingPointError("Item encoding produced non-finite values; try feature_dtype: fp32.")
     getLogger().info(f"Encoded {num_items - 1} items from their cached states (adapter={adapter}), "
-                     f"{int(image_mask.sum())} with an image.")
-    return dict(views, image_mask=image_mask)
+                     f"{int(views['image_mask'].sum())} with an image.")
+    return views
 
 
 def save_item_states(item_states, folder):

@@ -8,6 +8,11 @@ may back-propagate independent terms itself and report their value as ``parts[SE
 figures, logged and kept in the manifest); :func:`train_stage` runs it with AdamW,
 gradient clipping, a resumable checkpoint every ``checkpoint_steps`` steps, a progress bar per
 epoch and a per-epoch loss breakdown in the log, then commits the result atomically.
+
+In a distributed run the loop is data-parallel: every rank starts from rank 0's weights, computes
+the loss of its share of every batch, the gradients are averaged over the ranks before clipping and the step (so every rank holds
+the same weights), and rank 0 alone writes checkpoints, the held-out figures and the result. The
+logged losses are rank 0's share.
 """
 
 import time
@@ -18,6 +23,8 @@ import torch
 from tqdm import tqdm
 
 from recbole.utils import set_color
+
+from recbole_tpad.distributed import all_reduce_gradients, broadcast_parameters, is_main_process, shard, write_once
 
 SEPARATE = "separately_backpropagated"  # parts key: loss already back-propagated inside training_loss
 
@@ -74,7 +81,8 @@ def train_stage(stage, store, learning_rate, grad_clip, checkpoint_steps, show_p
     """Train ``stage`` and commit its result to ``store``; resume from a valid checkpoint.
 
     Returns:
-        dict: the committed manifest (with ``epoch_losses`` and ``seconds``).
+        dict: the committed manifest (with ``epoch_losses`` and ``seconds``); ``None`` on the ranks
+        other than 0 of a distributed run.
     """
     logger = getLogger()
     schedule = stage.schedule()
@@ -100,6 +108,7 @@ def train_stage(stage, store, learning_rate, grad_clip, checkpoint_steps, show_p
             start, sums, counts, elapsed = 0, defaultdict(float), defaultdict(int), 0.0
             optimizer = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=0.0)
     epoch_losses = dict(state.get("epoch_losses", {})) if resumed is not None and start > 0 else {}
+    broadcast_parameters(parameters)  # every rank starts from rank 0's weights
     epochs = sorted({epoch for epoch, _ in schedule})
     clock = time.perf_counter()
     stage.train()
@@ -112,11 +121,13 @@ def train_stage(stage, store, learning_rate, grad_clip, checkpoint_steps, show_p
                    desc=set_color(f"{stage.title} {epoch:>3}", "pink"))
         for step in bar:
             optimizer.zero_grad(set_to_none=True)
-            loss, parts = stage.training_loss(schedule[step][1], step)
+            rows = shard(schedule[step][1])  # the whole batch outside a distributed run
+            loss, parts = stage.training_loss(rows, step) if len(rows) else (torch.zeros(()), {})
             check_finite(loss, stage, step)
             if loss.requires_grad:
                 loss.backward()
             total_loss = loss.item() + parts.pop(SEPARATE, 0.0)
+            all_reduce_gradients(parameters)  # every rank steps with the mean of the shards' gradients
             if grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(parameters, grad_clip)
             optimizer.step()
@@ -126,7 +137,7 @@ def train_stage(stage, store, learning_rate, grad_clip, checkpoint_steps, show_p
             if show_progress:
                 bar.set_postfix(loss=f"{total_loss:.4f}")
             done = step + 1
-            if checkpoint_steps and done % checkpoint_steps == 0 and done < total:
+            if checkpoint_steps and done % checkpoint_steps == 0 and done < total and is_main_process():
                 store.save_checkpoint(done, total, {
                     "trainable": stage.trainable_state(), "optimizer": optimizer.state_dict(),
                     "rng": torch.get_rng_state(), "sums": dict(sums), "counts": dict(counts),
@@ -139,14 +150,14 @@ def train_stage(stage, store, learning_rate, grad_clip, checkpoint_steps, show_p
     stage.eval()
     seconds = elapsed + time.perf_counter() - clock
     info = {"epoch_losses": epoch_losses, "seconds": round(seconds, 2), "steps": total}
-    evaluate = getattr(stage, "evaluate", None)
+    evaluate = getattr(stage, "evaluate", None) if is_main_process() else None
     if evaluate is not None:  # held-out figures, on data the stage did not train on
         clock = time.perf_counter()
         info["heldout"] = evaluate()
         info["heldout_seconds"] = round(time.perf_counter() - clock, 2)
         text = ", ".join(f"{k}: {v}" for k, v in info["heldout"].items())
         logger.info(set_color(f"{stage.title} held-out", "green") + f" [{text}]")
-    manifest = store.commit(stage.save, info=info)
+    manifest = write_once(store.commit, stage.save, info=info)
     logger.info(set_color(f"{stage.title} done", "green") + f" in {seconds:.1f} s, saved to {store.folder}")
     return manifest
 

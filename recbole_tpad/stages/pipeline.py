@@ -5,6 +5,10 @@ keys; stage 2 = stage 1's hash + stage-2 keys; stage 3 = the item-view cache of
 ``recbole_tpad.features`` tagged with the last stage's hash. Everything the stages draw at random
 is seeded from ``seed`` inside a forked RNG, so the downstream run sees the same random stream
 whether the stages ran or were loaded.
+
+In a distributed run every rank runs the pipeline: the item encodings are sharded across the ranks
+and gathered, stages 1 and 2 train data-parallel (``loop.train_stage``), and rank 0 alone writes
+each stage's result while the others wait, then read it.
 """
 
 import dataclasses
@@ -15,6 +19,7 @@ from pathlib import Path
 import torch
 from recbole.utils import set_color
 
+from recbole_tpad.distributed import main_process_first, write_once
 from recbole_tpad.errors import ConfigError
 from recbole_tpad.features.cache import data_fingerprint
 from recbole_tpad.stages.config import StageConfig
@@ -126,7 +131,8 @@ class StagePipeline:
         from recbole_tpad.features import build_backbone, load_items
 
         start = time.perf_counter()
-        backbone = build_backbone(self.features)
+        with main_process_first():  # a backbone converted on first use is written once
+            backbone = build_backbone(self.features)
         items = load_items(self.config, self.dataset, self.features)
         self.timings["load"] = time.perf_counter() - start
         return backbone, items
@@ -148,7 +154,7 @@ class StagePipeline:
                         self.show_progress)
         else:
             self.logger.info(set_color(stage.title, "yellow") + ": nothing to learn; its weights stay untrained")
-            store.commit(stage.save, info={"epoch_losses": {}, "seconds": 0.0, "steps": 0})
+            write_once(store.commit, stage.save, info={"epoch_losses": {}, "seconds": 0.0, "steps": 0})
 
     def _projector(self, backbone, items):
         from recbole_tpad.stages.knowledge_acquisition import ProjectorAlignment, load_projector
@@ -167,9 +173,9 @@ class StagePipeline:
             return load_item_states(self.store_states.folder)
         start = time.perf_counter()
         states = compute_item_states(backbone, items, top, self.settings, self.features.batch_size, self.show_progress)
-        self.store_states.commit(lambda folder: save_item_states(states, folder),
-                                 info={"items": len(states), "tokens": int(states.offsets[-1]),
-                                       "seconds": round(time.perf_counter() - start, 2)})
+        write_once(self.store_states.commit, lambda folder: save_item_states(states, folder),
+                   info={"items": len(states), "tokens": int(states.offsets[-1]),
+                         "seconds": round(time.perf_counter() - start, 2)})
         return states
 
     def _stage1(self, backbone, item_states):

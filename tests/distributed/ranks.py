@@ -1,0 +1,71 @@
+"""What each rank of the distributed tests runs (importable by the processes torch spawns)."""
+
+import os
+import signal
+
+from recbole_tpad.distributed import get_rank
+
+
+def train_and_test(model, dataset, config_dict):
+    """One rank of ``run_recbole_tpad``; rank 0 returns what the test compares."""
+    from recbole_tpad.quick_start import run_recbole_tpad
+
+    run = run_recbole_tpad(model, dataset, config_dict=config_dict)
+    return {"test_result": dict(run["test_result"]), "valid_result": dict(run["valid_result"]),
+            "saved_model_file": run["trainer"].saved_model_file}
+
+
+def train_with_fault(fault, model, dataset, config_dict):
+    """``train_and_test`` where rank 1 is killed (``fault='kill'``) or raises (``'raise'``) in its second epoch."""
+    from recbole.trainer import Trainer
+
+    train_epoch = Trainer._train_epoch
+
+    def _train_epoch(self, train_data, epoch_idx, *args, **kwargs):
+        if get_rank() == 1 and epoch_idx == 1:
+            if fault == "kill":
+                os.kill(os.getpid(), signal.SIGKILL)
+            raise RuntimeError("injected fault in epoch 1")
+        return train_epoch(self, train_data, epoch_idx, *args, **kwargs)
+
+    Trainer._train_epoch = _train_epoch
+    return train_and_test(model, dataset, config_dict)
+
+
+def train_tpad_killed_in_stage2(kill_step, model, dataset, config_dict):
+    """``train_and_test`` where rank 1 is SIGKILLed at stage-2 step ``kill_step`` (``None``: never);
+    rank 0 also returns the stage-2 steps it trained."""
+    from recbole_tpad.stages.transition_distillation import TransitionDistillation
+
+    training_loss, steps = TransitionDistillation.training_loss, []
+
+    def _training_loss(self, rows, step):
+        if get_rank() == 1 and step == kill_step:
+            os.kill(os.getpid(), signal.SIGKILL)
+        steps.append(step)
+        return training_loss(self, rows, step)
+
+    TransitionDistillation.training_loss = _training_loss
+    return dict(train_and_test(model, dataset, config_dict), stage2_steps=steps)
+
+
+def train_linear_on_shards(config_dict, steps=3):
+    """A linear model trained ``steps`` AdamW steps on the same batch of 8 rows, each rank on its
+    share (``shard``), gradients all-reduced as TPAD's stage loop does; returns the weights."""
+    import torch
+
+    from recbole_tpad import distributed
+
+    if "local_rank" in config_dict:
+        distributed.init_device(dict(config_dict, gpu_id=""))
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 1)
+    x, y = torch.randn(8, 4), torch.randn(8)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+    rows = distributed.shard(torch.arange(8))
+    for _ in range(steps):
+        optimizer.zero_grad()
+        torch.nn.functional.mse_loss(model(x[rows]).squeeze(1), y[rows]).backward()
+        distributed.all_reduce_gradients(model.parameters())
+        optimizer.step()
+    return [p.detach().flatten().tolist() for p in model.parameters()]  # no tensors through the result queue

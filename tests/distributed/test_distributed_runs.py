@@ -1,0 +1,145 @@
+"""Data-parallel runs on 2 CPU processes (gloo over 127.0.0.1): same metrics as one process, exact
+evaluation, one writer, a dead rank ends the run."""
+
+import time
+
+import pytest
+import torch
+
+from recbole_tpad.distributed import DistributedError, launch, launch_keys
+from tests.conftest import tiny_config, write_tiny_dataset
+from tests.distributed.ranks import train_and_test, train_with_fault
+
+# 61 sessions: the samplers of 2 ranks pad the 61 valid and test sessions with a repeated one
+SESSIONS = 61
+# the same global batches as one process (no shuffle, even batches), no dropout: the same weights
+SAME_BATCHES = {"shuffle": False, "epochs": 2, "train_batch_size": 32, "dropout_prob": 0.0,
+                "hidden_dropout_prob": 0.0, "attn_dropout_prob": 0.0, "distributed_timeout": 60}
+
+
+@pytest.fixture
+def odd_dataset(tmp_path):
+    root = tmp_path / "data"
+    write_tiny_dataset(str(root), n_sessions=SESSIONS)
+    return tiny_config(root, tmp_path, **SAME_BATCHES)
+
+
+def two_ranks(function, args, config):
+    return launch(function, args, dict(config, **launch_keys(2, {})), 2)
+
+
+def evaluate_checkpoint(model, path):
+    """A single-process evaluation of a checkpoint: its config, RecBole's loaders, evaluator (as load_data_and_model)."""
+    from recbole.data import create_dataset, data_preparation
+
+    from recbole_tpad.model.item_views import prepare_item_views
+    from recbole_tpad.utils import get_model, get_trainer
+
+    config = torch.load(path, weights_only=False)["config"]
+    assert config["single_spec"] and "world_size" not in config.final_config_dict
+    train_data, _, test_data = data_preparation(config, create_dataset(config))
+    prepare_item_views(config, train_data)
+    trainer = get_trainer(config["MODEL_TYPE"], model)(config, get_model(model)(config, train_data._dataset))
+    return dict(trainer.evaluate(test_data, model_file=path))
+
+
+def test_nproc_2_on_the_command_line_matches_one_process_and_evaluates_exactly(odd_dataset, tmp_path, capfd):
+    import csv
+
+    import yaml
+
+    import run_recbole_tpad as cli
+
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(odd_dataset))
+    results = tmp_path / "two.csv"
+    assert cli.main(["--dataset=tiny", f"--config_files={tmp_path / 'run.yaml'}", "--compare=GRU4Rec", "--nproc=2",
+                     f"--results_file={results}"]) == 0
+    assert capfd.readouterr().out.count("| GRU4Rec |") == 1  # rank 0 alone prints the table
+    with open(results, newline="") as f:
+        (row,) = list(csv.DictReader(f))
+    (checkpoint,) = (tmp_path / "saved").glob("*.pth")  # rank 1 writes none
+    assert len(list((tmp_path / "log").rglob("*.log"))) == 1  # nor a log
+    one = train_and_test("GRU4Rec", "tiny", odd_dataset)
+    for metric, value in one["test_result"].items():
+        assert float(row[metric]) == pytest.approx(value, abs=1e-3), metric
+    # exact: the distributed test metrics are those of one process evaluating the same checkpoint
+    exact = evaluate_checkpoint("GRU4Rec", checkpoint)
+    assert {metric: float(row[metric]) for metric in exact} == exact
+
+
+def test_kdsr_on_two_ranks_evaluates_exactly_and_prepares_its_caches_once(odd_dataset, tmp_path):
+    config = dict(odd_dataset, feature_backbone="tiny-llama", feature_cache_dir=str(tmp_path / "cache"), epochs=1)
+    two = two_ranks(train_and_test, ("KDSR", "tiny"), config)
+    assert two["test_result"] == evaluate_checkpoint("KDSR", two["saved_model_file"])
+    # one item-view cache and one teacher per view (text, image), complete, no temporaries
+    caches = sorted(p.name for p in tmp_path.rglob("*") if p.suffix == ".npz" or p.name == "manifest.json")
+    assert caches == sorted(["manifest.json"] + [p.name for p in (tmp_path / "saved" / "correlation").iterdir()])
+    assert len(caches) == 3 and not list(tmp_path.rglob(".*tmp*"))
+
+
+def test_a_rank_that_raises_ends_the_run_naming_it(odd_dataset):  # a killed rank: the TPAD test below
+    start = time.perf_counter()
+    with pytest.raises(DistributedError, match="rank 1 failed: RuntimeError: injected fault"):
+        two_ranks(train_with_fault, ("raise", "GRU4Rec", "tiny"), odd_dataset)  # 2 epochs: fails in the second
+    assert time.perf_counter() - start < 60
+
+
+def test_busy_port_and_short_gpu_list_are_clear_errors(monkeypatch):
+    import socket
+
+    from recbole_tpad import distributed
+    from recbole_tpad.errors import ConfigError
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigError, match=f"port={port}"):
+            launch_keys(2, {"port": port})
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # checked before any GPU is touched
+    with pytest.raises(ConfigError, match="gpu_id='0' names 1 GPU"):
+        distributed.init_device({"gpu_id": "0", "local_rank": 0, "nproc": 2})
+
+
+@pytest.fixture
+def text_dataset(tmp_path):
+    """No photos: the item states depend on the frozen backbone alone (no trained projector)."""
+    from tests.stages.stage_keys import STAGE_KEYS
+
+    root = tmp_path / "data"
+    write_tiny_dataset(str(root), n_sessions=SESSIONS, with_images=False)
+    return tiny_config(root, tmp_path, **SAME_BATCHES, **STAGE_KEYS, views=["id", "text"])
+
+
+def test_tpad_stages_sharded_data_parallel_one_writer_and_resumed_after_a_killed_rank(text_dataset, tmp_path):
+    from safetensors.torch import load_file
+
+    from tests.distributed.ranks import train_tpad_killed_in_stage2
+
+    config = dict(text_dataset, feature_cache_dir=str(tmp_path / "two"), stage_checkpoint_steps=1)
+    start = time.perf_counter()
+    with pytest.raises(DistributedError, match="rank 1 died"):
+        two_ranks(train_tpad_killed_in_stage2, (1, "TPAD", "tiny"), config)
+    assert time.perf_counter() - start < 90
+    assert list((tmp_path / "two").rglob("distillation-*.partial/checkpoint.pt"))  # rank 0 saved step 1
+    two = two_ranks(train_tpad_killed_in_stage2, (None, "TPAD", "tiny"), config)
+    assert two["stage2_steps"][0] == 1  # resumed after the checkpointed step, not from 0
+    stages = {run: tmp_path / run / "stages" / "tiny" for run in ("one", "two")}
+    names = sorted(p.name.split("-")[0] for p in stages["two"].iterdir())
+    assert names == ["distillation", "knowledge", "projector", "representation", "states"]  # one result each
+    assert not list((tmp_path / "two").rglob("*.partial")) and not list((tmp_path / "two").rglob(".*tmp*"))
+    assert two["test_result"] == evaluate_checkpoint("TPAD", two["saved_model_file"])
+    # the item states, each rank computing its share of the items, gathered: those of one process
+    train_and_test("TPAD", "tiny", dict(text_dataset, feature_cache_dir=str(tmp_path / "one")))
+    states = {run: load_file(str(next(stages[run].glob("states-*")) / "item_states.safetensors")) for run in stages}
+    for name, tensor in states["one"].items():
+        assert torch.equal(states["two"][name], tensor), name
+
+
+def test_all_reduced_gradients_of_the_shards_train_like_the_whole_batch():
+    from tests.distributed.ranks import train_linear_on_shards
+
+    one = train_linear_on_shards({})
+    two = two_ranks(train_linear_on_shards, (), {"distributed_timeout": 30})
+    for a, b in zip(one, two):
+        assert b == pytest.approx(a, abs=1e-6)
