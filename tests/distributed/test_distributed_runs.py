@@ -81,7 +81,7 @@ def test_a_rank_that_raises_ends_the_run_naming_it(odd_dataset):  # a killed ran
     start = time.perf_counter()
     with pytest.raises(DistributedError, match="rank 1 failed: RuntimeError: injected fault"):
         two_ranks(train_with_fault, ("raise", "GRU4Rec", "tiny"), odd_dataset)  # 2 epochs: fails in the second
-    assert time.perf_counter() - start < 60
+    assert time.perf_counter() - start < 300  # bounded (the hang it guards against never ends), with room for a loaded machine
 
 
 def test_busy_port_and_short_gpu_list_are_clear_errors(monkeypatch):
