@@ -55,7 +55,7 @@ def new_item_tokens(config, item_file, known):
     item_file = Path(item_file)
     if not item_file.is_file() or not item_file.name.endswith(".item"):
         raise DataError(f"--item_file {item_file}: no such file, or not an atomic '<name>.item' file.")
-    reader = AtomicFile(item_file, config["field_separator"], config["seq_separator"], config["encoding"])
+    reader = AtomicFile(item_file, config["field_separator"], config["seq_separator"], config["encoding"] or "utf-8")
     if reader.columns[0] != config["ITEM_ID_FIELD"]:
         raise DataError(f"{item_file}: first column is '{reader.columns[0]}', expected the item id "
                         f"'{config['ITEM_ID_FIELD']}' of dataset '{config['dataset']}'. Is it another dataset's file?")
