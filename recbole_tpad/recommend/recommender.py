@@ -108,7 +108,7 @@ class SessionRecommender:
     def n_items(self):
         return len(self.tokens)
 
-    def _session_ids(self, sessions):
+    def session_item_ids(self, sessions):
         """Internal ids of each session's known items (the last ``MAX_ITEM_LIST_LENGTH``), and its unknown tokens."""
         ids, unknown = [], []
         for session in sessions:
@@ -158,7 +158,7 @@ class SessionRecommender:
         if topk < 1:
             raise ConfigError(f"topk={topk}: give a positive number of items.")
         sessions = [[str(t) for t in session] for session in sessions]
-        ids, unknown = self._session_ids(sessions)
+        ids, unknown = self.session_item_ids(sessions)
         results = [Recommendation([], [], u, "no item of this session is known to the model") for u in unknown]
         rows = [r for r, session_ids in enumerate(ids) if session_ids]
         k = min(topk, self.n_items - 1)
