@@ -119,9 +119,7 @@ class SessionRecommender:
 
     def _interaction(self, ids):
         model = self.model
-        seq = torch.zeros(len(ids), self.max_length, dtype=torch.long)
-        for row, items in enumerate(ids):
-            seq[row, : len(items)] = torch.tensor(items, dtype=torch.long)
+        seq = torch.tensor([items + [0] * (self.max_length - len(items)) for items in ids], dtype=torch.long)
         fields = {model.ITEM_SEQ: seq, model.ITEM_SEQ_LEN: torch.tensor([len(i) for i in ids]),
                   model.ITEM_ID: torch.zeros(len(ids), dtype=torch.long)}
         uid = self.config["USER_ID_FIELD"]
@@ -169,10 +167,9 @@ class SessionRecommender:
                 for b, r in enumerate(batch):
                     scores[b, ids[r]] = float("-inf")
             top_scores, top_ids = scores.topk(k, dim=1)
-            for b, r in enumerate(batch):
-                keep = torch.isfinite(top_scores[b])
-                results[r] = Recommendation([self.tokens[i] for i in top_ids[b][keep].tolist()],
-                                            top_scores[b][keep].tolist(), unknown[r])
+            for r, row_scores, row_ids in zip(batch, top_scores.tolist(), top_ids.tolist()):
+                keep = [j for j, score in enumerate(row_scores) if score != float("-inf")]
+                results[r] = Recommendation([self.tokens[row_ids[j]] for j in keep], [row_scores[j] for j in keep], unknown[r])
         skipped = sum(len(u) for u in unknown)
         if skipped:
             self.logger.warning(f"Skipped {skipped} unknown item tokens in {sum(1 for u in unknown if u)} of "
