@@ -125,6 +125,8 @@ class SessionRecommender:
         uid = self.config["USER_ID_FIELD"]
         if uid:  # models that read a user id (FPMC, Caser, HGN, ...) get the padding user: a new session has none
             fields[uid] = torch.zeros(len(ids), dtype=torch.long)
+        if hasattr(model, "NEG_ITEM_SEQ"):  # DIEN reads the sampled negatives of training sessions; scoring ignores them
+            fields[model.NEG_ITEM_SEQ] = torch.zeros_like(seq)
         return self.dataset.join(Interaction(fields))
 
     @torch.no_grad()
