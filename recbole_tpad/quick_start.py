@@ -144,7 +144,8 @@ def run_recbole_tpad(model, dataset, config_file_list=None, config_dict=None, sa
     )
     if saved:  # what recbole_tpad.recommend needs beside the checkpoint
         write_sidecar(trainer.saved_model_file, config, train_data._dataset, item_views,
-                      knowledge_mllm_folders(config, train_data._dataset) if hasattr(model, "add_items") else None)
+                      knowledge_mllm_folders(config, train_data._dataset)
+                      if item_views is not None and hasattr(model, "add_items") else None)
     epoch_timer = _EpochTimer(trainer)
 
     best_valid_score, best_valid_result = trainer.fit(
