@@ -41,11 +41,12 @@ def parse_overrides(overrides):
 def main(argv=None):
     args, config_dict = parse_args(argv)
     from recbole_tpad.compare import compare_models
-    from recbole_tpad.errors import PluginError
+    from recbole_tpad.errors import exit_status
     from recbole_tpad.quick_start import run_recbole_tpad
 
     config_files = args.config_files.split() if args.config_files else None
-    try:
+
+    def command():
         if args.compare:
             models = [name.strip() for name in args.compare.split(",") if name.strip()]
             rows, table, path = compare_models(
@@ -55,11 +56,8 @@ def main(argv=None):
             return 1 if any(row.get("error") for row in rows) else 0
         run_recbole_tpad(args.model, args.dataset, config_files, config_dict)
         return 0
-    except PluginError as error:
-        if args.debug:
-            raise
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+
+    return exit_status(command, args.debug)
 
 
 if __name__ == "__main__":

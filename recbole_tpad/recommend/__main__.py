@@ -63,10 +63,10 @@ def write_recommendations(results, output):
 
 def main(argv=None):
     args = parse_args(argv)
-    from recbole_tpad.errors import PluginError
+    from recbole_tpad.errors import DataError, exit_status
     from recbole_tpad.recommend import load_recommender
 
-    try:
+    def command():
         sessions = read_sessions(args.sessions)
         recommender = load_recommender(args.model_file, args.device)
         if args.item_file:
@@ -74,15 +74,12 @@ def main(argv=None):
         results = recommender.recommend(sessions, topk=args.topk, exclude_seen=args.exclude_seen,
                                         batch_size=args.batch_size)
         if sessions and not any(r.items for r in results):
-            raise PluginError(f"--sessions {args.sessions}: none of its {len(sessions)} sessions has an item of dataset "
+            raise DataError(f"--sessions {args.sessions}: none of its {len(sessions)} sessions has an item of dataset "
                               f"'{recommender.config['dataset']}' ({args.model_file}'s); is it another dataset's file?")
         write_recommendations(results, args.output)
         return 0
-    except PluginError as error:
-        if args.debug:
-            raise
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+
+    return exit_status(command, args.debug)
 
 
 if __name__ == "__main__":
