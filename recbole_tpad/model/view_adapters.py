@@ -16,11 +16,15 @@ from recbole_tpad.errors import ConfigError
 VIEW_ADAPTERS = ("linear", "mlp")
 
 
+def _all_but_padding(view):
+    valid = torch.ones(view.size(0), dtype=torch.bool)
+    valid[0] = False
+    return valid
+
+
 def view_statistics(view, valid=None, eps=1e-6):
     r"""``(mean, scale)`` per dimension of ``view``'s ``valid`` rows (default: all but row 0), for :func:`standardize_view`."""
-    if valid is None:
-        valid = torch.ones(view.size(0), dtype=torch.bool)
-        valid[0] = False
+    valid = _all_but_padding(view) if valid is None else valid
     if valid.sum() < 2:
         raise ValueError("standardize_view needs at least two valid rows.")
     rows = view[valid]
@@ -39,9 +43,7 @@ def standardize_view(view, valid=None, eps=1e-6, statistics=None):
         statistics (tuple, optional): ``(mean, scale)`` fitted before (:func:`view_statistics`), for
             rows added later; ``valid`` then only says which rows to keep.
     """
-    if valid is None:
-        valid = torch.ones(view.size(0), dtype=torch.bool)
-        valid[0] = False
+    valid = _all_but_padding(view) if valid is None else valid
     mean, scale = statistics if statistics is not None else view_statistics(view, valid, eps)
     out = (view - mean) / scale
     return out * valid.unsqueeze(-1).to(out.dtype)
