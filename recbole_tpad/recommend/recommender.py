@@ -99,7 +99,7 @@ class SessionRecommender:
                 f"{where['folder']}: the item views {self.sidecar['model']} was trained with are gone from the feature "
                 "cache (or damaged). Rerun the training command with the same settings: the cache is rebuilt."
             )
-        if list(views.manifest["item_ids"]) != [str(t) for t in self.dataset.field2id_token[self.iid_field]]:
+        if [str(t) for t in views.manifest["item_ids"]] != self.tokens:
             raise DataError(f"{where['folder']}: its items are not those of checkpoint {self.model_file}'s dataset.")
         return views
 
@@ -109,16 +109,16 @@ class SessionRecommender:
         return len(self.tokens)
 
     def session_item_ids(self, sessions):
-        """Internal ids of each session's known items (the last ``MAX_ITEM_LIST_LENGTH``), and its unknown tokens."""
+        """Internal ids of each session's known items, and its unknown tokens."""
         ids, unknown = [], []
         for session in sessions:
-            known = [self.token_ids[t] for t in session if t in self.token_ids and self.token_ids[t] != 0]
-            ids.append(known[-self.max_length:])
+            ids.append([self.token_ids[t] for t in session if t in self.token_ids and self.token_ids[t] != 0])
             unknown.append([t for t in session if t not in self.token_ids or self.token_ids[t] == 0])
         return ids, unknown
 
     def _interaction(self, ids):
         model = self.model
+        ids = [items[-self.max_length:] for items in ids]  # the most recent items, as in training
         seq = torch.tensor([items + [0] * (self.max_length - len(items)) for items in ids], dtype=torch.long)
         fields = {model.ITEM_SEQ: seq, model.ITEM_SEQ_LEN: torch.tensor([len(i) for i in ids]),
                   model.ITEM_ID: torch.zeros(len(ids), dtype=torch.long)}
@@ -131,7 +131,8 @@ class SessionRecommender:
 
     @torch.no_grad()
     def scores(self, ids):
-        """``[B, n_items]`` scores of every item for sessions of internal ids (each non-empty)."""
+        """``[B, n_items]`` scores of every item for sessions of internal ids (each non-empty; the last
+        ``MAX_ITEM_LIST_LENGTH`` count), the padding item at ``-inf``."""
         interaction = self._interaction(ids).to(self.device)
         try:
             scores = self.model.full_sort_predict(interaction)
