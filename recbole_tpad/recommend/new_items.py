@@ -65,6 +65,7 @@ def new_item_tokens(config, item_file, known):
 def encode_new_items(config, knowledge_mllm, item_file, tokens, progress=False):
     """Views of items ``tokens`` of ``item_file`` under the Knowledge-MLLM: ``{view: [n, H]}, image_mask [n]``."""
     from recbole_tpad.features import FeaturesConfig, build_backbone, load_items
+    from recbole_tpad.stages.knowledge_acquisition import KNOWLEDGE, load_projector
 
     adapter = Path(knowledge_mllm["adapter"])
     if not (adapter / "adapter_config.json").is_file():
@@ -76,9 +77,7 @@ def encode_new_items(config, knowledge_mllm, item_file, tokens, progress=False):
     with torch.random.fork_rng():  # building a backbone draws from torch's RNG
         backbone = build_backbone(settings)
     if backbone.projector is not None and knowledge_mllm.get("projector"):
-        from recbole_tpad.stages.knowledge_acquisition import load_projector
-
         load_projector(backbone, Path(knowledge_mllm["projector"]).parent)
-    backbone.load_adapter("K", adapter)
-    arrays = backbone.encode_items(items, adapter="K", progress=progress)
+    backbone.load_adapter(KNOWLEDGE, adapter)
+    arrays = backbone.encode_items(items, adapter=KNOWLEDGE, progress=progress)
     return {name: value[1:] for name, value in arrays.items() if name != "image_mask"}, arrays["image_mask"][1:]
