@@ -93,6 +93,11 @@ class SessionRecommender:
     def _cached_views(self, where):
         from recbole_tpad.features import read_cache
 
+        if where["folder"] is None:
+            raise DataError(
+                f"{self.model_file}: its item views were made in memory, not read from the feature cache, so its "
+                "sidecar cannot point at them; train with views from recbole_tpad.features or TPAD's stages."
+            )
         views = read_cache(where["folder"], where["key"])
         if views is None:
             raise DataError(

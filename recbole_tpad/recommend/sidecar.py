@@ -48,12 +48,18 @@ def write_sidecar(model_file, config, train_dataset, item_views=None, knowledge_
         "model": config["model"],
         "dataset_name": config["dataset"],
         "dataset": without_interactions(train_dataset),
-        "item_views": None if item_views is None else {"folder": str(item_views.folder), "key": item_views.manifest["key"]},
+        "item_views": None if item_views is None else _cache_pointer(item_views),
         "knowledge_mllm": knowledge_mllm,
     }
     with atomic_path(path) as tmp:
         torch.save(record, tmp, pickle_protocol=4)
     return path
+
+
+def _cache_pointer(item_views):
+    """Folder and key of cached views; ``folder`` None for views made in memory (a script's own)."""
+    key = item_views.manifest.get("key")
+    return {"folder": str(item_views.folder) if item_views.folder is not None and key else None, "key": key}
 
 
 def read_sidecar(model_file):
