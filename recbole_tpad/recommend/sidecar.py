@@ -34,7 +34,10 @@ def sidecar_path(model_file):
 
 def without_interactions(dataset):
     """A copy of a RecBole dataset with no interactions and no attached item views (small to save)."""
-    light = dataset.copy(dataset.inter_feat[:0])
+    from recbole.data.interaction import Interaction
+
+    # cloned: a slice is a view, and torch.save would write the whole interaction table behind it
+    light = dataset.copy(Interaction({k: v[:0].clone() for k, v in dataset.inter_feat.interaction.items()}))
     light.__dict__.pop("item_views", None)
     return light
 
