@@ -32,7 +32,7 @@ def time_requests(recommender, requests, topk):
     return np.array(seconds)
 
 
-def measure(model_file, sessions, requests=200, batches=8, topk=20, warmup=5):
+def measure(model_file, sessions, requests=200, batches=8, topk=20, warmup=5, item_file=None):
     import logging
 
     from recbole_tpad.recommend import load_recommender
@@ -40,6 +40,8 @@ def measure(model_file, sessions, requests=200, batches=8, topk=20, warmup=5):
     start = time.perf_counter()
     recommender = load_recommender(model_file, device="cpu")
     load_s = time.perf_counter() - start
+    if item_file and hasattr(recommender.model, "add_items"):  # the same catalogue as a model trained on every item
+        recommender.add_items(item_file)
     logging.getLogger().setLevel(logging.ERROR)  # unknown-token warnings are not what is timed
     stream = cycle(sessions)
     time_requests(recommender, [list(islice(stream, 1)) for _ in range(warmup)], topk)
@@ -69,6 +71,7 @@ def main(argv=None):
     parser.add_argument("--batches", type=int, default=8, help="requests at batch 256")
     parser.add_argument("--topk", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--item_file", default=None, help="items to add first to models that can (TPAD), as --item_file of recommend")
     args = parser.parse_args(argv)
 
     compat.apply()
@@ -79,7 +82,7 @@ def main(argv=None):
                              fields["ITEM_ID_FIELD"], fields["TIME_FIELD"])
     sessions = [items[:-1] for items in sessions.values() if len(items) >= 2]
     rows = [row for model_file in args.model_files.split(",")
-            for row in measure(model_file, sessions, args.requests, args.batches, args.topk)]
+            for row in measure(model_file, sessions, args.requests, args.batches, args.topk, item_file=args.item_file)]
     columns = list(rows[0])
     print("| " + " | ".join(columns) + " |\n|" + "---|" * len(columns))
     for row in rows:
