@@ -1,7 +1,8 @@
 """New items without retraining: withhold items from training entirely, add them back, rank them.
 
     python bench/new_items.py --dataset=hm-fashion                          # TPAD, KDSR, SASRec; 10% of the items
-    python bench/new_items.py --dataset=hm-fashion --sample=150 --set feature_backbone=tiny-llama --epochs=1   # smoke run
+    python bench/new_items.py --dataset=hm-fashion --sample=150 --epochs=1 --set feature_backbone=tiny-llama \
+        --set feature_image_encoder=tiny --set stage1_items_per_epoch=16 --set stage2_sessions_per_epoch=16   # smoke run
 
 Protocol (docs/recommend.md):
 
