@@ -6,10 +6,11 @@ from pathlib import Path
 from recbole_tpad.utils import resolve_data_path
 
 
-def write_sample(dataset, out_root, n_sessions=150):
-    """Copy the first ``n_sessions`` sessions of ``dataset``, only their items and those items'
-    images, under ``out_root/<dataset>/``. Returns ``out_root``."""
-    source = Path(resolve_data_path(dataset)) / dataset
+def write_sample(dataset, out_root, n_sessions=150, source_root=None):
+    """Copy the first ``n_sessions`` sessions of ``dataset`` (found as the runner finds it, or under
+    ``source_root``), only their items and those items' images, under ``out_root/<dataset>/``.
+    Returns ``out_root``."""
+    source = Path(resolve_data_path(dataset, source_root)) / dataset
     target = Path(out_root) / dataset
     target.mkdir(parents=True, exist_ok=True)
     sessions, items = set(), set()

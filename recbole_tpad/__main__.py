@@ -43,11 +43,12 @@ def parse_overrides(overrides):
 def main(argv=None):
     args, config_dict = parse_args(argv)
     from recbole_tpad import distributed
-    from recbole_tpad.errors import PluginError
+    from recbole_tpad.errors import exit_status
     from recbole_tpad.model_defaults import user_settings
 
     config_files = args.config_files.split() if args.config_files else None
-    try:
+
+    def command():
         keys = distributed.torchrun_keys()
         if keys is not None:  # one of torchrun's processes: the ranks are torchrun's
             return run_command(args, config_files, dict(config_dict, **keys))
@@ -56,14 +57,11 @@ def main(argv=None):
         if nproc > 1 and "local_rank" not in settings:  # start the ranks, as RecBole's run(nproc=...) does
             config_dict.update(distributed.launch_keys(nproc, settings))
             # by its importable name: under `python -m recbole_tpad` this module is __main__, which spawned ranks cannot see
-            from recbole_tpad.__main__ import run_command as command
-            return distributed.launch(command, (args, config_files), config_dict, nproc)
+            from recbole_tpad.__main__ import run_command as run
+            return distributed.launch(run, (args, config_files), config_dict, nproc)
         return run_command(args, config_files, config_dict)
-    except PluginError as error:
-        if args.debug:
-            raise
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+
+    return exit_status(command, args.debug)
 
 
 def run_command(args, config_files, config_dict):

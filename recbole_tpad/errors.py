@@ -11,3 +11,17 @@ class ConfigError(PluginError, ValueError):
 
 class DataError(PluginError, ValueError):
     """A data file is missing or malformed."""
+
+
+def exit_status(command, debug=False):
+    """Run a command line's ``command()`` and return its exit status; a ``PluginError`` prints its
+    message alone (``debug``: raises, for the traceback) and gives 2."""
+    import sys
+
+    try:
+        return command()
+    except PluginError as error:
+        if debug:
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return 2

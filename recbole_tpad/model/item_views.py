@@ -16,8 +16,9 @@ The views hang on that dataset object as ``dataset.item_views``, a
 :class:`recbole_tpad.features.ItemViews`: ``views`` maps names to ``(n_items, dim)`` arrays whose
 rows follow RecBole's internal item ids (row 0 the padding item), ``image_mask`` is True where the
 item has a photo. Checkpoints hold trained weights only: the frozen views come back from their
-cache when the runner prepares them again. In a distributed run every rank prepares them together:
-each encodes its share of the items, and rank 0 alone writes the caches.
+cache when the runner prepares them again, or when :mod:`recbole_tpad.recommend` loads a
+checkpoint (its sidecar names the cache folder). In a distributed run every rank prepares them
+together: each encodes its share of the items, and rank 0 alone writes the caches.
 """
 
 from logging import getLogger

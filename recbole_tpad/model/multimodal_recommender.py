@@ -24,7 +24,8 @@ A subclass implements:
   ``auxiliary_losses(interaction, items)`` (extra loss terms, logged apart by RecBole's trainer).
 
 The frozen views become non-persistent buffers: checkpoints hold the trained weights, not the
-frozen features, which come back from their cache.
+frozen features, which come back from their cache (``recbole_tpad.recommend``: through the
+checkpoint's sidecar).
 """
 
 import torch

@@ -24,7 +24,7 @@ from recbole_tpad.model.item_views import VIEWS
 from recbole_tpad.model.multimodal_recommender import MultimodalSequentialRecommender
 from recbole_tpad.model.renamed_keys import renamed_key
 from recbole_tpad.model.session_encoders import build_session_encoder, keep_recent_items, session_encoder_name
-from recbole_tpad.model.view_adapters import ViewAdapter, check_view_adapter, standardize_view
+from recbole_tpad.model.view_adapters import ViewAdapter, check_view_adapter, standardize_view, view_statistics
 
 FUSIONS = ("learned", "fixed")
 
@@ -73,6 +73,7 @@ class TPAD(MultimodalSequentialRecommender):
         self.neighbour_views = list(config["neighbour_views"] or [])
         fusion_weights = dict(config["fusion_weights"] or {})
         fusion_weights = torch.tensor([float(fusion_weights.get(v, 1.0)) for v in self.views])
+        self.frozen_views = self.required_views(config)
         views, image_mask = self.read_item_views(config, dataset)
 
         # define layers and loss
@@ -181,15 +182,57 @@ class TPAD(MultimodalSequentialRecommender):
         return item_views, dict(info, **pipeline.heldout_figures())
 
     def _register_frozen_views(self, views, image_mask):
+        self._view_stats = {}  # the training items' standardisation, kept for items added later
         for name in self.neighbour_views:  # unit rows; zero for the padding item and missing photos
             unit = F.normalize(views[name], dim=1) * self._rows_with_view(name, image_mask).unsqueeze(1)
             self.register_buffer(f"neighbour_{name}", unit, persistent=False)
         for name in self.views:
             if name == "id":
                 continue
-            self.register_buffer(f"view_{name}", standardize_view(views[name], self._rows_with_view(name, image_mask)),
+            valid = self._rows_with_view(name, image_mask)
+            self._view_stats[name] = view_statistics(views[name], valid)
+            self.register_buffer(f"view_{name}", standardize_view(views[name], valid, statistics=self._view_stats[name]),
                                  persistent=False)
         self.register_buffer("image_mask", image_mask, persistent=False)
+
+    @torch.no_grad()
+    def add_items(self, views, image_mask):
+        r"""Append items that had no interaction in training; they get ids ``n_items, n_items + 1, ...``.
+
+        They are scored through the frozen views alone: their rows of the ID table are zero, their
+        frozen views are standardised with the training items' statistics and go through the
+        trained view adapters, like every other item.
+
+        Args:
+            views (dict): name -> ``[n_new, dim]`` frozen views of the new items (every name of
+                :meth:`required_views`), made as the training items' were.
+            image_mask (torch.BoolTensor): ``[n_new]``, True where the new item has a photo.
+        """
+        if not self.frozen_views:
+            raise ConfigError(f"TPAD with views={self.views} scores items by their trained ID rows only; "
+                              "it cannot score items it was not trained with (give it a frozen view, e.g. text).")
+        image_mask = torch.as_tensor(image_mask, dtype=torch.bool).reshape(-1)
+        n_new = image_mask.numel()
+        rows = {name: torch.ones(n_new, dtype=torch.bool) if name != "image" else image_mask for name in VIEWS}
+        device = self.image_mask.device
+        for name in self.frozen_views:
+            view = torch.as_tensor(views[name], dtype=torch.float32).cpu()
+            if name in self.neighbour_views:
+                unit = F.normalize(view, dim=1) * rows[name].unsqueeze(1)
+                self._append_rows(f"neighbour_{name}", unit.to(device))
+            if name in self._view_stats:
+                new = standardize_view(view, rows[name], statistics=[s.cpu() for s in self._view_stats[name]])
+                self._append_rows(f"view_{name}", new.to(device))
+        self._append_rows("image_mask", image_mask.to(device))
+        if self.item_embedding is not None:
+            weight = self.item_embedding.weight
+            self.item_embedding.weight = nn.Parameter(torch.cat([weight, weight.new_zeros(n_new, weight.size(1))]))
+            self.item_embedding.num_embeddings += n_new
+        self.n_items += n_new
+        self._item_cache = None
+
+    def _append_rows(self, buffer, rows):
+        setattr(self, buffer, torch.cat([getattr(self, buffer), rows]))
 
     # ------------------------------------------------------------------ scoring
     def item_representations(self):

@@ -16,7 +16,22 @@ from recbole_tpad.errors import ConfigError
 VIEW_ADAPTERS = ("linear", "mlp")
 
 
-def standardize_view(view, valid=None, eps=1e-6):
+def _all_but_padding(view):
+    valid = torch.ones(view.size(0), dtype=torch.bool)
+    valid[0] = False
+    return valid
+
+
+def view_statistics(view, valid=None, eps=1e-6):
+    r"""``(mean, scale)`` per dimension of ``view``'s ``valid`` rows (default: all but row 0), for :func:`standardize_view`."""
+    valid = _all_but_padding(view) if valid is None else valid
+    if valid.sum() < 2:
+        raise ValueError("standardize_view needs at least two valid rows.")
+    rows = view[valid]
+    return rows.mean(0), rows.std(0) + eps
+
+
+def standardize_view(view, valid=None, eps=1e-6, statistics=None):
     r"""Zero mean, unit variance per dimension over the ``valid`` rows; other rows become zero.
 
     LLM hidden states have a few dimensions of very large magnitude; standardising keeps one of
@@ -25,14 +40,12 @@ def standardize_view(view, valid=None, eps=1e-6):
     Args:
         view (torch.Tensor): ``[n_items, dim]``.
         valid (torch.BoolTensor, optional): ``[n_items]`` rows to fit on (default: all but row 0).
+        statistics (tuple, optional): ``(mean, scale)`` fitted before (:func:`view_statistics`), for
+            rows added later; ``valid`` then only says which rows to keep.
     """
-    if valid is None:
-        valid = torch.ones(view.size(0), dtype=torch.bool)
-        valid[0] = False
-    if valid.sum() < 2:
-        raise ValueError("standardize_view needs at least two valid rows.")
-    rows = view[valid]
-    out = (view - rows.mean(0)) / (rows.std(0) + eps)
+    valid = _all_but_padding(view) if valid is None else valid
+    mean, scale = statistics if statistics is not None else view_statistics(view, valid, eps)
+    out = (view - mean) / scale
     return out * valid.unsqueeze(-1).to(out.dtype)
 
 

@@ -57,7 +57,9 @@ def test_nproc_2_on_the_command_line_matches_one_process_and_evaluates_exactly(o
     assert capfd.readouterr().out.count("| GRU4Rec |") == 1  # rank 0 alone prints the table
     with open(results, newline="") as f:
         (row,) = list(csv.DictReader(f))
-    (checkpoint,) = (tmp_path / "saved").glob("*.pth")  # rank 1 writes none
+    (checkpoint,) = [p for p in (tmp_path / "saved").glob("*.pth")  # rank 1 writes none
+                     if not p.name.endswith(".sidecar.pth")]
+    assert len(list((tmp_path / "saved").glob("*.sidecar.pth"))) == 1
     assert len(list((tmp_path / "log").rglob("*.log"))) == 1  # nor a log
     one = train_and_test("GRU4Rec", "tiny", odd_dataset)
     for metric, value in one["test_result"].items():
