@@ -10,8 +10,8 @@ HEADLINE_MODELS = {"GRU4Rec", "SASRec", "SRGNN", "KDSR", "TPAD"}
 # TPAD's stage ablations: with every seed, so that a part's effect is read against seed noise.
 SEEDED_VARIANTS = {"no_gen", "no_amie", "no_hmie", "no_distill"}
 # The learning curve of the Transition Distillation Stage: rows TPAD-pairs_N train stage 2 on N
-# training pairs (every seed); TPAD-no_distill is its point 0 and TPAD its default.
-STAGE2_CURVE_PAIRS = (1024, 4096, 16384)
+# training pairs (every seed); TPAD-no_distill is its point 0 and TPAD its default (1,024).
+STAGE2_CURVE_PAIRS = (256, 4096, 16384)
 
 
 def tpad_variants(has_images):

@@ -60,7 +60,7 @@ class StageConfig:
     hmie: bool = True
     distillation: bool = True
     stage1_epochs: int = 1
-    stage1_items_per_epoch: int = 0
+    stage1_items_per_epoch: int = 2048
     stage1_batch_size: int = 32
     stage1_learning_rate: float = 5e-4
     stage1_gen_weight: float = 1.0
@@ -68,11 +68,11 @@ class StageConfig:
     stage1_projector_items: int = 512
     stage1_heldout_items: int = 256
     stage2_epochs: int = 1
-    stage2_sessions_per_epoch: int = 8192
+    stage2_sessions_per_epoch: int = 1024
     stage2_batch_size: int = 32
     stage2_learning_rate: float = 5e-4
     stage2_bank_refresh: int = 64
-    stage2_heldout_pairs: int = 2000
+    stage2_heldout_pairs: int = 1000
     stage2_gen_t_weight: float = 1.0
     stage2_next_weight: float = 1.0
     stage2_amie_weight: float = 0.5
