@@ -6,9 +6,8 @@ Prompts of the two TPAD stages, built from the item table and the TRAINING split
 - :func:`training_sessions` reads ``(session prefix, next item)`` pairs from RecBole's training
   dataset (``train_data.dataset``: the augmented sequences whose targets are training interactions
   only; validation and test targets never appear there).
-- :class:`SessionPromptBuilder` turns a prefix into the Transfer-MLLM's session prompt
-  ``"A shopper viewed: 1. {title_1} ... n. {title_n}. Next item:"`` (last ``L`` items) and the next
-  item into its answer (the title to generate).
+- The session prompts themselves are built from cached item states
+  (:meth:`recbole_tpad.stages.transition_distillation.TransitionDistillation.session_inputs`).
 - :func:`knowledge_example` splits an item's text into the Knowledge-MLLM's prompt (the title) and
   the held-out knowledge it must generate (brand, categories, description, where present).
 """
@@ -77,51 +76,6 @@ def training_sessions(train_dataset):
 
 def _words(text, max_words):
     return " ".join(text.split()[:max_words])
-
-
-def item_title(record, max_words):
-    r"""An item's short name: its first non-empty text field (the title if present), in words."""
-    for value in record.fields.values():
-        if value and value.strip():
-            return _words(value.strip(), max_words)
-    return f"item {record.item_id}"
-
-
-class SessionPromptBuilder:
-    r"""Session prompts of the Transition Distillation Stage.
-
-    Args:
-        records (list[ItemRecord]): ``ItemTable.records``, row = internal item id.
-        max_items (int): ``L``, the number of most recent items in a prompt.
-        title_words (int): words kept of each title.
-    """
-
-    header = "A shopper viewed:"
-    footer = " Next item:"
-
-    def __init__(self, records, max_items=5, title_words=10):
-        if max_items < 1 or title_words < 1:
-            raise ValueError(f"max_items and title_words must be >= 1, got {max_items} and {title_words}")
-        self.max_items = max_items
-        self.titles = [item_title(record, title_words) for record in records]
-
-    def prompt(self, prefix):
-        r"""``"A shopper viewed: 1. {title_1} ... n. {title_n}. Next item:"`` for the last ``L`` ids."""
-        prefix = list(prefix)[-self.max_items:]
-        if not prefix:
-            raise ValueError("a session prompt needs at least one viewed item")
-        listed = " ".join(f"{n}. {self.titles[i].rstrip('.')}." for n, i in enumerate(prefix, start=1))
-        return f"{self.header} {listed}{self.footer}"
-
-    def answer(self, item):
-        r"""The generation target of ``L_gen^T``: the next item's title."""
-        return " " + self.titles[item]
-
-    def batch(self, sessions, rows):
-        r"""Prompts, answers and targets ``(list[str], list[str], LongTensor)`` of training pairs ``rows``."""
-        prompts = [self.prompt(sessions.prefix(r, self.max_items)) for r in rows]
-        targets = sessions.target[torch.as_tensor(rows, dtype=torch.long)]
-        return prompts, [self.answer(int(t)) for t in targets], targets
 
 
 def knowledge_example(record, field_labels=None, answer_words=32, prompt_field=None):

@@ -5,7 +5,6 @@ import torch
 
 from recbole_tpad.features.items import ItemRecord
 from recbole_tpad.stages.session_prompts import (
-    SessionPromptBuilder,
     TrainingSessions,
     knowledge_example,
     sample_rows,
@@ -62,18 +61,27 @@ def _records():
     ]
 
 
-def test_session_prompt_format_keeps_the_last_l_items():
-    builder = SessionPromptBuilder(_records(), max_items=2, title_words=4)
-    assert builder.prompt([1, 2, 3]) == "A shopper viewed: 1. Blue Shirt with a. 2. Hat. Next item:"
-    assert builder.prompt([1]) == "A shopper viewed: 1. Red Dress. Next item:"
-    assert builder.answer(1) == " Red Dress"
-    sessions = TrainingSessions(torch.tensor([[1, 2, 0], [3, 0, 0]]), torch.tensor([2, 1]), torch.tensor([3, 1]),
-                                torch.tensor([1, 2]))
-    prompts, answers, targets = builder.batch(sessions, [1, 0])
-    assert prompts[0] == "A shopper viewed: 1. Hat. Next item:"
-    assert answers == [" Red Dress", " Hat"] and targets.tolist() == [1, 3]
-    with pytest.raises(ValueError):
-        builder.prompt([])
+def test_heldout_pairs_are_whole_sessions_and_seeded():
+    from recbole_tpad.stages.transition_distillation import heldout_pairs
+
+    session = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 2, 3, 4, 4])
+    pairs = TrainingSessions(torch.zeros(12, 3, dtype=torch.long), torch.ones(12, dtype=torch.long),
+                             torch.ones(12, dtype=torch.long), session)
+    rows = heldout_pairs(pairs, limit=5, seed=1)
+    assert 0 < len(rows) <= 5 and list(rows) == list(heldout_pairs(pairs, limit=5, seed=1))
+    held = set(session[rows].tolist())
+    assert all((session[rows] == s).sum() == (session == s).sum() for s in held)  # no session split in two
+    assert len(heldout_pairs(pairs, limit=0, seed=1)) == 0
+
+
+def test_knowledge_spans_are_cut_to_their_first_words():
+    from recbole_tpad.features.prompt import item_prompt_spans
+    from recbole_tpad.stages.item_states import first_words
+
+    prompt, title, knowledge = item_prompt_spans(ItemRecord("x", {"title": "Red lip stick", "brand": "Foo Bar"}))
+    assert prompt[slice(*title)] == "Red lip stick" and prompt[slice(*knowledge)] == "Brand: Foo Bar."
+    assert prompt[slice(*first_words(prompt, title, 2))] == "Red lip"
+    assert first_words(prompt, None, 3) is None
 
 
 def test_knowledge_example_prompts_the_title_and_holds_out_the_rest():
