@@ -132,8 +132,7 @@ def main():
     stage2 = TransitionDistillation(backbone, states, sessions, s, heldout_pairs(sessions, s.stage2_heldout_pairs,
                                                                                pipeline.seed), pipeline.seed)
     clock = time.perf_counter()
-    stage2.bank.copy_(stage2.item_features("T", np.arange(len(states))))
-    stage2.bank_ready = True
+    stage2._refresh_bank(0)  # the first fill, as the first step would do it (also the untrained T's features)
     record("stage2_bank_init", time.perf_counter() - clock, len(states) - 1, "items")
     evaluate, stage2.evaluate = stage2.evaluate, None  # timed apart below
     clock = time.perf_counter()

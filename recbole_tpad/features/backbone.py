@@ -157,18 +157,10 @@ class Backbone(nn.Module):
         return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
 
     # ----------------------------------------------------------------------------- forward
-    @contextlib.contextmanager
     def autocast(self):
-        if self.settings.dtype != "bf16":
-            yield
-            return
-        from peft.helpers import disable_input_dtype_casting
-
-        # peft would cast every LoRA input to the adapters' float32 (a copy per adapted module);
-        # under autocast the LoRA matmuls run in bf16 anyway
-        with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16), \
-                disable_input_dtype_casting(self.model):
-            yield
+        if self.settings.dtype == "bf16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
 
     def forward(self, inputs):
         with self.autocast():
@@ -289,6 +281,13 @@ class Backbone(nn.Module):
         self._adapter_configs[name] = config
         for parameter in self.adapter_parameters(name):
             parameter.data = parameter.data.float()  # trainable weights in fp32 even on a bf16 base
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        for module in self.model.modules():
+            if isinstance(module, BaseTunerLayer):
+                # peft would copy every LoRA input to the adapters' float32; under autocast the LoRA
+                # matmuls run in bf16 anyway (4.6x faster item encoding, docs/stages.md)
+                module.cast_input_dtype_enabled = False
         self.set_adapter(self.active_adapter)
         return config
 

@@ -143,10 +143,8 @@ def compute_item_states(backbone, items, top_layers, settings, batch_size, show_
     for part in all_gather_object({r: per_row[r] for rows in batches for r in rows}):  # every rank's rows
         for r, tensors in part.items():
             per_row[r] = tensors
-    hidden = backbone.hidden_size
-    empty = {"states": torch.zeros(0, hidden, dtype=per_row[1]["states"].dtype if len(per_row) > 1 else torch.float32), "input_ids": torch.zeros(0, dtype=torch.long),
-             "positions": torch.zeros(per_row[1]["positions"].size(0) if len(per_row) > 1 else 1, 0, dtype=torch.long),
-             **{name: torch.zeros(0, dtype=torch.bool) for name in MASKS}}
+    first = per_row[1]  # the padding row 0 holds no token, in the tensors' dtypes and position axes
+    empty = {name: value[..., :0] if name == "positions" else value[:0] for name, value in first.items()}
     per_row[0] = empty
     tensors = {name: torch.cat([row[name] for row in per_row], dim=-1 if name == "positions" else 0)
                for name in empty}
