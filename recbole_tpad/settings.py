@@ -25,7 +25,7 @@ from recbole_tpad.utils import PROPERTIES_DIR
 # or the distributed launcher, or read by RecBole's code with a default of its own
 RUNTIME_KEYS = (
     "model", "dataset", "data_path", "config_files", "device", "encoding", "local_rank", "nproc", "offset",
-    "world_size", "single_spec", "verbose", "MODEL_TYPE", "MODEL_INPUT_TYPE", "eval_type", "valid_neg_sample_args",
+    "world_size", "ip", "port", "single_spec", "verbose", "MODEL_TYPE", "MODEL_INPUT_TYPE", "eval_type", "valid_neg_sample_args",
     "test_neg_sample_args", "CROP_ITEM_SEQ", "CROP_ITEM_SEQ_LEN", "INVERSE_ITEM_SEQ", "MASK_INDEX", "MASK_ITEM_SEQ",
     "NEG_ITEMS", "POS_ITEMS", "REORDER_ITEM_SEQ", "feature_num", "token_num_threshold",
 )

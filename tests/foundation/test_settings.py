@@ -38,7 +38,7 @@ def test_unread_keys_are_named(caplog, tmp_path):
     user_file = tmp_path / "mine.yaml"
     user_file.write_text(yaml.safe_dump({"stage1_epochs": 2, "stage1_epoch": 2}))
     overrides = {"feature_bakcbone": "tiny-llama", "epochs": 1, "backbone": "SASRec", "hidden_size": 8,
-                 "MAX_ITEM_LIST_LENGTH": 5, "n_layers": 1, "gpu_id": "0"}
+                 "MAX_ITEM_LIST_LENGTH": 5, "n_layers": 1, "gpu_id": "0", "ip": "127.0.0.1", "port": 1234}
     assert unread_keys(overrides) == ["feature_bakcbone"]
     assert warn_unread_keys([str(user_file)], overrides) == ["stage1_epoch", "feature_bakcbone"]
     assert "`stage1_epoch`" in caplog.text and "`feature_bakcbone`" in caplog.text and "`epochs`" not in caplog.text
