@@ -113,7 +113,7 @@ def main():
     n_all = len(items) - 1
     if args.full:
         start = time.perf_counter()
-        views = get_item_views(config, dataset, backbone=backbone, cache_tag=f"bench-{time.time()}")
+        views = get_item_views(config, dataset, settings, backbone=backbone, cache_tag=f"bench-{time.time()}")
         seconds = time.perf_counter() - start
         table = items
         result_extra = {"folder": str(views.folder)}

@@ -42,7 +42,7 @@ def smoke():
     prompts = ["Item: Red Shirt.", "Item: Hat.", "Item: Blue Scarf."]
     result = {}
     for kind in ["tiny-llama", "tiny-qwen2-vl", "tiny-llava", "tiny-smolvlm", "tiny-idefics3"]:
-        backbone = build_backbone(FeaturesConfig(backbone=kind, device="cuda", dtype="bf16"))
+        backbone = build_backbone(FeaturesConfig.from_config({"feature_backbone": kind, "feature_device": "cuda", "feature_dtype": "bf16"}))
         backbone.add_adapter("K")
         backbone.set_adapter("K")
         out = backbone(backbone.prepare(prompts, images, answers=["a", "b", "c"]))
@@ -69,7 +69,7 @@ def throughput(config_dir, n_items=2047):
     image_dir.mkdir(exist_ok=True)
     result = {}
     for with_images, batch in [(False, 64), (False, 256), (True, 64), (True, 256)]:
-        settings = FeaturesConfig(device="cuda", dtype="bf16", batch_size=batch)
+        settings = FeaturesConfig.from_config({"feature_device": "cuda", "feature_dtype": "bf16", "feature_batch_size": batch})
         backbone = CausalBackbone(settings, llm, tokenizer, "smollm2-architecture-random",
                                   build_image_encoder("efficientnet-lite0", 224)).to("cuda")
         records = [ItemRecord("[PAD]", {"title": ""}, None, True)]

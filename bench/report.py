@@ -72,7 +72,7 @@ def stage2_curve(rows, default_pairs=None):
     """Points of the stage-2 learning curve: TPAD-no_distill (0 pairs), TPAD-pairs_N and TPAD (its default)."""
     from recbole_tpad.stages.config import StageConfig
 
-    default_pairs = default_pairs or StageConfig().stage2_sessions_per_epoch
+    default_pairs = default_pairs or StageConfig.from_config({}).stage2_sessions_per_epoch
     names = {"TPAD-no_distill": 0, "TPAD": default_pairs}
     names.update({row["model"]: int(row["model"].split("_")[1]) for row in rows
                   if row["model"].startswith("TPAD-pairs_")})

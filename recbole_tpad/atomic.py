@@ -1,6 +1,7 @@
 """Atomic writes: a temporary name beside the target, ``os.replace``, and the clean-up of leftovers.
 
-Every file or folder the plugin writes is first written under ``.<name>.tmp-<pid>-...`` in its
+The plugin's one atomic writer (:func:`atomic_path`): the keyed cache store (``recbole_tpad.store``),
+checkpoints, sidecars and result tables all write through it. Every file or folder is first written under ``.<name>.tmp-<pid>-...`` in its
 final folder and then moved into place, so a reader sees the old file or the new one, never half
 of one. A run killed in between leaves the temporary behind; :func:`remove_stale_temps` deletes
 those whose process is gone (or that are older than an hour, in case the pid was reused) the next
@@ -65,13 +66,16 @@ def remove_stale_temps(folder, max_age=STALE_AFTER_S):
 
 @contextmanager
 def atomic_path(path):
-    """Yield a temporary path to write; on success it replaces ``path``, on any error it is removed."""
+    """Yield a temporary path to write (a file, or a folder the caller makes); on success it replaces
+    ``path`` (a folder replaces the folder there), on any error it is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(path.parent)
     tmp = temp_name(path)
     try:
         yield tmp
+        if tmp.is_dir() and path.is_dir():  # a damaged or older folder under the same name
+            shutil.rmtree(path)
         os.replace(tmp, path)
     finally:
         if tmp.is_dir():

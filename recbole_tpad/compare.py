@@ -1,20 +1,19 @@
 """Run several models on one dataset, split and seed, and tabulate their test results."""
 
 import csv
-import hashlib
-import json
 import os
-import tempfile
 import traceback
 from logging import getLogger
 from pathlib import Path
 
 from recbole.utils import get_local_time
 
+from recbole_tpad.atomic import atomic_path
 from recbole_tpad.distributed import is_main_process
 from recbole_tpad.errors import PluginError
 from recbole_tpad.model_defaults import trained_loss
 from recbole_tpad.quick_start import run_recbole_tpad
+from recbole_tpad.store import file_sha256, stable_hash
 from recbole_tpad.utils import PROPERTIES_DIR
 
 LEADING_COLUMNS = ["model", "dataset", "seed"]
@@ -60,19 +59,11 @@ def to_markdown(rows):
 
 
 def write_csv(rows, path):
-    """Write the table atomically: a reader never sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=table_columns(rows), restval="")
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    """Write the table atomically (``recbole_tpad.atomic``): a reader never sees half a file."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=table_columns(rows), restval="")
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def finished_rows(csv_path):
@@ -110,12 +101,9 @@ def settings_fingerprint(dataset, config_file_list, config_dict):
     """
     package = Path(__file__).resolve().parent
     sources = sorted(package.rglob("*.py")) + sorted(PROPERTIES_DIR.rglob("*.yaml")) + [Path(n) for n in config_file_list or []]
-    digest = hashlib.sha256(dataset.encode("utf-8"))
-    for path in sources:
-        digest.update(path.read_bytes())
     overrides = {key: str(value) for key, value in config_dict.items() if key not in DISPLAY_KEYS}
-    digest.update(json.dumps(overrides, sort_keys=True).encode("utf-8"))
-    return digest.hexdigest()[:12]
+    return stable_hash({"dataset": dataset, "sources": [file_sha256(path) for path in sources],
+                        "overrides": overrides}, length=12)
 
 
 def compare_models(models, dataset, config_file_list=None, config_dict=None, results_file=None, resume=False):

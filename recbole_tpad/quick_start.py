@@ -21,8 +21,8 @@ from recbole_tpad.data.atomic_check import check_dataset_files
 from recbole_tpad.errors import ConfigError
 from recbole_tpad.model_defaults import build_model, model_defaults, user_settings
 from recbole_tpad.model.item_views import prepare_item_views
-from recbole_tpad.recommend.new_items import knowledge_mllm_folders
 from recbole_tpad.recommend.sidecar import write_sidecar
+from recbole_tpad.settings import warn_unread_keys
 from recbole_tpad.utils import PROPERTIES_DIR, get_model, get_trainer, resolve_data_path
 
 
@@ -129,6 +129,7 @@ def run_recbole_tpad(model, dataset, config_file_list=None, config_dict=None, sa
     logger = getLogger()
     logger.info(sys.argv)
     logger.info(config)
+    warn_unread_keys(config_file_list, config_dict)  # RecBole ignores a misspelt key without a word
 
     for note in check_dataset_files(config):
         logger.warning(note)
@@ -149,8 +150,7 @@ def run_recbole_tpad(model, dataset, config_file_list=None, config_dict=None, sa
     ))
     if saved and distributed.is_main_process():  # what recbole_tpad.recommend needs beside the checkpoint
         write_sidecar(trainer.saved_model_file, config, train_data._dataset, item_views,
-                      knowledge_mllm_folders(config, train_data._dataset)
-                      if item_views is not None and hasattr(model, "add_items") else None)
+                      item_views.knowledge_mllm if item_views is not None and hasattr(model, "add_items") else None)
     epoch_timer = _EpochTimer(trainer)
 
     best_valid_score, best_valid_result = trainer.fit(

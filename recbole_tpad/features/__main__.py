@@ -51,15 +51,19 @@ def extract(dataset_name, config_files=None, overrides=None):
 
     from recbole_tpad.data.atomic_check import check_dataset_files
     from recbole_tpad.features.cache import get_item_views
+    from recbole_tpad.features.config import FeaturesConfig
     from recbole_tpad.quick_start import load_config
+    from recbole_tpad.settings import warn_unread_keys
 
     config = load_config("SASRec", dataset_name, config_files, dict(overrides or {}))  # applies compat shims
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
+    warn_unread_keys(config_files, overrides)
     for note in check_dataset_files(config):
         logging.getLogger().warning(note)
     dataset = create_dataset(config)
-    views = get_item_views(config, dataset, progress=config["show_progress"] is not False)
+    views = get_item_views(config, dataset, FeaturesConfig.from_config(config),
+                           progress=config["show_progress"] is not False)
     return views.folder
 
 

@@ -86,8 +86,9 @@ class Backbone(nn.Module):
     def _lm_head(self):
         return self.model.get_output_embeddings()
 
-    def _lora_targets(self):
-        return list(self.settings.lora_target_modules)
+    def _lora_excluded(self):
+        """Modules the LoRA targets must not hit (a peft ``exclude_modules`` regex), or None: the LLM's only."""
+        return None
 
     def describe(self):
         """What the features came from, for the cache manifest."""
@@ -262,19 +263,37 @@ class Backbone(nn.Module):
     def adapter_names(self):
         return list(self._adapter_configs)
 
-    def add_adapter(self, name, r=None, alpha=None, dropout=None, target_modules=None):
-        """Attach a fresh LoRA adapter ``name`` (trainable) to the LLM; does not activate it."""
+    def lora_config(self, top_layers=0):
+        """The peft ``LoraConfig`` of a new adapter: the ``feature_lora_*`` settings, on the LLM's
+        ``top_layers`` last layers (peft's ``layers_to_transform``; 0: every layer).
+
+        With LoRA only near the top, backward stops there: nothing below needs a gradient (unless a
+        trainable projector feeds the input).
+        """
         from peft import LoraConfig
 
-        if name in self._adapter_configs:
-            raise ValueError(f"Adapter '{name}' already exists; adapters: {self.adapter_names}.")
-        config = LoraConfig(
-            r=r or self.settings.lora_r,
-            lora_alpha=alpha or self.settings.lora_alpha,
-            lora_dropout=self.settings.lora_dropout if dropout is None else dropout,
-            target_modules=target_modules or self._lora_targets(),
+        count = self.num_layers
+        top = list(range(count - top_layers, count)) if 0 < top_layers < count else None
+        return LoraConfig(
+            r=self.settings.lora_r,
+            lora_alpha=self.settings.lora_alpha,
+            lora_dropout=self.settings.lora_dropout,
+            target_modules=list(self.settings.lora_target_modules),
+            exclude_modules=self._lora_excluded(),
+            layers_to_transform=top,
+            layers_pattern="layers" if top else None,
             bias="none",
         )
+
+    def add_adapter(self, name, top_layers=0, config=None):
+        """Attach a fresh LoRA adapter ``name`` (trainable) to the LLM; does not activate it.
+
+        ``config``: a peft ``LoraConfig`` (one read back by :meth:`load_adapter`); by default
+        :meth:`lora_config` of ``top_layers``.
+        """
+        if name in self._adapter_configs:
+            raise ValueError(f"Adapter '{name}' already exists; adapters: {self.adapter_names}.")
+        config = config or self.lora_config(top_layers)
         with warnings.catch_warnings():  # peft warns that a model with adapters gets one more: intended
             warnings.filterwarnings("ignore", message="Already found a `peft_config`")
             self.model.add_adapter(config, adapter_name=name)
@@ -308,9 +327,16 @@ class Backbone(nn.Module):
                 parameter.requires_grad_(True)
 
     def adapter_named_parameters(self, name):
-        """``(name, parameter)`` of LoRA adapter ``name``'s weights (peft names them ``lora_A.<adapter>``)."""
-        marks = (f".lora_A.{name}.", f".lora_B.{name}.")
-        return [(n, p) for n, p in self.model.named_parameters() if any(m in n for m in marks)]
+        """``(name, parameter)`` of LoRA adapter ``name``'s weights, named as in ``model.named_parameters()``:
+        the ``lora_A[name]`` / ``lora_B[name]`` modules of every peft LoRA layer."""
+        from peft.tuners.lora import LoraLayer
+
+        named = []
+        for prefix, module in self.model.named_modules():
+            if isinstance(module, LoraLayer) and name in module.lora_A:
+                for part in ("lora_A", "lora_B"):
+                    named += [(f"{prefix}.{part}.{name}.{n}", p) for n, p in getattr(module, part)[name].named_parameters()]
+        return named
 
     def adapter_parameters(self, name):
         return [p for _, p in self.adapter_named_parameters(name)]
@@ -338,10 +364,8 @@ class Backbone(nn.Module):
         from safetensors.torch import load_file
 
         folder = Path(folder)
-        config = LoraConfig.from_pretrained(str(folder))
         if name not in self.adapter_names:
-            self.add_adapter(name, r=config.r, alpha=config.lora_alpha, dropout=config.lora_dropout,
-                             target_modules=sorted(config.target_modules))
+            self.add_adapter(name, config=LoraConfig.from_pretrained(str(folder)))
         state = {k[len(PEFT_PREFIX):] if k.startswith(PEFT_PREFIX) else k: v
                  for k, v in load_file(str(folder / "adapter_model.safetensors")).items()}
         result = set_peft_model_state_dict(self.model, state, adapter_name=name)

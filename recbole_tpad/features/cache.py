@@ -1,31 +1,27 @@
-"""Cached item views on disk: one folder per (data, backbone, adapter, prompt), written atomically.
+"""Cached item views on disk: one store entry per (data, backbone, adapter, prompt).
 
-Layout of a folder: ``manifest.json`` (written last) and ``<view>.npy`` of shape
-``(num_items, dim)`` per view, plus ``image_mask.npy``. A folder is built under a temporary
-name, re-read and checked, then renamed into place; a folder that fails the check on load
-(half-written, edited, truncated) is never used: it is rebuilt.
+An entry of the keyed store (``recbole_tpad.store``), ``<cache>/item_views/<dataset>/views-<key>/``:
+``<view>.npy`` of shape ``(num_items, dim)`` per view, ``image_mask.npy`` and ``manifest.json``
+(written last). An entry is committed atomically and checked on load (the store's file sizes and
+hashes, then the arrays' shapes, dtype and finiteness); one that fails (half-written, edited,
+truncated) is never used: it is rebuilt.
 """
 
 import dataclasses
-import hashlib
-import json
 import logging
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from recbole_tpad.atomic import remove_stale_temps, temp_name
 from recbole_tpad.distributed import main_process_first, write_once
-from recbole_tpad.features.config import FeaturesConfig
 from recbole_tpad.features.encode import VIEWS
 from recbole_tpad.features.prompt import template_description
+from recbole_tpad.store import CacheEntry, bytes_sha256, file_sha256, read_manifest
 
-MANIFEST = "manifest.json"
-FORMAT_VERSION = 1
+KIND = "views"
 
 
 @dataclass
@@ -34,14 +30,7 @@ class ItemViews:
     image_mask: np.ndarray  # [num_items] bool
     manifest: dict
     folder: Path
-
-
-def file_sha256(path, chunk=1 << 20):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+    knowledge_mllm: dict | None = None  # TPAD: the Knowledge-MLLM's folders ({"adapter", "projector"})
 
 
 def data_fingerprint(folder, name):
@@ -59,11 +48,8 @@ def data_fingerprint(folder, name):
 def images_fingerprint(images):
     """Hash of every file's name and bytes in ``images`` (not mtimes: a fresh copy of the same
     photos keeps its caches; ~0.2 s for hm-fashion's 70 MB)."""
-    digest = hashlib.sha256()
-    for entry in sorted(os.scandir(images), key=lambda e: e.name):
-        if entry.is_file():
-            digest.update(f"{entry.name}\t{file_sha256(entry.path)}\n".encode())
-    return digest.hexdigest()
+    entries = sorted((e for e in os.scandir(images) if e.is_file()), key=lambda e: e.name)
+    return bytes_sha256(*(f"{e.name}\t{file_sha256(e.path)}\n".encode() for e in entries))
 
 
 def weights_fingerprint(backbone, adapter):
@@ -72,14 +58,11 @@ def weights_fingerprint(backbone, adapter):
         return "untrained"
     import torch
 
-    digest = hashlib.sha256()
     tensors = dict(backbone.adapter_state_dict(adapter)) if adapter else {}
     if backbone.projector is not None:
         tensors.update({f"projector.{k}": v for k, v in backbone.projector.state_dict().items()})
-    for key in sorted(tensors):
-        digest.update(key.encode())
-        digest.update(tensors[key].detach().to(torch.float32).cpu().numpy().tobytes())
-    return digest.hexdigest()
+    return bytes_sha256(*(chunk for key in sorted(tensors) for chunk in (
+        key.encode(), tensors[key].detach().to(torch.float32).cpu().numpy().tobytes())))
 
 
 def backbone_description(settings, backbone):
@@ -95,19 +78,18 @@ def backbone_description(settings, backbone):
 
 
 def cache_identity(config, dataset, settings, backbone, adapter, cache_tag):
-    """Everything the features depend on, as a dict, and its hash (the cache key)."""
+    """Everything the features depend on (the store entry's identity), and the item ids."""
     from recbole_tpad.testing import TINY_VERSION
 
     iid = dataset.iid_field
     item_ids = [str(t) for t in dataset.field2id_token[iid]]
-    text_fields = list(settings.text_fields or config["ITEM_TEXT_FIELDS"] or [])
+    text_fields = list(settings.text_fields)
     describe = backbone_description(settings, backbone)
     describe = {k: v for k, v in describe.items() if k != "hidden_size"}
     identity = {
-        "format": FORMAT_VERSION,
         "dataset": config["dataset"],
         "data_hashes": data_fingerprint(config["data_path"], config["dataset"]),
-        "item_ids_sha256": hashlib.sha256("\n".join(item_ids).encode()).hexdigest(),
+        "item_ids_sha256": bytes_sha256("\n".join(item_ids).encode()),
         "backbone": describe,
         "tiny_version": TINY_VERSION if settings.backbone.startswith("tiny-") else None,
         "adapter": adapter,
@@ -123,17 +105,19 @@ def cache_identity(config, dataset, settings, backbone, adapter, cache_tag):
                      if k not in ("device", "cache_dir", "batch_size", "threads", "lora_r", "lora_alpha",
                                   "lora_dropout", "lora_target_modules")},
     }
-    key = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
-    return identity, key, item_ids
+    return identity, item_ids
 
 
 def read_cache(folder, key=None):
-    """The :class:`ItemViews` in ``folder``, or None if it is missing, stale or damaged."""
+    """The :class:`ItemViews` in ``folder`` (a store entry, of ``key`` if given), or None if it is
+    missing, stale or damaged (logged)."""
     folder = Path(folder)
+    manifest, problem = read_manifest(folder, key)
+    if manifest is None:
+        if (folder / "manifest.json").is_file():
+            logging.getLogger().warning(f"Ignoring damaged feature cache {folder}: {problem}")
+        return None
     try:
-        manifest = json.loads((folder / MANIFEST).read_text())
-        if key is not None and manifest.get("key") != key:
-            return None
         shape = (manifest["num_items"], manifest["dim"])
         views = {}
         for name in manifest["views"]:
@@ -146,60 +130,52 @@ def read_cache(folder, key=None):
             raise ValueError("image_mask.npy does not match")
         if len(manifest["item_ids"]) != shape[0]:
             raise ValueError("item_ids does not match num_items")
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError) as error:
+    except (OSError, ValueError, KeyError, TypeError) as error:
         logging.getLogger().warning(f"Ignoring damaged feature cache {folder}: {error}")
         return None
     return ItemViews(views, image_mask, manifest, folder)
 
 
-def write_cache(folder, arrays, manifest):
-    """Write views + manifest to a temp folder, check it reads back, then rename into ``folder``."""
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(folder.parent)  # folders of extractions killed mid-write
-    tmp = temp_name(folder)
-    tmp.mkdir()
-    try:
-        for name in manifest["views"]:
-            np.save(tmp / f"{name}.npy", np.ascontiguousarray(arrays[name], dtype=np.float32))
-        np.save(tmp / "image_mask.npy", np.asarray(arrays["image_mask"], dtype=np.bool_))
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, default=str))
-        if read_cache(tmp, manifest["key"]) is None:
-            raise RuntimeError(f"Feature cache written to {tmp} does not read back.")
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return read_cache(folder, manifest["key"])
+def write_cache(entry, arrays, info):
+    """Commit views + manifest as store entry ``entry`` and check that it reads back."""
+
+    def write(folder):
+        for name in info["views"]:
+            np.save(folder / f"{name}.npy", np.ascontiguousarray(arrays[name], dtype=np.float32))
+        np.save(folder / "image_mask.npy", np.asarray(arrays["image_mask"], dtype=np.bool_))
+
+    entry.commit(write, info)
+    views = read_cache(entry.folder, entry.key)
+    if views is None:
+        raise RuntimeError(f"Feature cache written to {entry.folder} does not read back.")
+    return views
 
 
-def cache_folder(settings, dataset_name, key):
-    return settings.cache_root / "item_views" / dataset_name / key[:20]
+def cache_entry(settings, dataset_name, identity):
+    """The store entry of item views made from ``identity``."""
+    return CacheEntry(settings.cache_root / "item_views" / dataset_name, KIND, identity)
 
 
-def get_item_views(config, dataset, backbone=None, adapter=None, cache_tag=None, progress=True, encoder=None,
-                   items=None):
+def get_item_views(config, dataset, settings, backbone=None, adapter=None, cache_tag=None, progress=True,
+                   encoder=None, items=None):
     """Load the cached views of every item, or extract them with the configured backbone and cache them.
 
     Collective in a distributed run: every rank encodes its share of the items, rank 0 alone writes.
 
+    ``settings`` is the run's :class:`FeaturesConfig` (resolved once, ``recbole_tpad.settings``).
     ``encoder(items) -> arrays`` replaces ``backbone.encode_items`` (TPAD's stages encode from cached
     states); ``items``, an :class:`ItemTable` already loaded, carries the problems met so far.
     """
     from recbole_tpad.features.items import load_items
 
-    settings = FeaturesConfig.from_config(config)
     if adapter is not None and (backbone is None or adapter not in backbone.adapter_names):
         raise ValueError(f"get_item_views(adapter='{adapter}') needs a backbone carrying that adapter.")
-    identity, key, item_ids = cache_identity(config, dataset, settings, backbone, adapter, cache_tag)
-    folder = cache_folder(settings, config["dataset"], key)
+    identity, item_ids = cache_identity(config, dataset, settings, backbone, adapter, cache_tag)
+    entry = cache_entry(settings, config["dataset"], identity)
     logger = logging.getLogger()
-    cached = read_cache(folder, key)
+    cached = read_cache(entry.folder, entry.key)
     if cached is not None:
-        logger.info(f"Item views loaded from cache {folder}")
+        logger.info(f"Item views loaded from cache {entry.folder}")
         return cached
     if backbone is None:
         from recbole_tpad.features.build import build_backbone
@@ -211,9 +187,8 @@ def get_item_views(config, dataset, backbone=None, adapter=None, cache_tag=None,
     arrays = encoder(items) if encoder is not None else backbone.encode_items(items, adapter=adapter, progress=progress)
     seconds = time.perf_counter() - start
     items.log_summary(logger)  # after encoding: damaged images are only found when opened
-    manifest = dict(
+    info = dict(
         identity,
-        key=key,
         num_items=len(item_ids),
         views=list(VIEWS),
         dim=int(backbone.hidden_size),
@@ -223,6 +198,6 @@ def get_item_views(config, dataset, backbone=None, adapter=None, cache_tag=None,
         seconds=round(seconds, 2),
         created=time.strftime("%Y-%m-%d %H:%M:%S"),
     )
-    write_once(write_cache, folder, arrays, manifest)  # every rank encoded its share and holds all rows
-    logger.info(f"Item views written to {folder} ({seconds:.1f} s)")
-    return read_cache(folder, key)
+    write_once(write_cache, entry, arrays, info)  # every rank encoded its share and holds all rows
+    logger.info(f"Item views written to {entry.folder} ({seconds:.1f} s)")
+    return read_cache(entry.folder, entry.key)

@@ -1,14 +1,16 @@
-"""Validated settings of the feature extractor, read once from a RecBole ``Config``.
+"""Validated settings of the feature extractor, read once per run from a RecBole ``Config``.
 
-Every key is documented in ``properties/features.yaml``. Bad values fail here, early, naming the
-key and the allowed values (peft-style ``__post_init__`` validation).
+Every key, and its default, is in ``properties/features.yaml`` (the one home of the defaults:
+:func:`recbole_tpad.settings.read_keys`). Bad values fail here, early, naming the key and the
+allowed values (peft-style ``__post_init__`` validation).
 """
 
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from recbole_tpad.errors import ConfigError
+from recbole_tpad.settings import read_keys
 
 CAUSAL_KINDS = ("smollm2-efficientnet", "causal", "tiny-llama")
 NATIVE_KINDS = ("mllm", "tiny-qwen2-vl", "tiny-llava", "tiny-smolvlm", "tiny-idefics3")
@@ -23,30 +25,31 @@ def default_cache_root():
 
 @dataclass
 class FeaturesConfig:
-    backbone: str = "smollm2-efficientnet"
-    llm_path: str | None = None
-    mllm_path: str | None = None
-    image_encoder: str = "efficientnet-lite0"
-    num_visual_tokens: int = 4
-    image_size: int = 224
-    mllm_max_pixels: int = 200704
-    use_images: bool = True
-    device: str = "cpu"
-    dtype: str = "bf16"
-    cache_dir: str | None = None
-    text_fields: list | None = None
-    field_labels: dict = field(default_factory=dict)
-    list_fields: list = field(default_factory=lambda: ["categories"])
-    max_field_chars: int = 300
-    summary_suffix: str = " This item in one word:"
-    max_length: int = 160
-    lora_r: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.05
-    lora_target_modules: list = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
-    batch_size: int = 32
-    threads: int = 0
-    image_max_pixels: int = 40_000_000
+    # one field per ``feature_<field>`` key of properties/features.yaml, where its default is
+    backbone: str
+    llm_path: str | None
+    mllm_path: str | None
+    image_encoder: str
+    num_visual_tokens: int
+    image_size: int
+    mllm_max_pixels: int
+    use_images: bool
+    device: str
+    dtype: str
+    cache_dir: str | None
+    text_fields: list | None
+    field_labels: dict
+    list_fields: list
+    max_field_chars: int
+    summary_suffix: str
+    max_length: int
+    lora_r: int
+    lora_alpha: int
+    lora_dropout: float
+    lora_target_modules: list
+    batch_size: int
+    threads: int
+    image_max_pixels: int
 
     def __post_init__(self):
         if self.backbone not in BACKBONE_KINDS:
@@ -91,16 +94,16 @@ class FeaturesConfig:
 
     @classmethod
     def from_config(cls, config):
-        """Read the ``feature_*`` keys of a RecBole ``Config`` (or a plain dict); missing keys keep defaults."""
-        values = {}
-        for f in fields(cls):
-            key = f"feature_{f.name}"
-            value = _get(config, key)
-            if value is not None:
-                values[f.name] = value
-        if "device" not in values:
+        """Read the ``feature_*`` keys of a RecBole ``Config`` (or a plain dict: the YAML's defaults
+        for the keys it lacks). ``device`` None is RecBole's ``device``; ``text_fields`` None the
+        dataset's ``ITEM_TEXT_FIELDS``."""
+        values = read_keys(config, [f"feature_{f.name}" for f in fields(cls)], "features.yaml")
+        values = {key[len("feature_"):]: value for key, value in values.items()}
+        if values["device"] is None:
             device = _get(config, "device")
             values["device"] = str(device) if device is not None else "cpu"
+        if values["text_fields"] is None:
+            values["text_fields"] = list(_get(config, "ITEM_TEXT_FIELDS") or [])
         return cls(**values)
 
 

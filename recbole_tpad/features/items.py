@@ -100,17 +100,15 @@ def _safe_image_path(folder, relative):
     return candidate
 
 
-def load_items(config, dataset, settings=None):
-    """Build the :class:`ItemTable` of ``dataset`` (a RecBole Dataset) from its raw .item file."""
-    from recbole_tpad.features.config import FeaturesConfig
-
-    settings = settings or FeaturesConfig.from_config(config)
+def load_items(config, dataset, settings):
+    """Build the :class:`ItemTable` of ``dataset`` (a RecBole Dataset) from its raw .item file, with
+    the run's :class:`FeaturesConfig` ``settings``."""
     folder = Path(_get(config, "data_path"))
     name = _get(config, "dataset")
     item_path = folder / f"{name}.item"
     iid_field = dataset.iid_field
     tokens = list(dataset.field2id_token[iid_field])
-    wanted = list(settings.text_fields or _get(config, "ITEM_TEXT_FIELDS") or [])
+    wanted = list(settings.text_fields)  # feature_text_fields, else ITEM_TEXT_FIELDS (FeaturesConfig)
     image_field = _get(config, "IMAGE_FIELD") if settings.use_images else None
 
     seq_separator = _get(config, "seq_separator", " ")

@@ -117,9 +117,8 @@ class NativeBackbone(Backbone):
     def describe(self):
         return dict(super().describe(), model_type=self.model_type)
 
-    def _lora_targets(self):
-        names = "|".join(self.settings.lora_target_modules)
-        return rf".*(language_model|text_model)\..*\.({names})"
+    def _lora_excluded(self):
+        return r"(?!.*(language_model|text_model)\.).*"  # the vision tower's attention has the same names
 
     def _encode_one(self, prompt_ids, image):
         if image is None:

@@ -1,44 +1,27 @@
 """Where backbone weights come from: a local folder, the hub cache, the bundled GGUF, or a tiny build.
 
-Every folder this module writes (the SmolLM2 conversion, the tiny random builds) is built in a
-temporary sibling folder, marked complete, then renamed into place: a half-written folder is
-never used, and the slow GGUF read (~20 s) happens once per machine.
+Every model folder this module writes (the SmolLM2 conversion, the tiny random builds) is a
+store entry (``recbole_tpad.store``) under ``<feature_cache_dir>/models/``: built in a temporary
+folder, committed atomically with its manifest, checked (file sizes) on every use, so a
+half-written folder is never used, and the slow GGUF read (~20 s) happens once per machine.
 """
 
-import json
 import logging
 import os
-import shutil
 from pathlib import Path
 
-from recbole_tpad.atomic import remove_stale_temps, temp_name
 from recbole_tpad.errors import ConfigError
+from recbole_tpad.store import CacheEntry
 
-COMPLETE_MARK = "recbole_tpad_complete.json"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
-def build_folder_atomically(final, builder, info=None):
-    """Return ``final``; if it is not complete yet, ``builder(tmp_folder)`` writes it first."""
-    final = Path(final)
-    if (final / COMPLETE_MARK).is_file():
-        return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(final.parent)  # conversions killed mid-write
-    tmp = temp_name(final)
-    try:
-        builder(tmp)
-        (tmp / COMPLETE_MARK).write_text(json.dumps(info or {}, indent=1))
-        if final.exists() and not (final / COMPLETE_MARK).is_file():
-            shutil.rmtree(final)  # a stale, incomplete folder from an interrupted older layout
-        try:
-            os.replace(tmp, final)
-        except OSError:
-            if not (final / COMPLETE_MARK).is_file():  # not another process winning the race
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return final
+def model_folder(cache_root, kind, identity, builder):
+    """The folder of model ``kind`` made from ``identity``; ``builder(tmp_folder)`` writes it on first use."""
+    entry = CacheEntry(Path(cache_root) / "models", kind, identity, verify="size")  # weights: too big to hash per run
+    if not entry.is_complete():
+        entry.commit(builder, {"model": kind})
+    return entry.folder
 
 
 def smollm2_folder(cache_root):
@@ -61,7 +44,7 @@ def smollm2_folder(cache_root):
     def convert(tmp):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        logging.getLogger().info(f"Converting {gguf_path.name} to an HF folder once (cached in {final}).")
+        logging.getLogger().info(f"Converting {gguf_path.name} to an HF folder once (cached under {cache_root}).")
         tokenizer = AutoTokenizer.from_pretrained(package_dir, gguf_file=gguf_path.name)
         model = AutoModelForCausalLM.from_pretrained(package_dir, gguf_file=gguf_path.name)
         # The weights are de-quantized to float32 on load; drop the GGUF marker so they can be saved.
@@ -71,8 +54,7 @@ def smollm2_folder(cache_root):
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
 
-    final = Path(cache_root) / "models" / f"smollm2-135m-instruct-{stat.st_size}"
-    return build_folder_atomically(final, convert, info)
+    return model_folder(cache_root, "smollm2-135m-instruct", info, convert)
 
 
 def check_pretrained_source(path, key):

@@ -29,7 +29,6 @@ NOTE:
     session length); its weight is therefore not on the authors' scale.
 """
 
-import hashlib
 import os
 import zipfile
 from logging import getLogger
@@ -39,9 +38,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recbole_tpad.atomic import atomic_path
 from recbole_tpad.distributed import broadcast_object, is_main_process, main_process_first
 from recbole_tpad.errors import ConfigError
+from recbole_tpad.store import CacheEntry, bytes_sha256
+
+CODES_FILE = "codes.npz"
 
 logger = getLogger()
 
@@ -132,17 +133,17 @@ class CorrelationTeacher(nn.Module):
             teacher, centroids = broadcast_object(
                 cls._fit(view, dim, valid, n_sub, n_codes, n_pairs, seed) if is_main_process() else None)
             return cls(teacher, valid, centroids, n_sub)
-        digest = hashlib.sha1(view.numpy().tobytes() + valid.numpy().tobytes())
-        digest.update(repr((dim, n_sub, n_codes, n_pairs, seed)).encode())
-        path = os.path.join(cache_dir, f"correlation-{digest.hexdigest()[:20]}.npz")
+        entry = CacheEntry(cache_dir, "correlation", {
+            "view": bytes_sha256(view.numpy().tobytes(), valid.numpy().tobytes()),
+            "dim": dim, "n_sub": n_sub, "n_codes": n_codes, "n_pairs": n_pairs, "seed": seed})
+        path = entry.folder / CODES_FILE
         with main_process_first():  # rank 0 fits and writes the cache, the other ranks read it
-            cached = cls._load(path, view.size(0), dim, n_codes, n_sub)
+            cached = cls._load(path, view.size(0), dim, n_codes, n_sub) if entry.is_complete() else None
             if cached is not None:
                 return cls(cached[0], valid, cached[1], n_sub)
             teacher, centroids = cls._fit(view, dim, valid, n_sub, n_codes, n_pairs, seed)
-            with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: savez adds no suffix
-                np.savez(f, teacher=teacher.numpy(), centroids=centroids)
-            logger.info(f"Correlation codes cached to {path}")
+            entry.commit(lambda folder: np.savez(folder / CODES_FILE, teacher=teacher.numpy(), centroids=centroids))
+            logger.info(f"Correlation codes cached to {entry.folder}")
         return cls(teacher, valid, centroids, n_sub)
 
     @staticmethod

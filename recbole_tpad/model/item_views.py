@@ -38,7 +38,8 @@ def prepare_item_views(config, train_data):
 
     Call it once per run, after ``data_preparation`` and before the model is built from
     ``train_data._dataset``. The model class decides what its views are (``make_item_views``);
-    a stock RecBole model, or one whose config names no frozen view, gets none.
+    a stock RecBole model, or one whose config names no frozen view, gets none. The feature
+    settings are read from ``config`` here, once, and passed down.
 
     Returns:
         tuple: ``(ItemViews or None, info)``, ``info`` the wall time of each preparation step
@@ -53,11 +54,14 @@ def prepare_item_views(config, train_data):
     model_class.check_config(config)  # a bad key fails before the (long) view preparation
     if not model_class.required_views(config):
         return None, {}
+    from recbole_tpad.features.config import FeaturesConfig
+
+    features = FeaturesConfig.from_config(config)
     getLogger().info(set_color("Preparing item views", "green") + f" for {config['model']}")
     # Building a backbone draws from torch's RNG: forked, a run that makes its views and one that
     # loads them from the cache initialise and train the model on the same random stream.
     with torch.random.fork_rng(devices=list(range(torch.cuda.device_count()))):
-        item_views, info = model_class.make_item_views(config, train_data._dataset)
+        item_views, info = model_class.make_item_views(config, train_data._dataset, features)
     attach_item_views(train_data._dataset, item_views)
     return item_views, info
 

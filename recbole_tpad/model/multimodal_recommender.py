@@ -13,7 +13,7 @@ A subclass implements:
 
 - ``check_config(config)`` (extending this one) and ``required_views(config)``: class methods, so
   that the runner checks the keys and knows which views to make before the model exists;
-- optionally ``make_item_views(config, train_dataset)``, a class method: where the views come from
+- optionally ``make_item_views(config, train_dataset, features)``, a class method: where the views come from
   (default: the base backbone's feature cache; TPAD: its MLLM stages);
 - ``__init__``: every parameter, views included (``self.read_item_views(config, dataset)``);
 - ``item_representations()``: ``[V, n_items, H]``, every item under every view;
@@ -61,15 +61,15 @@ class MultimodalSequentialRecommender(SequentialRecommender):
         return ()
 
     @classmethod
-    def make_item_views(cls, config, train_dataset):
+    def make_item_views(cls, config, train_dataset, features):
         r"""The item views for ``config``: ``(ItemViews, seconds)``, ``seconds`` the wall time of each step.
 
-        Default: the base backbone's views from the feature cache of ``recbole_tpad.features``
-        (extracted on first use).
+        ``features`` is the run's :class:`recbole_tpad.features.FeaturesConfig`. Default: the base
+        backbone's views from the feature cache of ``recbole_tpad.features`` (extracted on first use).
         """
         from recbole_tpad.features import get_item_views
 
-        return get_item_views(config, train_dataset, progress=bool(config["show_progress"])), {}
+        return get_item_views(config, train_dataset, features, progress=bool(config["show_progress"])), {}
 
     def read_item_views(self, config, dataset):
         """``(views, image_mask)`` attached to ``dataset``, checked: ``name -> [n_items, dim]`` float32, ``[n_items]`` bool."""

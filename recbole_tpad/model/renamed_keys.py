@@ -10,6 +10,7 @@
 
 from logging import getLogger
 
+OLD_NAMES = ("backbone", "adapter_type", "adapter_dropout", "modalities")  # still read: see the table
 _warned = set()
 
 

@@ -168,15 +168,18 @@ class TPAD(MultimodalSequentialRecommender):
         return tuple(dict.fromkeys(views + list(config["neighbour_views"] or [])))
 
     @classmethod
-    def make_item_views(cls, config, train_dataset):
+    def make_item_views(cls, config, train_dataset, features):
         r"""The distilled Knowledge-MLLM's item views: TPAD's MLLM stages, run or loaded from their cache.
 
-        Stage 2 learns from ``train_dataset`` (the training split) only.
+        Stage 2 learns from ``train_dataset`` (the training split) only. The stage settings are
+        read here, once per run; ``features`` is the run's feature settings.
         """
+        from recbole_tpad.stages.config import StageConfig
         from recbole_tpad.stages.pipeline import StagePipeline
 
         pipeline = StagePipeline(config, train_dataset, train_dataset=train_dataset,
-                                 show_progress=bool(config["show_progress"]))
+                                 show_progress=bool(config["show_progress"]),
+                                 settings=StageConfig.from_config(config), features=features)
         item_views = pipeline.run()
         info = {f"{name}_s": round(seconds, 1) for name, seconds in pipeline.timings.items()}
         return item_views, dict(info, **pipeline.heldout_figures())

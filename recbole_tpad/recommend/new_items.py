@@ -16,21 +16,6 @@ from recbole_tpad.data.atomic_file import AtomicFile
 from recbole_tpad.errors import DataError
 
 
-def knowledge_mllm_folders(config, train_dataset):
-    """Where TPAD's stages keep the Knowledge-MLLM of this run: ``{"adapter": dir, "projector": file or None}``.
-
-    NOTE: reads the stage pipeline's stores (``store1``/``store2``/``store_projector``); the stages
-    have no public accessor for them yet.
-    """
-    from recbole_tpad.stages.knowledge_acquisition import KNOWLEDGE, PROJECTOR_FILE
-    from recbole_tpad.stages.pipeline import StagePipeline
-
-    pipeline = StagePipeline(config, train_dataset, train_dataset=train_dataset, show_progress=False)
-    projector = pipeline.store_projector.folder / PROJECTOR_FILE
-    return {"adapter": str((pipeline.store2 or pipeline.store1).folder / f"adapter_{KNOWLEDGE}"),
-            "projector": str(projector) if projector.is_file() else None}
-
-
 class _ItemFileConfig(dict):
     """The run's config with ``data_path`` / ``dataset`` pointing at another ``.item`` file."""
 

@@ -1,12 +1,14 @@
-"""Validated settings of TPAD's training stages, read once from a RecBole ``Config``.
+"""Validated settings of TPAD's training stages, read once per run from a RecBole ``Config``.
 
-Every key is documented in the stage block of ``properties/model/TPAD.yaml``. Bad values fail
-here, early, naming the key (peft-style ``__post_init__`` validation).
+Every key, and its default, is in the stage block of ``properties/model/TPAD.yaml`` (the one home
+of the defaults: :func:`recbole_tpad.settings.read_keys`). Bad values fail here, early, naming the
+key (peft-style ``__post_init__`` validation).
 """
 
 from dataclasses import asdict, dataclass, fields
 
 from recbole_tpad.errors import ConfigError
+from recbole_tpad.settings import read_keys
 
 # config key -> (dataclass field, kind); kinds: 'weight' (float >= 0), 'posfloat' (> 0),
 # 'count' (int >= 1), 'count0' (int >= 0, 0 = all / off), 'bool', 'path'
@@ -54,44 +56,45 @@ _KEYS = {
 
 @dataclass
 class StageConfig:
-    cache_dir: str | None = None
-    generation_task: bool = True
-    amie: bool = True
-    hmie: bool = True
-    distillation: bool = True
-    stage1_epochs: int = 1
-    stage1_items_per_epoch: int = 2048
-    stage1_batch_size: int = 32
-    stage1_learning_rate: float = 5e-4
-    stage1_gen_weight: float = 1.0
-    stage1_itc_weight: float = 1.0
-    stage1_projector_items: int = 512
-    stage1_heldout_items: int = 256
-    stage2_epochs: int = 1
-    stage2_sessions_per_epoch: int = 1024
-    stage2_batch_size: int = 32
-    stage2_learning_rate: float = 5e-4
-    stage2_bank_refresh: int = 64
-    stage2_heldout_pairs: int = 1000
-    stage2_gen_t_weight: float = 1.0
-    stage2_next_weight: float = 1.0
-    stage2_amie_weight: float = 0.5
-    stage2_hmie_weight: float = 0.1
-    stage2_gen_k_weight: float = 0.5
-    lora_layers: int = 8
-    session_items: int = 5
-    title_words: int = 10
-    answer_words: int = 24
-    temperature: float = 0.07
-    amie_temperature: float = 0.1
-    amie_proj_dim: int = 128
-    hmie_shared_dim: int = 64
-    hmie_specific_dim: int = 64
-    hmie_hidden_size: int = 128
-    hmie_recon_weight: float = 1.0
-    hmie_tokens: int = 256
-    grad_clip: float = 1.0
-    checkpoint_steps: int = 8
+    # one field per key of _KEYS; the defaults are in properties/model/TPAD.yaml
+    cache_dir: str | None
+    generation_task: bool
+    amie: bool
+    hmie: bool
+    distillation: bool
+    stage1_epochs: int
+    stage1_items_per_epoch: int
+    stage1_batch_size: int
+    stage1_learning_rate: float
+    stage1_gen_weight: float
+    stage1_itc_weight: float
+    stage1_projector_items: int
+    stage1_heldout_items: int
+    stage2_epochs: int
+    stage2_sessions_per_epoch: int
+    stage2_batch_size: int
+    stage2_learning_rate: float
+    stage2_bank_refresh: int
+    stage2_heldout_pairs: int
+    stage2_gen_t_weight: float
+    stage2_next_weight: float
+    stage2_amie_weight: float
+    stage2_hmie_weight: float
+    stage2_gen_k_weight: float
+    lora_layers: int
+    session_items: int
+    title_words: int
+    answer_words: int
+    temperature: float
+    amie_temperature: float
+    amie_proj_dim: int
+    hmie_shared_dim: int
+    hmie_specific_dim: int
+    hmie_hidden_size: int
+    hmie_recon_weight: float
+    hmie_tokens: int
+    grad_clip: float
+    checkpoint_steps: int
 
     def __post_init__(self):
         for key, (name, kind) in _KEYS.items():
@@ -162,16 +165,10 @@ class StageConfig:
 
     @classmethod
     def from_config(cls, config):
-        """Read the stage keys of a RecBole ``Config`` (or a dict); missing keys keep their defaults."""
-        values = {}
-        for key, (name, _) in _KEYS.items():
-            try:
-                value = config[key]
-            except KeyError:
-                value = None
-            if value is not None:
-                values[name] = value
-        return cls(**values)
+        """Read the stage keys of a RecBole ``Config`` (or a plain dict: the YAML's defaults for the
+        keys it lacks)."""
+        values = read_keys(config, list(_KEYS), "model/TPAD.yaml")
+        return cls(**{_KEYS[key][0]: value for key, value in values.items()})
 
 
 STAGE_FIELDS = tuple(f.name for f in fields(StageConfig))

@@ -18,8 +18,6 @@ backbone has one) learns knowledge-aware item features:
 ``L = stage1_gen_weight * L_gen^K + stage1_itc_weight * L_itc``.
 """
 
-import re
-
 import numpy as np
 import torch
 from torch import nn
@@ -37,29 +35,9 @@ KNOWLEDGE = "K"
 PROJECTOR_FILE = "projector.safetensors"
 
 
-def lora_target_names(backbone, top_layers):
-    r"""Full names of the modules the backbone's LoRA targets hit in its ``top_layers`` last LLM layers.
-
-    With LoRA only near the top, backward stops there: nothing below needs a gradient (unless a
-    trainable projector feeds the input). ``top_layers=0`` keeps the backbone's own targets (every layer).
-    """
-    targets = backbone._lora_targets()
-    if not top_layers:
-        return targets
-    if isinstance(targets, str):
-        hits = [n for n, _ in backbone.model.named_modules() if re.fullmatch(targets, n)]
-    else:
-        hits = [n for n, _ in backbone.model.named_modules() if any(n == t or n.endswith("." + t) for t in targets)]
-    layer_of = {n: int(m.group(1)) for n in hits if (m := re.search(r"layers\.(\d+)\.", n))}
-    if not layer_of:
-        return targets
-    keep = sorted(set(layer_of.values()))[-top_layers:]
-    return [n for n in hits if layer_of.get(n) in keep]
-
-
 def ensure_adapter(backbone, name, top_layers=0):
     if name not in backbone.adapter_names:
-        backbone.add_adapter(name, target_modules=lora_target_names(backbone, top_layers))
+        backbone.add_adapter(name, top_layers=top_layers)
 
 
 def projector_parameters(backbone):

@@ -51,17 +51,19 @@ class StagePipeline:
         train_dataset (SequentialDataset, optional): the training split (``train_data.dataset``);
             needed only when stage 2 has to run.
         show_progress (bool): progress bars.
+        settings (StageConfig, optional): the run's stage settings; read from ``config`` if not given.
+        features (FeaturesConfig, optional): the run's feature settings; read from ``config`` if not given.
     """
 
-    def __init__(self, config, dataset, train_dataset=None, show_progress=True):
+    def __init__(self, config, dataset, train_dataset=None, show_progress=True, settings=None, features=None):
         from recbole_tpad.features import FeaturesConfig
 
         self.config = config
         self.dataset = dataset
         self.train_dataset = train_dataset
         self.show_progress = show_progress
-        self.settings = StageConfig.from_config(config)
-        self.features = FeaturesConfig.from_config(config)
+        self.settings = settings or StageConfig.from_config(config)
+        self.features = features or FeaturesConfig.from_config(config)
         self.seed = int(_get(config, "seed") or 2020)
         self.root = Path(self.settings.cache_dir).expanduser() if self.settings.cache_dir else (
             self.features.cache_root / "stages" / str(config["dataset"]))
@@ -75,15 +77,15 @@ class StagePipeline:
         self.store_projector = StageStore(self.root, "projector", dict(
             data, seed=self.seed if self.features.use_images else None, stage=self.settings.projector_key()))
         self.store_states = StageStore(self.root, "states", {"data": data, "stage": self.settings.states_key(),
-                                                             "projector": self.store_projector.key_hash})
-        self.store1 = StageStore(self.root, "knowledge", {"states": self.store_states.key_hash, "seed": self.seed,
+                                                             "projector": self.store_projector.key})
+        self.store1 = StageStore(self.root, "knowledge", {"states": self.store_states.key, "seed": self.seed,
                                                           "stage": self.settings.stage1_key()})
         self.store2 = None
         if self.settings.run_stage2:
             self.store2 = StageStore(self.root, "distillation",
-                                     {"stage1": self.store1.key_hash, "stage": self.settings.stage2_key(),
+                                     {"stage1": self.store1.key, "stage": self.settings.stage2_key(),
                                       "split": {k: _get(config, k) for k in SPLIT_KEYS}})
-        self.final_hash = (self.store2 or self.store1).key_hash
+        self.final_hash = (self.store2 or self.store1).key
         self.timings = {}
         self.logger = getLogger()
 
@@ -94,6 +96,7 @@ class StagePipeline:
         views = cached_representations(self.root, self.final_hash)
         if views is not None:
             self.logger.info(set_color("TPAD stages", "green") + f": all cached, item views from {views.folder}")
+            views.knowledge_mllm = self.knowledge_mllm_folders()
             return views
         # fork the CUDA generators too: stages on a GPU draw from them (dropout, sampling)
         with torch.random.fork_rng(devices=list(range(torch.cuda.device_count()))):
@@ -105,11 +108,21 @@ class StagePipeline:
                 self._timed("stage1", self._stage1, backbone, item_states)
             if self.store2 is not None:
                 self._timed("stage2", self._stage2, backbone, item_states)
-            views = self._timed("representation", generate_representations, self.config, self.dataset, backbone,
-                                items, item_states, self.root, self.final_hash, self.show_progress)
+            views = self._timed("representation", generate_representations, self.config, self.dataset, self.features,
+                                backbone, items, item_states, self.root, self.final_hash, self.show_progress)
         self.logger.info(set_color("TPAD stages", "green") + " wall time: " +
                          ", ".join(f"{k} {v:.1f} s" for k, v in self.timings.items()))
+        views.knowledge_mllm = self.knowledge_mllm_folders()
         return views
+
+    def knowledge_mllm_folders(self):
+        r"""Where the Knowledge-MLLM behind the views is kept: ``{"adapter": dir, "projector": file or None}``
+        (``recbole_tpad.recommend`` encodes items added later with it)."""
+        from recbole_tpad.stages.knowledge_acquisition import KNOWLEDGE, PROJECTOR_FILE
+
+        projector = self.store_projector.folder / PROJECTOR_FILE
+        return {"adapter": str((self.store2 or self.store1).folder / f"adapter_{KNOWLEDGE}"),
+                "projector": str(projector) if projector.is_file() else None}
 
     def heldout_figures(self):
         r"""The held-out figures of the stages behind the views (``stage1_...``, ``stage2_...``), from

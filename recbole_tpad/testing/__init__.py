@@ -8,7 +8,7 @@ configs with seeded random weights. Each is a normal HF folder written once unde
 
 import torch
 
-from recbole_tpad.features.sources import build_folder_atomically
+from recbole_tpad.features.sources import model_folder
 from recbole_tpad.testing import tiny_llm, tiny_mllm
 
 TINY_VERSION = 2  # bump when a tiny config changes: new folder, new cache keys
@@ -19,9 +19,8 @@ def tiny_folder(kind, cache_root):
     """The folder of tiny build ``kind``, built on first use."""
     if kind not in BUILDERS:
         raise ValueError(f"No tiny build '{kind}'; known: {sorted(BUILDERS)}.")
-    final = cache_root / "models" / f"{kind}-v{TINY_VERSION}"
     generator_state = torch.random.get_rng_state()
     try:
-        return build_folder_atomically(final, BUILDERS[kind], {"kind": kind, "version": TINY_VERSION})
+        return model_folder(cache_root, kind, {"version": TINY_VERSION}, BUILDERS[kind])
     finally:
         torch.random.set_rng_state(generator_state)

@@ -17,7 +17,7 @@ def cache_root(tmp_path_factory):
 
 @pytest.fixture(scope="module", params=KINDS)
 def backbone(request, cache_root):
-    return build_backbone(FeaturesConfig(backbone=request.param, cache_dir=str(cache_root), dtype="fp32"))
+    return build_backbone(FeaturesConfig.from_config({"feature_backbone": request.param, "feature_cache_dir": str(cache_root), "feature_dtype": "fp32"}))
 
 
 IMAGES = [Image.new("RGB", (60, 90), (200, 10, 10)), None, Image.new("RGB", (80, 40), (0, 0, 200))]
@@ -101,7 +101,7 @@ def test_adapter_save_load_round_trip(backbone, tmp_path):
 
 @pytest.mark.parametrize("kind", ["tiny-llama", "tiny-qwen2-vl"])
 def test_bf16_base_trains_fp32_adapters(kind, cache_root):
-    backbone = build_backbone(FeaturesConfig(backbone=kind, cache_dir=str(cache_root), dtype="bf16"))
+    backbone = build_backbone(FeaturesConfig.from_config({"feature_backbone": kind, "feature_cache_dir": str(cache_root), "feature_dtype": "bf16"}))
     assert next(backbone.model.parameters()).dtype == torch.bfloat16
     backbone.add_adapter("K")
     backbone.set_adapter("K")

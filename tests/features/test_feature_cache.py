@@ -10,6 +10,7 @@ from recbole_tpad.features import cache as cache_module
 from recbole_tpad.features.__main__ import main as features_main
 from recbole_tpad.features.build import build_backbone
 from recbole_tpad.features.cache import get_item_views, read_cache
+from recbole_tpad.features.config import FeaturesConfig
 from recbole_tpad.quick_start import load_config
 
 
@@ -23,7 +24,7 @@ def setup(tiny_dataset, tmp_path):
 
 def test_extract_then_reuse(setup, monkeypatch):
     config, dataset, _, _ = setup
-    views = get_item_views(config, dataset, progress=False)
+    views = get_item_views(config, dataset, FeaturesConfig.from_config(config), progress=False)
     n = dataset.item_num
     assert set(views.views) == {"text", "image", "fused"}
     for array in views.views.values():
@@ -42,21 +43,21 @@ def test_extract_then_reuse(setup, monkeypatch):
 
     monkeypatch.setattr(cache_module, "read_cache", read_cache)
     monkeypatch.setattr("recbole_tpad.features.build.build_backbone", no_encoding)
-    again = get_item_views(config, dataset, progress=False)
+    again = get_item_views(config, dataset, FeaturesConfig.from_config(config), progress=False)
     assert again.folder == views.folder
     np.testing.assert_array_equal(again.views["fused"], views.views["fused"])
 
 
 def test_changes_invalidate(setup, tmp_path):
     config, dataset, root, config_dict = setup
-    first = get_item_views(config, dataset, progress=False).folder
+    first = get_item_views(config, dataset, FeaturesConfig.from_config(config), progress=False).folder
     # a prompt setting changes the key
     config2 = load_config("SASRec", "tiny", config_dict=dict(config_dict, feature_summary_suffix=" Summary:"))
-    assert get_item_views(config2, dataset, progress=False).folder != first
+    assert get_item_views(config2, dataset, FeaturesConfig.from_config(config2), progress=False).folder != first
     # a data file changes the key
     item_file = root / "tiny" / "tiny.item"
     item_file.write_text(item_file.read_text().replace("Brand1", "Brand9"))
-    third = get_item_views(config, dataset, progress=False)
+    third = get_item_views(config, dataset, FeaturesConfig.from_config(config), progress=False)
     assert third.folder != first and third.manifest["data_hashes"] != read_cache(first).manifest["data_hashes"]
 
 
@@ -64,26 +65,26 @@ def test_adapter_weights_are_part_of_the_key(setup):
     config, dataset, _, _ = setup
     backbone = build_backbone(config)
     backbone.add_adapter("K")
-    base = get_item_views(config, dataset, backbone=backbone, progress=False)
-    with_k = get_item_views(config, dataset, backbone=backbone, adapter="K", progress=False)
+    base = get_item_views(config, dataset, FeaturesConfig.from_config(config), backbone=backbone, progress=False)
+    with_k = get_item_views(config, dataset, FeaturesConfig.from_config(config), backbone=backbone, adapter="K", progress=False)
     assert with_k.folder != base.folder and with_k.manifest["adapter"] == "K"
     import torch
 
     with torch.no_grad():
         for p in backbone.adapter_parameters("K"):
             p.add_(0.3)
-    changed = get_item_views(config, dataset, backbone=backbone, adapter="K", progress=False)
+    changed = get_item_views(config, dataset, FeaturesConfig.from_config(config), backbone=backbone, adapter="K", progress=False)
     assert changed.folder != with_k.folder
     assert np.abs(changed.views["fused"] - with_k.views["fused"]).max() > 1e-4
 
 
 def test_damaged_cache_is_rebuilt(setup):
     config, dataset, _, _ = setup
-    views = get_item_views(config, dataset, progress=False)
+    views = get_item_views(config, dataset, FeaturesConfig.from_config(config), progress=False)
     good = views.views["text"].copy()
     (views.folder / "text.npy").write_bytes(b"\x93NUMPY garbage")
     assert read_cache(views.folder, views.manifest["key"]) is None
-    rebuilt = get_item_views(config, dataset, progress=False)
+    rebuilt = get_item_views(config, dataset, FeaturesConfig.from_config(config), progress=False)
     np.testing.assert_allclose(rebuilt.views["text"], good, atol=1e-5)
     manifest = json.loads((views.folder / "manifest.json").read_text())
     manifest["num_items"] += 1
@@ -104,11 +105,11 @@ def test_interrupted_write_leaves_nothing_readable(setup, monkeypatch):
 
     monkeypatch.setattr(cache_module.np, "save", failing_save)
     with pytest.raises(KeyboardInterrupt):
-        get_item_views(config, dataset, progress=False)
+        get_item_views(config, dataset, FeaturesConfig.from_config(config), progress=False)
     monkeypatch.setattr(cache_module.np, "save", real_save)
-    parent = cache_module.cache_folder(cache_module.FeaturesConfig.from_config(config), "tiny", "x").parent
+    parent = FeaturesConfig.from_config(config).cache_root / "item_views" / "tiny"
     assert not parent.exists() or not [p for p in parent.iterdir()]  # no temp or final folder left
-    assert get_item_views(config, dataset, progress=False).manifest["num_items"] == dataset.item_num
+    assert get_item_views(config, dataset, FeaturesConfig.from_config(config), progress=False).manifest["num_items"] == dataset.item_num
 
 
 def test_command_prints_the_folder_last(setup, capsys, tmp_path):

@@ -21,9 +21,9 @@ def test_default_backbone_encodes_real_items(tmp_path):
     config = {"data_path": folder, "dataset": "tiny", "ITEM_TEXT_FIELDS": ["title", "brand", "categories"],
               "IMAGE_FIELD": "image"}
     dataset = types.SimpleNamespace(iid_field="item_id", field2id_token={"item_id": np.array(tokens)})
-    items = load_items(config, dataset)
+    items = load_items(config, dataset, FeaturesConfig.from_config(config))
     items.records[4].image_path = None  # one text-only item
-    backbone = build_backbone(FeaturesConfig())  # the default: no path given, offline
+    backbone = build_backbone(FeaturesConfig.from_config({}))  # the default: no path given, offline
     assert backbone.describe()["image_encoder"] == "efficientnet-lite0" and backbone.hidden_size == 576
     views = backbone.encode_items(items, batch_size=2, progress=False)
     assert views["fused"].shape == (5, 576) and views["image_mask"].tolist() == [False, True, True, True, False]
@@ -36,6 +36,6 @@ def test_default_backbone_encodes_real_items(tmp_path):
 def test_unavailable_model_names_the_key(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ConfigError, match="feature_llm_path"):
-        build_backbone(FeaturesConfig(backbone="causal", llm_path="no-such-org/no-such-model"))
+        build_backbone(FeaturesConfig.from_config({"feature_backbone": "causal", "feature_llm_path": "no-such-org/no-such-model"}))
     with pytest.raises(ConfigError, match="feature_mllm_path"):
-        build_backbone(FeaturesConfig(backbone="mllm", mllm_path="no-such-org/no-such-vlm"))
+        build_backbone(FeaturesConfig.from_config({"feature_backbone": "mllm", "feature_mllm_path": "no-such-org/no-such-vlm"}))

@@ -75,7 +75,7 @@ def table(tmp_path):
     config = {"data_path": str(folder), "dataset": "fix", "ITEM_TEXT_FIELDS": ["title", "brand", "categories"],
               "IMAGE_FIELD": "image", "feature_image_max_pixels": 100_000}
     dataset = types.SimpleNamespace(iid_field="item_id", field2id_token={"item_id": np.array(tokens)})
-    items = load_items(config, dataset)
+    items = load_items(config, dataset, FeaturesConfig.from_config(config))
     return items, {token: row for row, token in enumerate(tokens)}
 
 
@@ -159,7 +159,7 @@ def test_missing_text_column_is_a_clear_error(tmp_path):
     config = {"data_path": str(folder), "dataset": "fix", "ITEM_TEXT_FIELDS": ["nope"], "IMAGE_FIELD": None}
     dataset = types.SimpleNamespace(iid_field="item_id", field2id_token={"item_id": np.array(["[PAD]", "ok"])})
     with pytest.raises(DataError, match="ITEM_TEXT_FIELDS"):
-        load_items(config, dataset)
+        load_items(config, dataset, FeaturesConfig.from_config(config))
 
 
 def test_item_file_is_read_as_recbole_reads_it(tmp_path):
@@ -169,12 +169,12 @@ def test_item_file_is_read_as_recbole_reads_it(tmp_path):
     (folder / "quoted.item").write_text("\n".join(lines) + "\n")
     config = {"data_path": str(folder), "dataset": "quoted", "ITEM_TEXT_FIELDS": ["title", "brand"], "IMAGE_FIELD": None}
     dataset = types.SimpleNamespace(iid_field="item_id", field2id_token={"item_id": np.array(["[PAD]", "a", "b"])})
-    items = load_items(config, dataset)
+    items = load_items(config, dataset, FeaturesConfig.from_config(config))
     assert items.records[1].fields == {"title": 'Ace Comb 8" * Black', "brand": "ACE"}  # CSV quoting undone
     assert items.records[2].fields == {"title": "Plain", "brand": "X"}  # the field past the header ignored
     (folder / "quoted.item").write_text("\n".join(lines + ["c\tShort"]) + "\n")
     with pytest.raises(AtomicFileError, match=r"quoted\.item:4: 2 fields, the header has 3"):
-        load_items(config, dataset)  # short rows are refused, as by the runner's check
+        load_items(config, dataset, FeaturesConfig.from_config(config))  # short rows are refused, as by the runner's check
 
 
 @pytest.mark.parametrize("key, value, match", [
@@ -183,9 +183,9 @@ def test_item_file_is_read_as_recbole_reads_it(tmp_path):
 ])
 def test_bad_config_fails_naming_the_key(key, value, match):
     with pytest.raises(ConfigError, match=match):
-        FeaturesConfig(**{key: value})
+        FeaturesConfig.from_config({f"feature_{key}": value})
 
 
 def test_mllm_without_path_fails():
     with pytest.raises(ConfigError, match="feature_mllm_path"):
-        FeaturesConfig(backbone="mllm")
+        FeaturesConfig.from_config({"feature_backbone": "mllm"})

@@ -66,7 +66,7 @@ def test_reduce_item_matrix_zeroes_invalid_rows_and_pads():
 def test_teacher_is_cached_once_per_dataset(tmp_path, monkeypatch):
     view, valid = torch.randn(40, 20), torch.arange(40) > 0
     first = CorrelationTeacher.from_view(view, valid, 8, 2, 4, 2000, seed=0, cache_dir=str(tmp_path))
-    assert len(list(tmp_path.glob("correlation-*.npz"))) == 1
+    assert len(list(tmp_path.glob("correlation-*/codes.npz"))) == 1
 
     def refit(*args, **kwargs):
         raise AssertionError("the cached codes should have been reused")
@@ -75,7 +75,7 @@ def test_teacher_is_cached_once_per_dataset(tmp_path, monkeypatch):
     again = CorrelationTeacher.from_view(view, valid, 8, 2, 4, 2000, seed=0, cache_dir=str(tmp_path))
     assert torch.equal(first.centroids, again.centroids) and torch.equal(first.teacher, again.teacher)
     # a damaged cache is ignored (and refit), never trusted
-    next(tmp_path.glob("correlation-*.npz")).write_bytes(b"not a zip")
+    next(tmp_path.glob("correlation-*/codes.npz")).write_bytes(b"not a zip")
     with pytest.raises(AssertionError, match="cached codes"):
         CorrelationTeacher.from_view(view, valid, 8, 2, 4, 2000, seed=0, cache_dir=str(tmp_path))
 

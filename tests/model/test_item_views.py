@@ -22,7 +22,7 @@ def random_views(monkeypatch):
     """Replace the feature cache by random views; record the datasets they were made from."""
     calls = []
 
-    def make_item_views(cls, config, train_dataset):
+    def make_item_views(cls, config, train_dataset, features):
         calls.append(train_dataset)
         n_items = train_dataset.item_num
         rng = np.random.default_rng(0)

@@ -86,7 +86,7 @@ def test_stage_checkpoint_write_removes_a_torn_one_left_by_a_kill(tmp_path):
 def test_truncated_correlation_cache_is_refit_not_trusted(tmp_path):
     view, valid = torch.randn(40, 20), torch.arange(40) > 0
     first = CorrelationTeacher.from_view(view, valid, 8, 2, 4, 2000, seed=0, cache_dir=str(tmp_path))
-    path = next(tmp_path.glob("correlation-*.npz"))
+    path = next(tmp_path.glob("correlation-*/codes.npz"))
     path.write_bytes(path.read_bytes()[:-40])  # still starts like a zip
     assert CorrelationTeacher._load(str(path), 40, 8, 4, 2) is None
     again = CorrelationTeacher.from_view(view, valid, 8, 2, 4, 2000, seed=0, cache_dir=str(tmp_path))

@@ -1,6 +1,7 @@
 """TPAD's stages on a tiny random backbone: losses fall, caching skips and rebuilds, resume after a crash."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,8 @@ import torch
 import yaml
 
 from recbole_tpad.errors import ConfigError
+from recbole_tpad.features.config import FeaturesConfig
+from recbole_tpad.settings import yaml_loader
 from recbole_tpad.stages import loop
 from recbole_tpad.stages.config import _KEYS, StageConfig
 from recbole_tpad.stages.pipeline import StagePipeline
@@ -49,13 +52,13 @@ def test_bad_values_are_rejected_naming_the_key(key, value):
         StageConfig.from_config({key: value})
 
 
-def test_yaml_block_documents_every_key_with_the_dataclass_default():
+def test_yaml_block_documents_every_key_and_holds_its_default():
     path = Path(__file__).resolve().parents[2] / "properties" / "model" / "TPAD.yaml"
     text = path.read_text()
     block = text[text.index("# ---- BEGIN TPAD stages"):text.index("# ---- END TPAD stages")]
-    values = yaml.safe_load(block)
+    values = yaml.load(block, Loader=yaml_loader())
     assert set(values) == set(_KEYS)
-    default = StageConfig()
+    default = StageConfig.from_config({})  # every value from the YAML
     for key, (name, _) in _KEYS.items():
         assert values[key] == getattr(default, name), key
     for line in block.splitlines():
@@ -64,7 +67,8 @@ def test_yaml_block_documents_every_key_with_the_dataclass_default():
 
 
 def test_ablation_switches_zero_their_terms():
-    s = StageConfig(generation_task=False, amie=False, hmie=False, distillation=False)
+    s = StageConfig.from_config({"stage_generation_task": False, "stage_amie": False, "stage_hmie": False,
+                                 "stage_distillation": False})
     assert (s.stage1_gen, s.gen_t, s.gen_k, s.amie_weight, s.hmie_weight, s.run_stage2) == (0, 0, 0, 0, 0, False)
 
 
@@ -88,7 +92,7 @@ def _stages_on_states(tiny_dataset, tmp_path, **overrides):
 
     config, dataset, train = _setup(tiny_dataset, tmp_path, **overrides)
     backbone = build_backbone(config)
-    items = load_items(config, dataset)
+    items = load_items(config, dataset, FeaturesConfig.from_config(config))
     settings = StageConfig.from_config(config)
     states = compute_item_states(backbone, items, settings.lora_layers or backbone.num_layers, settings, 8, False)
     return backbone, items, states, settings, train
@@ -146,7 +150,7 @@ def test_pipeline_caches_and_rebuilds_only_what_changed(tiny_dataset, tmp_path, 
     again = first.run()
     assert again.folder == views.folder
     # the views' pointer gone: the stages still load from their caches, only encoding reruns
-    next(Path(first.root).glob("representation-*.json")).unlink()
+    shutil.rmtree(next(Path(first.root).glob("representation-*")))
     assert _pipeline(tiny_dataset, tmp_path).run().folder == views.folder
     # a stage-2 key changes: stage 1 is reused, stage 2 retrains, new views
     calls = []
@@ -157,7 +161,7 @@ def test_pipeline_caches_and_rebuilds_only_what_changed(tiny_dataset, tmp_path, 
 
     monkeypatch.setattr(loop, "train_stage", counting)
     changed = _pipeline(tiny_dataset, tmp_path, stage2_amie_weight=0.25)
-    assert changed.store1.key_hash == first.store1.key_hash and changed.store2.key_hash != first.store2.key_hash
+    assert changed.store1.key == first.store1.key and changed.store2.key != first.store2.key
     new_views = changed.run()
     assert calls == [2]
     assert new_views.folder != views.folder
@@ -248,7 +252,7 @@ def test_saved_adapters_are_standard_peft_folders(tiny_dataset, tmp_path):
     base = AutoModelForCausalLM.from_pretrained(tiny_folder("tiny-llama", Path(config["feature_cache_dir"])))
     peft_model = PeftModel.from_pretrained(base, str(tmp_path / "adapter_K"), adapter_name="K")
     ours = {n.split("lora_")[-1] + n.split(".lora_")[0].split("model.")[-1]: p
-            for n, p in backbone.model.named_parameters() if ".K." in n}
+            for n, p in backbone.adapter_named_parameters("K")}
     theirs = {n.split("lora_")[-1] + n.split(".lora_")[0].split("model.")[-1]: p
               for n, p in peft_model.named_parameters() if ".K." in n}
     assert ours.keys() == theirs.keys() and len(ours) > 0
@@ -263,17 +267,18 @@ def test_saved_adapters_are_standard_peft_folders(tiny_dataset, tmp_path):
 
 def test_lora_on_the_top_layers_only(tiny_dataset, tmp_path):
     from recbole_tpad.features import build_backbone
-    from recbole_tpad.stages.knowledge_acquisition import ensure_adapter, lora_target_names
+    from recbole_tpad.stages.knowledge_acquisition import ensure_adapter
 
     config, _, _ = _setup(tiny_dataset, tmp_path)
     backbone = build_backbone(config)
-    every = lora_target_names(backbone, 0)
-    top = lora_target_names(backbone, 1)
-    assert every == backbone._lora_targets()
-    assert top and all(".layers.1." in name for name in top)  # tiny-llama has layers 0 and 1
+    assert backbone.lora_config(0).layers_to_transform is None  # every layer
+    assert backbone.lora_config(1).layers_to_transform == [1]  # tiny-llama has layers 0 and 1
     ensure_adapter(backbone, "K", top_layers=1)
-    names = [n for n, _ in backbone.model.named_parameters() if ".lora_A.K." in n]
-    assert names and all(".layers.1." in n for n in names)
+    ensure_adapter(backbone, "T", top_layers=0)
+    top = [n for n, _ in backbone.adapter_named_parameters("K")]
+    every = [n for n, _ in backbone.adapter_named_parameters("T")]
+    assert top and all(".layers.1." in n and ".lora_" in n for n in top)
+    assert {n.replace(".T.", ".K.") for n in every} > set(top) and any(".layers.0." in n for n in every)
 
 
 @pytest.mark.parametrize("switches,stores", [

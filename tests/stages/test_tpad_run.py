@@ -7,13 +7,21 @@ import pytest
 from tests.stages.stage_keys import STAGE_KEYS
 
 
-def test_tpad_run_trains_the_stages_then_the_recommender(tiny_dataset, tmp_path):
+def test_tpad_run_trains_the_stages_then_the_recommender(tiny_dataset, tmp_path, monkeypatch, caplog):
+    from recbole_tpad.features.config import FeaturesConfig
     from recbole_tpad.quick_start import run_recbole_tpad
+    from recbole_tpad.stages.config import StageConfig
 
+    parsed = []
+    for cls in (FeaturesConfig, StageConfig):  # each settings object is read once per run and passed down
+        real = cls.from_config
+        monkeypatch.setattr(cls, "from_config", lambda config, cls=cls, real=real: parsed.append(cls.__name__) or real(config))
     _, config_dict = tiny_dataset
     config_dict = dict(config_dict, feature_cache_dir=str(tmp_path / "cache"), **STAGE_KEYS)
     result = run_recbole_tpad("TPAD", "tiny", config_dict=config_dict)
     assert "test_result" in result
+    assert sorted(parsed) == ["FeaturesConfig", "StageConfig"]
+    assert "is read by neither" not in caplog.text
     root = tmp_path / "cache" / "stages" / "tiny"
     names = sorted(p.name.split("-")[0] for p in root.iterdir())
     assert names == ["distillation", "knowledge", "projector", "representation", "states"]

@@ -1,0 +1,142 @@
+"""One keyed store for every cache the plugin writes: key -> folder, manifest, atomic commit, validation.
+
+An entry is the folder ``<root>/<kind>-<key>/``. ``key`` is :func:`stable_hash` of the kind and
+of the entry's identity (a JSON-able dict of everything its content is made from: data hashes,
+settings, the key of the entry it was made from). The folder holds the files its writer made and
+``manifest.json``, written last, with the identity, the key and the size and sha256 of every file.
+
+The folder is built under a temporary name (``recbole_tpad.atomic``, the plugin's one atomic
+writer, which also removes the temporaries of writers killed mid-write) and moved into place, so a
+reader sees a whole entry or none. On read the manifest is checked (present, complete, of this key,
+every file listed there with its size and hash): an entry that fails is logged and built again,
+never read. Users of the store: item views (``features.cache``), stage results
+(``stages.stage_cache``), the pointer to TPAD's final views (``stages.representation``),
+correlation codes (``model.correlation_supervision``) and converted models (``features.sources``).
+"""
+
+import hashlib
+import json
+import time
+from logging import getLogger
+from pathlib import Path
+
+from recbole_tpad.atomic import atomic_path
+
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 2  # bump when an entry's layout changes: every key changes with it
+KEY_LENGTH = 20  # hex digits of a key (80 bits)
+
+
+def stable_hash(obj, length=KEY_LENGTH):
+    """The plugin's one key hash: sha256 of ``obj`` as canonical JSON (sorted keys, no spaces), hex prefix."""
+    text = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
+
+
+def file_sha256(path, chunk=1 << 20):
+    """sha256 of a file's bytes (a content fingerprint, part of an identity)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def bytes_sha256(*chunks):
+    """sha256 of byte strings (arrays' ``tobytes()``, names) read one after another."""
+    digest = hashlib.sha256()
+    for chunk in chunks:
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+class CacheEntry:
+    r"""One keyed entry of the store: ``<root>/<kind>-<key>/``.
+
+    Args:
+        root (str | Path): the folder holding entries of this kind.
+        kind (str): what the entry holds, e.g. ``'knowledge'``, ``'views'``, ``'correlation'``.
+        identity (dict): everything the content is made from; its :func:`stable_hash` is the key.
+        verify (str): ``'sha256'`` (default) checks every file's size and hash on read; ``'size'``
+            its size only (large, rarely edited entries: converted model weights).
+    """
+
+    def __init__(self, root, kind, identity, verify="sha256"):
+        self.root = Path(root)
+        self.kind = kind
+        self.identity = identity
+        self.key = stable_hash({"format": FORMAT_VERSION, "kind": kind, "identity": identity})
+        self.folder = self.root / f"{kind}-{self.key}"
+        self.verify = verify
+        self._checked = None  # (manifest mtime, manifest) of the last successful check
+        self.logger = getLogger()
+
+    def manifest(self):
+        """The validated manifest, or ``None`` when the entry is missing, foreign or damaged (logged)."""
+        path = self.folder / MANIFEST
+        try:
+            stamp = path.stat().st_mtime_ns
+        except FileNotFoundError:
+            return None
+        if self._checked is not None and self._checked[0] == stamp:
+            return self._checked[1]
+        manifest, problem = read_manifest(self.folder, self.key, self.verify)
+        if problem:
+            self.logger.warning(f"cache {self.folder}: {problem}; it will be rebuilt")
+            return None
+        self._checked = (stamp, manifest)
+        return manifest
+
+    def is_complete(self):
+        return self.manifest() is not None
+
+    def commit(self, write, info=None):
+        """Build the entry with ``write(tmp_folder)`` and move it into place atomically.
+
+        Args:
+            write (callable): writes every file of the entry into the folder it is given.
+            info (dict, optional): extra manifest entries (losses, timings, shapes, ...).
+
+        Returns:
+            dict: the manifest.
+        """
+        with atomic_path(self.folder) as tmp:  # also removes entries of writers killed mid-commit
+            tmp.mkdir()
+            write(tmp)
+            files = {str(p.relative_to(tmp)): {"size": p.stat().st_size, "sha256": file_sha256(p)}
+                     for p in sorted(tmp.rglob("*")) if p.is_file()}
+            manifest = {
+                **(info or {}),
+                "format": FORMAT_VERSION,
+                "kind": self.kind,
+                "key": self.key,
+                "identity": self.identity,
+                "files": files,
+                "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+                "complete": True,
+            }
+            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, default=str), encoding="utf-8")
+        self._checked = None
+        return manifest
+
+
+def read_manifest(folder, key=None, verify="sha256"):
+    """``(manifest, None)`` for a valid entry in ``folder`` (of ``key`` if given), else ``(None, why)``."""
+    folder = Path(folder)
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None, "no manifest"
+    except (OSError, ValueError) as error:
+        return None, f"unreadable manifest ({error})"
+    if not isinstance(manifest, dict) or not manifest.get("complete") or manifest.get("format") != FORMAT_VERSION:
+        return None, "incomplete manifest, or one of another format"
+    if key is not None and manifest.get("key") != key:
+        return None, f"manifest of key {manifest.get('key')}, expected {key}"
+    for name, expected in (manifest.get("files") or {}).items():
+        file = folder / name
+        if not file.is_file() or file.stat().st_size != expected.get("size"):
+            return None, f"{name} is missing or has another size"
+        if verify == "sha256" and file_sha256(file) != expected.get("sha256"):
+            return None, f"{name} has changed"
+    return manifest, None
