@@ -18,6 +18,7 @@ from recbole.utils import get_local_time, init_logger, init_seed, set_color
 
 from recbole_tpad import compat, distributed
 from recbole_tpad.data.atomic_check import check_dataset_files
+from recbole_tpad.data.tie_order import apply_tie_order
 from recbole_tpad.errors import ConfigError
 from recbole_tpad.model_defaults import build_model, model_defaults, user_settings
 from recbole_tpad.model.item_views import prepare_item_views
@@ -133,6 +134,7 @@ def run_recbole_tpad(model, dataset, config_file_list=None, config_dict=None, sa
     for note in check_dataset_files(config):
         logger.warning(note)
     recbole_dataset = create_dataset(config)
+    apply_tie_order(config, recbole_dataset)
     logger.info(recbole_dataset)
     train_data, valid_data, test_data = data_preparation(config, recbole_dataset)
     item_views, view_info = prepare_item_views(config, train_data)
