@@ -1,0 +1,61 @@
+"""Per-session test outcomes of a benchmark row: the file and its order."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from bench.session_outcomes import (  # noqa: E402
+    load_session_outcomes,
+    ranks_from_topk,
+    session_outcomes,
+    sessions_path,
+    write_session_outcomes,
+)
+
+
+def test_ranks_and_outcomes_from_recbole_topk_rows():
+    topk = np.array([[0, 1, 0, 1],   # target second
+                     [0, 0, 0, 1],   # not in the top 3
+                     [1, 0, 0, 1]])  # target first
+    ranks = ranks_from_topk(topk)
+    assert ranks.tolist() == [2, 0, 1]
+    out = session_outcomes(ranks, topk=(1, 3))
+    assert out["mrr@3"].tolist() == [0.5, 0.0, 1.0] and out["recall@1"].tolist() == [0, 0, 1]
+    assert out["ndcg@3"] == pytest.approx([1 / np.log2(3), 0, 1])
+    assert session_outcomes([25], topk=(20,))["mrr@20"].tolist() == [0.0]  # a full rank past K counts as a miss
+    with pytest.raises(ValueError, match="one target per session"):
+        ranks_from_topk(np.array([[1, 1, 2]]))
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    """SASRec and GRU4Rec, one epoch each, on the shared tiny dataset."""
+    from recbole_tpad.quick_start import run_recbole_tpad
+    from conftest import tiny_config, write_tiny_dataset
+
+    tmp_path = tmp_path_factory.mktemp("runs")
+    write_tiny_dataset(str(tmp_path / "data"), with_images=False)
+    config = tiny_config(tmp_path / "data", tmp_path, IMAGE_FIELD=None,
+                         load_col={"inter": ["session_id", "item_id", "timestamp"]}, ITEM_TEXT_FIELDS=[])
+    return {model: run_recbole_tpad(model, "tiny", config_dict=config) for model in ("SASRec", "GRU4Rec")}
+
+
+def test_the_file_reproduces_recboles_metrics_in_its_test_order(two_runs, tmp_path):
+    from bench.cold_start import test_ranks
+
+    run = two_runs["SASRec"]
+    path = write_session_outcomes(sessions_path(tmp_path, "tiny", "SASRec", 2020), run)
+    assert path == tmp_path / "sessions" / "tiny" / "SASRec-2020.npz"
+    saved = load_session_outcomes(path)
+    test_dataset = run["test_data"]._dataset
+    assert saved["session"].tolist() == test_dataset.inter_feat[test_dataset.uid_field].tolist()
+    assert saved["cutoff"] == 20 and saved["rank"].dtype == np.int64
+    for metric, value in run["test_result"].items():  # RecBole's numbers, to its 4 decimals
+        assert saved["outcomes"][metric].mean() == pytest.approx(value, abs=6e-5), metric
+    # the same sessions in the same order as a pass of RecBole's test loader ranks them
+    _, ranks = test_ranks(run["model"], run["test_data"], "cpu")
+    assert (np.where(ranks <= 20, ranks, 0) == saved["rank"]).mean() > 0.95  # score ties may break otherwise
