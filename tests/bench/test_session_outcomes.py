@@ -1,4 +1,4 @@
-"""Per-session test outcomes of a benchmark row: the file and its order."""
+"""Per-session test outcomes of a benchmark row: the file, its order, and the report's paired tests."""
 
 import sys
 from pathlib import Path
@@ -59,3 +59,21 @@ def test_the_file_reproduces_recboles_metrics_in_its_test_order(two_runs, tmp_pa
     # the same sessions in the same order as a pass of RecBole's test loader ranks them
     _, ranks = test_ranks(run["model"], run["test_data"], "cpu")
     assert (np.where(ranks <= 20, ranks, 0) == saved["rank"]).mean() > 0.95  # score ties may break otherwise
+
+
+def test_two_models_pair_and_the_report_tests_them(two_runs, tmp_path):
+    from bench.report import significance_rows
+
+    rows = []
+    for model, run in two_runs.items():
+        write_session_outcomes(sessions_path(tmp_path, "tiny", model, 2020), run)
+        rows.append({"model": model, "seed": 2020, **{k.lower(): v for k, v in run["test_result"].items()}})
+    sasrec, gru = (load_session_outcomes(sessions_path(tmp_path, "tiny", m, 2020)) for m in ("SASRec", "GRU4Rec"))
+    assert sasrec["digest"] == gru["digest"] and (sasrec["session"] == gru["session"]).all()
+    table = significance_rows(rows, tmp_path, "tiny", reference="SASRec")
+    assert [(r["vs"], r["metric"]) for r in table] == [("GRU4Rec", "mrr@20"), ("GRU4Rec", "recall@20")]
+    assert table[0]["diff"] == pytest.approx(rows[0]["mrr@20"] - rows[1]["mrr@20"], abs=1e-4)
+    assert table[0]["seeds"] == "1 / 1" and 0 <= float(table[0]["Wilcoxon p"]) <= 1
+    missing = significance_rows(rows + [{"model": "SRGNN", "seed": 2020, "mrr@20": 0.1}], tmp_path, "tiny",
+                                reference="SASRec")
+    assert missing[-1] == {"vs": "SRGNN", "metric": "", "note": "no per-session files for SRGNN"}
