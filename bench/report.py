@@ -5,7 +5,7 @@ import re
 import statistics
 from pathlib import Path
 
-from bench.anchors import ANCHORS, PROTOCOL, anchors_table
+from bench.anchors import ANCHORS, PROTOCOL, SOURCES, anchors_table
 from bench.session_outcomes import load_session_outcomes, sessions_path
 from bench.significance import METRICS, compare_models
 from bench.variants import HEADLINE_MODELS, SIGNIFICANCE_REFERENCE, STOCK_MODELS
@@ -159,7 +159,7 @@ def anchors_section(dataset, rows):
     if not table:
         return ""
     return "\n".join([_markdown(table, ["model", "recall@10", "ndcg@10", "recall@20", "ndcg@20", "source", "training"]),
-                      "", f"What differs in protocol: {PROTOCOL[dataset]}"])
+                      "", SOURCES[dataset], "", f"What differs in protocol: {PROTOCOL[dataset]}"])
 
 
 def write_report(rows, out_dir, dataset, header, smoke=False):
