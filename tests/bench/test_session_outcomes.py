@@ -53,6 +53,8 @@ def test_the_file_reproduces_recboles_metrics_in_its_test_order(two_runs, tmp_pa
     saved = load_session_outcomes(path)
     test_dataset = run["test_data"]._dataset
     assert saved["session"].tolist() == test_dataset.inter_feat[test_dataset.uid_field].tolist()
+    loader_order = [u for batch in run["test_data"] for u in batch[0][test_dataset.uid_field].tolist()]
+    assert saved["session"].tolist() == loader_order  # the order RecBole's evaluator saw them in
     assert saved["cutoff"] == 20 and saved["rank"].dtype == np.int64
     for metric, value in run["test_result"].items():  # RecBole's numbers, to its 4 decimals
         assert saved["outcomes"][metric].mean() == pytest.approx(value, abs=6e-5), metric
