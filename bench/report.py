@@ -5,10 +5,11 @@ import re
 import statistics
 from pathlib import Path
 
-from bench.anchors import ANCHORS, PROTOCOL, SOURCES, anchors_table
+from bench.anchors import PROTOCOL, SOURCES, anchors_table
 from bench.session_outcomes import load_session_outcomes, sessions_path
 from bench.significance import METRICS, compare_models
 from bench.variants import HEADLINE_MODELS, SIGNIFICANCE_REFERENCE, STOCK_MODELS
+from recbole_tpad.atomic import atomic_path
 from recbole_tpad.compare import table_columns, write_csv
 
 QUALITY = ["recall@10", "recall@20", "mrr@10", "mrr@20", "ndcg@10", "ndcg@20", "hit@20"]
@@ -149,7 +150,8 @@ def replace_marked_block(path, name, text):
     pattern = re.compile(rf"(<!-- begin: {re.escape(name)} -->\n).*?(<!-- end: {re.escape(name)} -->)", re.S)
     if not pattern.search(content):
         return False
-    path.write_text(pattern.sub(lambda m: m.group(1) + text.rstrip("\n") + "\n" + m.group(2), content), encoding="utf-8")
+    with atomic_path(path) as tmp:
+        tmp.write_text(pattern.sub(lambda m: m.group(1) + text.rstrip("\n") + "\n" + m.group(2), content), encoding="utf-8")
     return True
 
 
@@ -162,6 +164,25 @@ def anchors_section(dataset, rows):
                       "", SOURCES[dataset], "", f"What differs in protocol: {PROTOCOL[dataset]}"])
 
 
+def paired_section(rows, out_dir, dataset):
+    """The Markdown lines of the paired tests (``significance_rows``); none without the reference model."""
+    table = significance_rows(rows, out_dir, dataset)
+    if not table:
+        return []
+    ref = SIGNIFICANCE_REFERENCE
+    return [f"## {ref} against the other headline models: paired tests over the same test sessions",
+            f"Per test session, MRR@20 is the reciprocal rank within the top 20 (0 outside) and Recall@20 a hit; "
+            f"each model's per-session values are averaged over its seeds (`seeds`: {ref}'s / the other's), then "
+            "paired session by session (`sessions/`, bench/significance.py). "
+            f"`diff` = {ref} - other, `rel %` = diff / other; 95% CI: paired bootstrap of the mean difference over "
+            "sessions (2,000 resamples, percentile); p: two-sided Wilcoxon signed-rank test on the per-session "
+            "differences (sessions where both are equal left out). Seed-to-seed spread is in the headline table, "
+            "not in these intervals.",
+            _markdown(table, ["vs", "metric", "seeds", ref, "other", "diff", "rel %", "95% CI of diff", "Wilcoxon p",
+                              "sessions", "note"]),
+            ""]
+
+
 def write_report(rows, out_dir, dataset, header, smoke=False):
     out_dir = Path(out_dir)
     write_csv(rows, out_dir / f"{dataset}.csv")
@@ -172,6 +193,9 @@ def write_report(rows, out_dir, dataset, header, smoke=False):
     heads = headline(rows)
     head_columns = ["model", "seeds"] + [c for c in table_columns(heads) if c.endswith(("mean", "std"))]
     title = f"# Benchmark: {dataset}" + (" (SMOKE RUN: small sample, 1 epoch, tiny backbone; not results)" if smoke else "")
+    paired, anchors = paired_section(rows, out_dir, dataset), anchors_section(dataset, rows)
+    if anchors and not smoke:  # docs/results.md carries the same table between its markers
+        replace_marked_block(out_dir.parent / "results.md", f"anchors-{dataset}", anchors)
     parts = [
         title,
         "",
@@ -181,6 +205,8 @@ def write_report(rows, out_dir, dataset, header, smoke=False):
         "## Headline (mean and std over seeds)",
         _markdown(heads, head_columns),
         "",
+        *paired,
+        *(["## Published anchors beside ours (full ranking)", anchors, ""] if anchors else []),
         "## All models (first seed)",
         _markdown(singles, ["model", "seed"] + QUALITY + ["error"]),
         "",
@@ -191,23 +217,6 @@ def write_report(rows, out_dir, dataset, header, smoke=False):
         _markdown(singles, ["model"] + COST),
         "",
     ]
-    significance = significance_rows(rows, out_dir, dataset)
-    if significance:
-        parts += [f"## {SIGNIFICANCE_REFERENCE} against the other headline models: paired tests over the same test sessions",
-                  f"Per test session, MRR@20 is the reciprocal rank within the top 20 (0 outside) and Recall@20 a hit; "
-                  f"each model's per-session values are averaged over its seeds (`seeds`: {SIGNIFICANCE_REFERENCE}'s / "
-                  "the other's), then paired session by session (`docs/results/sessions/`, bench/significance.py). "
-                  f"`diff` = {SIGNIFICANCE_REFERENCE} - other, `rel %` = diff / other; 95% CI: paired bootstrap of the "
-                  "mean difference over sessions (2,000 resamples, percentile); p: two-sided Wilcoxon signed-rank "
-                  "test on the per-session differences (sessions where both are equal left out). Seed-to-seed "
-                  "spread is in the headline table, not in these intervals.",
-                  _markdown(significance, ["vs", "metric", "seeds", SIGNIFICANCE_REFERENCE, "other", "diff", "rel %",
-                                           "95% CI of diff", "Wilcoxon p", "sessions", "note"]), ""]
-    anchors = anchors_section(dataset, rows) if dataset in ANCHORS else ""
-    if anchors:
-        parts += ["## Published anchors beside ours (full ranking)", anchors, ""]
-        if not smoke:  # docs/results.md carries the same table between its markers
-            replace_marked_block(out_dir.parent / "results.md", f"anchors-{dataset}", anchors)
     stage_columns = [c for c in STAGE_FIGURES if any(c in row for row in rows)]
     if stage_columns:
         parts += ["## TPAD's stages, held out (mean over seeds)",

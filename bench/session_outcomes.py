@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from recbole_tpad.atomic import atomic_path
+
 
 def sessions_path(out_dir, dataset, row, seed):
     """Where the per-session outcomes of benchmark row ``row`` with ``seed`` live under ``out_dir``."""
@@ -75,11 +77,9 @@ def write_session_outcomes(path, run):
     if cutoff > 255:
         raise ValueError(f"a top-k cut-off of {cutoff} does not fit the file's uint8 ranks (at most 255)")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.npz")
-    np.savez_compressed(tmp, session=sessions.astype(np.int32), rank=ranks.astype(np.uint8),
-                        cutoff=np.int16(cutoff), digest=np.str_(split_digest(test_dataset)))
-    tmp.replace(path)  # a reader never sees half a file
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a reader never sees half a file
+        np.savez_compressed(f, session=sessions.astype(np.int32), rank=ranks.astype(np.uint8),
+                            cutoff=np.int16(cutoff), digest=np.str_(split_digest(test_dataset)))
     return path
 
 

@@ -79,3 +79,17 @@ def test_two_models_pair_and_the_report_tests_them(two_runs, tmp_path):
     missing = significance_rows(rows + [{"model": "SRGNN", "seed": 2020, "mrr@20": 0.1}], tmp_path, "tiny",
                                 reference="SASRec")
     assert missing[-1] == {"vs": "SRGNN", "metric": "", "note": "no per-session files for SRGNN"}
+
+
+def test_the_report_places_the_paired_tests_under_the_headline(two_runs, tmp_path):
+    from bench.report import write_report
+
+    rows = []
+    for name, run in (("TPAD", two_runs["SASRec"]), ("GRU4Rec", two_runs["GRU4Rec"])):  # SASRec's run stands in for TPAD
+        write_session_outcomes(sessions_path(tmp_path, "tiny", name, 2020), run)
+        rows.append({"model": name, "dataset": "tiny", "seed": 2020, **{k.lower(): v for k, v in run["test_result"].items()}})
+    write_report(rows, tmp_path, "tiny", header={"date": "today"})
+    text = (tmp_path / "tiny.md").read_text()
+    section = text.split("## TPAD against the other headline models", 1)[1].split("## All models", 1)[0]
+    assert "| GRU4Rec | mrr@20 | 1 / 1 |" in section and "| GRU4Rec | recall@20 | 1 / 1 |" in section
+    assert "Published anchors" not in text  # the tiny set has none
