@@ -1,16 +1,19 @@
 """Per-session test outcomes of a benchmark row, kept beside its CSV for paired significance tests.
 
-One compressed file per row and seed, ``<out>/sessions/<dataset>/<row>-<seed>.npz``
-(:func:`sessions_path`), holding:
+One small compressed file per row and seed, ``<out>/sessions/<dataset>/<row>-<seed>.npz``
+(:func:`sessions_path`, about 2 KB for amazon-beauty's 22,363 test sessions), holding:
 
-- ``session``: int32, RecBole's internal id of each test session, in the order of RecBole's test
-  data loader (the order its evaluator sees them; the same for every model of one dataset and split);
-- ``rank``: uint8, the 1-based position of the session's target in the model's top ``cutoff`` list,
-  0 where the target is not in it; read from RecBole's own ``rec.topk`` result of the test, so that
-  the outcomes average to exactly the metrics RecBole reported;
+- ``rank``: uint8, per test session in the order of RecBole's test data loader (the order its
+  evaluator sees them; the same for every model of one dataset and split), the 1-based position of
+  the session's target in the model's top ``cutoff`` list, 0 where the target is not in it; read
+  from RecBole's own ``rec.topk`` result of the test, so that the outcomes average to exactly the
+  metrics RecBole reported;
 - ``cutoff``: the largest top-k cut-off of the run (20 with ``properties/overall.yaml``);
 - ``digest``: a hash of the test sessions' and targets' tokens in that order: two files pair
   session by session only when their digests are equal.
+
+The test sessions themselves (RecBole's internal session ids, int32, in the same order) are the
+same for every row of a split, so they are written once beside the rows, ``test-sessions-<digest>.npz``.
 
 :func:`session_outcomes` turns ranks into the per-session values whose mean is each metric:
 ``mrr@K`` the reciprocal rank within the top K (0 outside), ``recall@K`` = ``hit@K`` (one target
@@ -64,8 +67,14 @@ def split_digest(test_dataset):
     return digest.hexdigest()[:16]
 
 
+def _save(path, **arrays):
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a reader never sees half a file
+        np.savez_compressed(f, **arrays)
+
+
 def write_session_outcomes(path, run):
-    """Save the per-session outcomes of a ``run_recbole_tpad`` result (its ``test_topk``) at ``path``."""
+    """Save the per-session outcomes of a ``run_recbole_tpad`` result (its ``test_topk``) at ``path``,
+    and the split's test sessions beside it if no row has yet."""
     if run.get("test_topk") is None:
         raise ValueError("the run kept no per-session top-k result: its metrics have no top-k metric")
     test_dataset = run["test_data"]._dataset
@@ -76,19 +85,27 @@ def write_session_outcomes(path, run):
     cutoff = run["test_topk"].shape[1] - 1
     if cutoff > 255:
         raise ValueError(f"a top-k cut-off of {cutoff} does not fit the file's uint8 ranks (at most 255)")
-    path = Path(path)
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a reader never sees half a file
-        np.savez_compressed(f, session=sessions.astype(np.int32), rank=ranks.astype(np.uint8),
-                            cutoff=np.int16(cutoff), digest=np.str_(split_digest(test_dataset)))
+    path, digest = Path(path), split_digest(test_dataset)
+    shared = path.parent / f"test-sessions-{digest}.npz"
+    if not shared.is_file():
+        _save(shared, session=sessions.astype(np.int32))
+    _save(path, rank=ranks.astype(np.uint8), cutoff=np.int16(cutoff), digest=np.str_(digest))
     return path
 
 
 def load_session_outcomes(path, topk=(10, 20)):
-    """``{"session", "rank", "cutoff", "digest", "outcomes"}`` of a file written by :func:`write_session_outcomes`."""
+    """``{"rank", "cutoff", "digest", "session", "outcomes"}`` of a file written by :func:`write_session_outcomes`
+    (``session``: ``None`` when the split's test-sessions file is missing)."""
+    path = Path(path)
     with np.load(path) as saved:
-        cutoff = int(saved["cutoff"])
+        cutoff, digest = int(saved["cutoff"]), str(saved["digest"])
         if max(topk) > cutoff:
             raise ValueError(f"{path}: ranks were kept up to {cutoff}, not {max(topk)}")
         ranks = saved["rank"].astype(np.int64)
-        return {"session": saved["session"], "rank": ranks, "cutoff": cutoff, "digest": str(saved["digest"]),
-                "outcomes": session_outcomes(ranks, topk)}
+    shared = path.parent / f"test-sessions-{digest}.npz"
+    sessions = None
+    if shared.is_file():
+        with np.load(shared) as saved:
+            sessions = saved["session"]
+    return {"rank": ranks, "cutoff": cutoff, "digest": digest, "session": sessions,
+            "outcomes": session_outcomes(ranks, topk)}

@@ -56,6 +56,7 @@ def test_the_file_reproduces_recboles_metrics_in_its_test_order(two_runs, tmp_pa
     loader_order = [u for batch in run["test_data"] for u in batch[0][test_dataset.uid_field].tolist()]
     assert saved["session"].tolist() == loader_order  # the order RecBole's evaluator saw them in
     assert saved["cutoff"] == 20 and saved["rank"].dtype == np.int64
+    assert sorted(p.name for p in path.parent.iterdir()) == ["SASRec-2020.npz", f"test-sessions-{saved['digest']}.npz"]
     for metric, value in run["test_result"].items():  # RecBole's numbers, to its 4 decimals
         assert saved["outcomes"][metric].mean() == pytest.approx(value, abs=6e-5), metric
     # the same sessions in the same order as a pass of RecBole's test loader ranks them
