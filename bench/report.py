@@ -1,12 +1,18 @@
 """Tables (CSV, Markdown) and figures of a benchmark run."""
 
 import os
+import re
 import statistics
 from pathlib import Path
 
+from bench.anchors import PROTOCOL, SOURCES, anchors_table
+from bench.session_outcomes import load_session_outcomes, sessions_path
+from bench.significance import METRICS, compare_models
+from bench.variants import HEADLINE_MODELS, SIGNIFICANCE_REFERENCE, STOCK_MODELS
+from recbole_tpad.atomic import atomic_path
 from recbole_tpad.compare import table_columns, write_csv
 
-QUALITY = ["recall@10", "recall@20", "mrr@10", "mrr@20", "ndcg@20", "hit@20"]
+QUALITY = ["recall@10", "recall@20", "mrr@10", "mrr@20", "ndcg@10", "ndcg@20", "hit@20"]
 COLD = ["cold_targets", "cold_recall@20", "cold_mrr@20", "cold_ndcg@20"]
 COST = ["params", "train_s_per_epoch", "epochs", "eval_s", "s_per_1000_sessions", "peak_rss_mb",
         "stage1_s", "stage2_s", "representation_s", "total_s"]
@@ -36,7 +42,7 @@ def headline(rows):
     table = []
     for model, runs in by_model.items():
         entry = {"model": model, "seeds": len(runs)}
-        for metric in ["recall@20", "mrr@20", "ndcg@20", "cold_recall@20", "cold_mrr@20"]:
+        for metric in ["recall@10", "recall@20", "mrr@20", "ndcg@10", "ndcg@20", "cold_recall@20", "cold_mrr@20"]:
             values = [r[metric] for r in runs if isinstance(r.get(metric), (int, float))]
             if values:
                 entry[f"{metric} mean"] = statistics.mean(values)
@@ -92,6 +98,91 @@ def stage2_curve(rows, default_pairs=None):
     return points
 
 
+def significance_rows(rows, out_dir, dataset, reference=SIGNIFICANCE_REFERENCE):
+    """Paired tests of ``reference`` against each other headline model and the best other stock model
+    (by mean test MRR@20), on the seed-averaged per-session outcomes (bench/significance.py); one row
+    per model and metric. Models without per-session files are listed with a note instead."""
+    by_model = {}
+    for row in rows:
+        if not row.get("error"):
+            by_model.setdefault(row["model"], []).append(row)
+    if reference not in by_model:
+        return []
+    others = [model for model in by_model if model in HEADLINE_MODELS and model != reference]
+    rest = [model for model in by_model if model in STOCK_MODELS and model not in HEADLINE_MODELS]
+    if rest:
+        others.append(max(rest, key=lambda m: statistics.mean(r.get("mrr@20", 0) for r in by_model[m])))
+
+    def outcomes(model):
+        paths = [sessions_path(out_dir, dataset, model, row["seed"]) for row in by_model[model]]
+        return [load_session_outcomes(path) for path in paths if path.is_file()]
+
+    ours = outcomes(reference)
+    table = []
+    for model in others:
+        theirs = outcomes(model)
+        label = model + ("" if model in HEADLINE_MODELS else " (best other stock model)")
+        if not ours or not theirs:
+            table.append({"vs": label, "metric": "", "note": "no per-session files for "
+                          + (reference if not ours else model)})
+            continue
+        try:
+            results = compare_models(ours, theirs)
+        except ValueError as error:
+            table.append({"vs": label, "metric": "", "note": str(error)})
+            continue
+        for metric in METRICS:
+            r = results[metric]
+            table.append({"vs": label, "metric": metric, "seeds": f"{len(ours)} / {len(theirs)}",
+                          reference: r["mean_a"], "other": r["mean_b"], "diff": r["diff"],
+                          "rel %": f"{r['rel_%']:+.1f}%", "95% CI of diff": f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]",
+                          "Wilcoxon p": f"{r['p']:.2g}", "sessions": r["n"]})
+    return table
+
+
+def replace_marked_block(path, name, text):
+    """Replace what lies between ``<!-- begin: name -->`` and ``<!-- end: name -->`` in ``path``;
+    False (file untouched) when the file or its markers are missing."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    content = path.read_text(encoding="utf-8")
+    pattern = re.compile(rf"(<!-- begin: {re.escape(name)} -->\n).*?(<!-- end: {re.escape(name)} -->)", re.S)
+    if not pattern.search(content):
+        return False
+    with atomic_path(path) as tmp:
+        tmp.write_text(pattern.sub(lambda m: m.group(1) + text.rstrip("\n") + "\n" + m.group(2), content), encoding="utf-8")
+    return True
+
+
+def anchors_section(dataset, rows):
+    """The Markdown of the published anchors beside our rows, and what differs in protocol; '' without anchors."""
+    table = anchors_table(dataset, rows)
+    if not table:
+        return ""
+    return "\n".join([_markdown(table, ["model", "recall@10", "ndcg@10", "recall@20", "ndcg@20", "source", "training"]),
+                      "", SOURCES[dataset], "", f"What differs in protocol: {PROTOCOL[dataset]}"])
+
+
+def paired_section(rows, out_dir, dataset):
+    """The Markdown lines of the paired tests (``significance_rows``); none without the reference model."""
+    table = significance_rows(rows, out_dir, dataset)
+    if not table:
+        return []
+    ref = SIGNIFICANCE_REFERENCE
+    return [f"## {ref} against the other headline models: paired tests over the same test sessions",
+            f"Per test session, MRR@20 is the reciprocal rank within the top 20 (0 outside) and Recall@20 a hit; "
+            f"each model's per-session values are averaged over its seeds (`seeds`: {ref}'s / the other's), then "
+            "paired session by session (`sessions/`, bench/significance.py). "
+            f"`diff` = {ref} - other, `rel %` = diff / other; 95% CI: paired bootstrap of the mean difference over "
+            "sessions (2,000 resamples, percentile); p: two-sided Wilcoxon signed-rank test on the per-session "
+            "differences (sessions where both are equal left out). Seed-to-seed spread is in the headline table, "
+            "not in these intervals.",
+            _markdown(table, ["vs", "metric", "seeds", ref, "other", "diff", "rel %", "95% CI of diff", "Wilcoxon p",
+                              "sessions", "note"]),
+            ""]
+
+
 def write_report(rows, out_dir, dataset, header, smoke=False):
     out_dir = Path(out_dir)
     write_csv(rows, out_dir / f"{dataset}.csv")
@@ -102,6 +193,9 @@ def write_report(rows, out_dir, dataset, header, smoke=False):
     heads = headline(rows)
     head_columns = ["model", "seeds"] + [c for c in table_columns(heads) if c.endswith(("mean", "std"))]
     title = f"# Benchmark: {dataset}" + (" (SMOKE RUN: small sample, 1 epoch, tiny backbone; not results)" if smoke else "")
+    paired, anchors = paired_section(rows, out_dir, dataset), anchors_section(dataset, rows)
+    if anchors and not smoke:  # docs/results.md carries the same table between its markers
+        replace_marked_block(out_dir.parent / "results.md", f"anchors-{dataset}", anchors)
     parts = [
         title,
         "",
@@ -111,6 +205,8 @@ def write_report(rows, out_dir, dataset, header, smoke=False):
         "## Headline (mean and std over seeds)",
         _markdown(heads, head_columns),
         "",
+        *paired,
+        *(["## Published anchors beside ours (full ranking)", anchors, ""] if anchors else []),
         "## All models (first seed)",
         _markdown(singles, ["model", "seed"] + QUALITY + ["error"]),
         "",

@@ -6,8 +6,11 @@
     python bench/run_benchmark.py --dataset=hm-fashion --jobs=2 --resume   # 2 rows at a time, keep finished rows
 
 Writes ``docs/results/<dataset>.csv`` (one row per model and seed), ``docs/results/<dataset>.md``
-(headline table with mean and std over seeds, all rows, cold start, cost; date, machine, versions
-and the command at the top) and the figures beside them. Each row runs in its own process
+(headline table with mean and std over seeds, TPAD's paired tests against the other headline
+models, published anchors, all rows, cold start, cost; date, machine, versions and the command at
+the top), the figures beside them, and each row's per-test-session outcomes under
+``docs/results/sessions/<dataset>/<row>-<seed>.npz`` (bench/session_outcomes.py), which the paired
+tests read. Each row runs in its own process
 (bench/run_one.py), so its peak memory is its own and a crash loses that row only. ``--quick``
 writes under ``results/bench-quick/`` unless ``--out`` says otherwise, and marks the tables as a
 smoke run. ``--jobs=N`` runs N rows at once, each with cores/N torch threads (per-row timings
@@ -35,6 +38,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.report import write_report  # noqa: E402
 from bench.sample import write_sample  # noqa: E402
+from bench.session_outcomes import sessions_path  # noqa: E402
 from bench.variants import (  # noqa: E402
     DATASET_SETTINGS,
     HEADLINE_MODELS,
@@ -154,6 +158,7 @@ def run_row(row, args, common, work_dir, out_dir, first_seed, threads):
     command = [
         sys.executable, str(REPO / "bench" / "run_one.py"), f"--model={model}", f"--dataset={args.dataset}",
         f"--seed={seed}", f"--overrides={json.dumps({**common, **overrides})}", f"--out={result_file}",
+        f"--sessions={sessions_path(out_dir, args.dataset, name, seed)}",
     ] + ([f"--embeddings={embeddings}"] if embeddings else [])
     print(f"[bench] {name} seed={seed}", flush=True)
     log_file = work_dir / f"{name}-{seed}.log"

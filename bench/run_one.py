@@ -14,6 +14,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.cold_start import cold_start_metrics  # noqa: E402
+from bench.session_outcomes import write_session_outcomes  # noqa: E402
 from recbole_tpad import compat  # noqa: E402
 from recbole_tpad.quick_start import run_recbole_tpad  # noqa: E402
 
@@ -54,6 +55,8 @@ def main():
     parser.add_argument("--overrides", default="{}", help="JSON dict of config overrides")
     parser.add_argument("--out", required=True, help="JSON file to write")
     parser.add_argument("--embeddings", default=None, help="save item ID/view embeddings (.npz) here")
+    parser.add_argument("--sessions", default=None, help="save the per-test-session outcomes (.npz) here "
+                        "(bench/session_outcomes.py)")
     args = parser.parse_args()
 
     config_dict = dict(json.loads(args.overrides), seed=args.seed)
@@ -77,6 +80,8 @@ def main():
     row.update(run["view_info"])
     row.update(encoding_speed(config, run["train_data"]._dataset, run["item_views"], run["view_info"]))
     row.update(cold_start_metrics(model, run["train_data"]._dataset, run["test_data"], config["device"]))
+    if args.sessions:
+        write_session_outcomes(args.sessions, run)
     if args.embeddings and "id" in getattr(model, "views", ()):
         import numpy as np
         import torch

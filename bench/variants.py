@@ -54,3 +54,6 @@ QUICK_OVERRIDES = {
     "stage2_sessions_per_epoch": 16,
     "kmeans_pairs": 2000,
 }
+
+# The model the benchmark's paired tests compare against each other headline model (bench/report.py).
+SIGNIFICANCE_REFERENCE = "TPAD"

@@ -18,6 +18,7 @@ from recbole.utils import get_local_time, init_logger, init_seed, set_color
 
 from recbole_tpad import compat, distributed
 from recbole_tpad.data.atomic_check import check_dataset_files
+from recbole_tpad.data.tie_order import apply_tie_order
 from recbole_tpad.errors import ConfigError
 from recbole_tpad.model_defaults import build_model, model_defaults, user_settings
 from recbole_tpad.model.item_views import prepare_item_views
@@ -117,11 +118,33 @@ class _EpochTimer:
         return result
 
 
+@contextmanager
+def _kept_topk(trainer):
+    """Keep the per-session ranking result RecBole's evaluator reads during the evaluation inside:
+    ``rec.topk``, one row per evaluated session in the data loader's order, ``[sessions, max(topk) + 1]``
+    (1 where the item at that position of the top-k list is the session's target, then the number of
+    targets), as ``Collector.eval_batch_collect`` writes it. Absent for a metric set without top-k metrics."""
+    kept = {}
+    evaluate = trainer.evaluator.evaluate
+
+    def keeping(struct):
+        if "rec.topk" in struct:
+            kept["rec.topk"] = struct.get("rec.topk").clone()
+        return evaluate(struct)
+
+    trainer.evaluator.evaluate = keeping
+    try:
+        yield kept
+    finally:
+        trainer.evaluator.evaluate = evaluate
+
+
 def run_recbole_tpad(model, dataset, config_file_list=None, config_dict=None, saved=True):
     """Train and test one model; return its config, metrics and costs as a dict.
 
     ``item_views`` and ``view_info`` are what ``prepare_item_views`` gave the model (``None`` and
-    ``{}`` for a model without frozen views).
+    ``{}`` for a model without frozen views). ``test_topk`` is RecBole's per-session top-k result of
+    the test (``_kept_topk``), rows in the order of ``test_data``'s sessions; ``None`` without top-k metrics.
     """
     config = load_config(model, dataset, config_file_list, config_dict)
     init_seed(config["seed"], config["reproducibility"])
@@ -134,6 +157,7 @@ def run_recbole_tpad(model, dataset, config_file_list=None, config_dict=None, sa
     for note in check_dataset_files(config):
         logger.warning(note)
     recbole_dataset = create_dataset(config)
+    apply_tie_order(config, recbole_dataset)
     logger.info(recbole_dataset)
     train_data, valid_data, test_data = data_preparation(config, recbole_dataset)
     item_views, view_info = prepare_item_views(config, train_data)
@@ -157,7 +181,8 @@ def run_recbole_tpad(model, dataset, config_file_list=None, config_dict=None, sa
         train_data, valid_data, saved=saved, show_progress=config["show_progress"]
     )
     start = time.perf_counter()
-    test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
+    with _kept_topk(trainer) as test_topk:
+        test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
     eval_seconds = time.perf_counter() - start
 
     logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
@@ -174,6 +199,7 @@ def run_recbole_tpad(model, dataset, config_file_list=None, config_dict=None, sa
         "best_valid_score": best_valid_score,
         "valid_result": dict(best_valid_result or {}),
         "test_result": dict(test_result),
+        "test_topk": test_topk.get("rec.topk"),
         "params": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "epoch_seconds": epoch_timer.seconds,
         "eval_seconds": eval_seconds,

@@ -1,0 +1,154 @@
+"""How much the order of same-timestamp interactions decides: the share of ties, and models trained
+and tested with the file's order and with seeded shuffles of it (``tie_order``, recbole_tpad/data/tie_order.py).
+
+    python bench/tie_order.py --stats-only                          # the tie shares of both datasets
+    python bench/tie_order.py --dataset=amazon-beauty               # SASRec, file order and shuffle 0, converged
+    python bench/tie_order.py --dataset=amazon-beauty --models=SASRec,TPAD --tie-seeds=0,1 --resume
+    python bench/tie_order.py --dataset=amazon-beauty --epochs=3 --out=/tmp/ties   # a quick, capped check
+
+The statistic reads the atomic file as RecBole orders it (each session stably sorted by time):
+the share of sessions of two or more items whose last two items share a timestamp (the test
+target is then the file's choice among them), the same for the validation target, and the share
+of sessions whose test target changes under the shuffle of each ``--tie-seeds`` seed.
+
+Each run is one benchmark row (bench/run_one.py, in its own process) named
+``<model>-tie_file`` or ``<model>-tie_shuffle<seed>``, with the dataset's benchmark settings
+(bench/variants.py) and no epoch cap unless ``--epochs`` sets one; rows go to
+``<out>/<dataset>-tie-order.csv`` (default ``docs/results``) and their per-session outcomes under
+``<out>/sessions/<dataset>/``. ``--resume`` keeps the finished rows of that CSV made with the same settings.
+"""
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench.run_benchmark import every_row_settings, reusable_rows, row_overrides, run_row  # noqa: E402
+from recbole_tpad.compare import write_csv  # noqa: E402
+
+DATASETS = ("amazon-beauty", "hm-fashion")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default=None, help="dataset of the runs (the statistic: both datasets, or this one)")
+    parser.add_argument("--stats-only", action="store_true", help="print the tie statistic, run nothing")
+    parser.add_argument("--models", default="SASRec", help="comma-separated models to run with each order")
+    parser.add_argument("--seeds", default="2020", help="training seeds of every run")
+    parser.add_argument("--tie-seeds", default="0", help="tie_seed of each shuffled run")
+    parser.add_argument("--epochs", type=int, default=None, help="epoch cap for a quick check (default: none, "
+                        "early stopping as overall.yaml says)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override of every run")
+    parser.add_argument("--out", default=None, help="output folder (default docs/results)")
+    parser.add_argument("--timeout", type=int, default=6 * 3600, help="seconds allowed per run")
+    parser.add_argument("--resume", action="store_true", help="keep the finished rows of an existing CSV")
+    args = parser.parse_args(argv)
+    if not args.stats_only and not args.dataset:
+        parser.error("--dataset is needed to run models (or give --stats-only)")
+    return args
+
+
+def session_orders(dataset):
+    """``(sessions, times)`` of every interaction of ``dataset``'s atomic file, in file order, read as
+    RecBole reads it, with the session and time fields of the dataset's config."""
+    from recbole_tpad.data.atomic_file import AtomicFile
+    from recbole_tpad.quick_start import load_config
+
+    config = load_config("SASRec", dataset)
+    atomic = AtomicFile(Path(config["data_path"]) / f"{dataset}.inter", config["field_separator"], config["seq_separator"])
+    uid, time = atomic.columns.index(config["USER_ID_FIELD"]), atomic.columns.index(config["TIME_FIELD"])
+    sessions, times = [], []
+    for _, fields in atomic.rows():
+        sessions.append(fields[uid])
+        times.append(float(fields[time]))
+    return sessions, times
+
+
+def tie_statistic(sessions, times, tie_seeds=(0,)):
+    """Shares of sessions (two or more items) whose test / validation target ties with the item before
+    it, and whose test target changes under the shuffle of each tie seed."""
+    import numpy as np
+
+    from recbole_tpad.data.tie_order import tie_permutation
+
+    sessions, times = np.asarray(sessions), np.asarray(times, dtype=np.float64)
+
+    def last_items(order):  # each session's items as RecBole orders them: stable by session, then time
+        rows = order[np.lexsort((times[order], sessions[order]))]
+        ends = np.flatnonzero(np.r_[sessions[rows][1:] != sessions[rows][:-1], True])
+        return rows, ends
+
+    rows, ends = last_items(np.arange(len(sessions)))
+    starts = np.r_[0, ends[:-1] + 1]
+    length = ends - starts + 1
+    many, three = length >= 2, length >= 3
+    t = times[rows]
+    test_tie = many & (t[ends] == t[np.maximum(ends - 1, 0)])
+    valid_tie = three & (t[np.maximum(ends - 1, 0)] == t[np.maximum(ends - 2, 0)])
+    session_code = np.unique(sessions, return_inverse=True)[1].reshape(-1)
+    _, group, size = np.unique(np.stack([session_code, times]), axis=1, return_inverse=True, return_counts=True)
+    result = {"sessions": int(len(ends)), "sessions with 2+ items": int(many.sum()),
+              "test target ties": float(test_tie.sum() / many.sum()),
+              "valid target ties (3+ items)": float(valid_tie.sum() / max(three.sum(), 1)),
+              "interactions sharing their session's timestamp": float((size[group.reshape(-1)] > 1).mean())}
+    for seed in tie_seeds:
+        shuffled, shuffled_ends = last_items(tie_permutation(sessions, times, seed))
+        changed = rows[ends] != shuffled[shuffled_ends]  # the same sessions in the same order: sorted by session
+        result[f"test target changes, tie_seed={seed}"] = float(changed[many].mean())
+    return result
+
+
+def tie_rows(models, seeds, tie_seeds):
+    """(row name, model, seed, overrides) of each run: the file's order, then each shuffle."""
+    rows = []
+    for model in models:
+        for seed in seeds:
+            rows.append((f"{model}-tie_file", model, seed, {"tie_order": "file"}))
+            rows += [(f"{model}-tie_shuffle{tie_seed}", model, seed, {"tie_order": "shuffle", "tie_seed": tie_seed})
+                     for tie_seed in tie_seeds]
+    return rows
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    tie_seeds = [int(s) for s in args.tie_seeds.split(",")]
+    for dataset in [args.dataset] if args.dataset else DATASETS:
+        stats = tie_statistic(*session_orders(dataset), tie_seeds=tie_seeds)
+        print(f"[ties] {dataset}: " + ", ".join(f"{key} {value:.1%}" if isinstance(value, float) else f"{key} {value:,}"
+                                                for key, value in stats.items()), flush=True)
+    if args.stats_only:
+        return 0
+    out_dir = Path(args.out or REPO / "docs" / "results")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv_path = out_dir / f"{args.dataset}-tie-order.csv"
+    common = {"show_progress": False, **every_row_settings(args)}
+    rows = tie_rows(args.models.split(","), [int(s) for s in args.seeds.split(",")], tie_seeds)
+    wanted = {(name, seed): row_overrides(common, overrides) for name, _, seed, overrides in rows}
+    results = reusable_rows(csv_path, wanted, log=True) if args.resume else {}
+    results = {key: row for key, row in results.items() if key in wanted}
+    work_dir = Path(tempfile.mkdtemp(prefix=f"ties-{args.dataset}-"))
+    threads = os.cpu_count() or 1
+    args.jobs = 1  # run_row reads it: one run at a time, torch's default threads
+    for row in rows:
+        if (row[0], row[2]) in results:
+            print(f"[ties] {row[0]} seed={row[2]}: kept from the existing CSV (--resume)", flush=True)
+            continue
+        result = run_row(row, args, common, work_dir, out_dir, None, threads)
+        result["tie_order"] = row[3]["tie_order"]
+        result["tie_seed"] = row[3].get("tie_seed", "")
+        results[(row[0], row[2])] = result
+        write_csv([results[(name, seed)] for name, _, seed, _ in rows if (name, seed) in results], csv_path)
+        print(f"[ties] {row[0]} seed={row[2]}: " + (result.get("error") or " ".join(
+            f"{metric}={result[metric]:.4f}" for metric in ("recall@10", "recall@20", "mrr@20", "ndcg@10", "ndcg@20"))
+            + f" epochs={result.get('epochs')}"), flush=True)
+    failed = [name for (name, _), row in results.items() if row.get("error")]
+    print(f"[ties] {csv_path}; failed runs: {failed or 'none'}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

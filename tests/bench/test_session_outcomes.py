@@ -1,0 +1,96 @@
+"""Per-session test outcomes of a benchmark row: the file, its order, and the report's paired tests."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from bench.session_outcomes import (  # noqa: E402
+    load_session_outcomes,
+    ranks_from_topk,
+    session_outcomes,
+    sessions_path,
+    write_session_outcomes,
+)
+
+
+def test_ranks_and_outcomes_from_recbole_topk_rows():
+    topk = np.array([[0, 1, 0, 1],   # target second
+                     [0, 0, 0, 1],   # not in the top 3
+                     [1, 0, 0, 1]])  # target first
+    ranks = ranks_from_topk(topk)
+    assert ranks.tolist() == [2, 0, 1]
+    out = session_outcomes(ranks, topk=(1, 3))
+    assert out["mrr@3"].tolist() == [0.5, 0.0, 1.0] and out["recall@1"].tolist() == [0, 0, 1]
+    assert out["ndcg@3"] == pytest.approx([1 / np.log2(3), 0, 1])
+    assert session_outcomes([25], topk=(20,))["mrr@20"].tolist() == [0.0]  # a full rank past K counts as a miss
+    with pytest.raises(ValueError, match="one target per session"):
+        ranks_from_topk(np.array([[1, 1, 2]]))
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    """SASRec and GRU4Rec, one epoch each, on the shared tiny dataset."""
+    from recbole_tpad.quick_start import run_recbole_tpad
+    from conftest import tiny_config, write_tiny_dataset
+
+    tmp_path = tmp_path_factory.mktemp("runs")
+    write_tiny_dataset(str(tmp_path / "data"), with_images=False)
+    config = tiny_config(tmp_path / "data", tmp_path, IMAGE_FIELD=None,
+                         load_col={"inter": ["session_id", "item_id", "timestamp"]}, ITEM_TEXT_FIELDS=[])
+    return {model: run_recbole_tpad(model, "tiny", config_dict=config) for model in ("SASRec", "GRU4Rec")}
+
+
+def test_the_file_reproduces_recboles_metrics_in_its_test_order(two_runs, tmp_path):
+    from bench.cold_start import test_ranks
+
+    run = two_runs["SASRec"]
+    path = write_session_outcomes(sessions_path(tmp_path, "tiny", "SASRec", 2020), run)
+    assert path == tmp_path / "sessions" / "tiny" / "SASRec-2020.npz"
+    saved = load_session_outcomes(path)
+    test_dataset = run["test_data"]._dataset
+    assert saved["session"].tolist() == test_dataset.inter_feat[test_dataset.uid_field].tolist()
+    loader_order = [u for batch in run["test_data"] for u in batch[0][test_dataset.uid_field].tolist()]
+    assert saved["session"].tolist() == loader_order  # the order RecBole's evaluator saw them in
+    assert saved["cutoff"] == 20 and saved["rank"].dtype == np.int64
+    assert sorted(p.name for p in path.parent.iterdir()) == ["SASRec-2020.npz", f"test-sessions-{saved['digest']}.npz"]
+    for metric, value in run["test_result"].items():  # RecBole's numbers, to its 4 decimals
+        assert saved["outcomes"][metric].mean() == pytest.approx(value, abs=6e-5), metric
+    # the same sessions in the same order as a pass of RecBole's test loader ranks them
+    _, ranks = test_ranks(run["model"], run["test_data"], "cpu")
+    assert (np.where(ranks <= 20, ranks, 0) == saved["rank"]).mean() > 0.95  # score ties may break otherwise
+
+
+def test_two_models_pair_and_the_report_tests_them(two_runs, tmp_path):
+    from bench.report import significance_rows
+
+    rows = []
+    for model, run in two_runs.items():
+        write_session_outcomes(sessions_path(tmp_path, "tiny", model, 2020), run)
+        rows.append({"model": model, "seed": 2020, **{k.lower(): v for k, v in run["test_result"].items()}})
+    sasrec, gru = (load_session_outcomes(sessions_path(tmp_path, "tiny", m, 2020)) for m in ("SASRec", "GRU4Rec"))
+    assert sasrec["digest"] == gru["digest"] and (sasrec["session"] == gru["session"]).all()
+    table = significance_rows(rows, tmp_path, "tiny", reference="SASRec")
+    assert [(r["vs"], r["metric"]) for r in table] == [("GRU4Rec", "mrr@20"), ("GRU4Rec", "recall@20")]
+    assert table[0]["diff"] == pytest.approx(rows[0]["mrr@20"] - rows[1]["mrr@20"], abs=1e-4)
+    assert table[0]["seeds"] == "1 / 1" and 0 <= float(table[0]["Wilcoxon p"]) <= 1
+    missing = significance_rows(rows + [{"model": "SRGNN", "seed": 2020, "mrr@20": 0.1}], tmp_path, "tiny",
+                                reference="SASRec")
+    assert missing[-1] == {"vs": "SRGNN", "metric": "", "note": "no per-session files for SRGNN"}
+
+
+def test_the_report_places_the_paired_tests_under_the_headline(two_runs, tmp_path):
+    from bench.report import write_report
+
+    rows = []
+    for name, run in (("TPAD", two_runs["SASRec"]), ("GRU4Rec", two_runs["GRU4Rec"])):  # SASRec's run stands in for TPAD
+        write_session_outcomes(sessions_path(tmp_path, "tiny", name, 2020), run)
+        rows.append({"model": name, "dataset": "tiny", "seed": 2020, **{k.lower(): v for k, v in run["test_result"].items()}})
+    write_report(rows, tmp_path, "tiny", header={"date": "today"})
+    text = (tmp_path / "tiny.md").read_text()
+    section = text.split("## TPAD against the other headline models", 1)[1].split("## All models", 1)[0]
+    assert "| GRU4Rec | mrr@20 | 1 / 1 |" in section and "| GRU4Rec | recall@20 | 1 / 1 |" in section
+    assert "Published anchors" not in text  # the tiny set has none
