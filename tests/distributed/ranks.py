@@ -32,15 +32,28 @@ def train_with_fault(fault, model, dataset, config_dict):
     return train_and_test(model, dataset, config_dict)
 
 
+def wait_for(pattern, root, timeout_s=60):
+    """Wait (at most ``timeout_s``) until a file matching ``pattern`` exists under ``root``."""
+    import time
+    from pathlib import Path
+
+    deadline = time.monotonic() + timeout_s
+    while not list(Path(root).rglob(pattern)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
 def train_tpad_killed_in_stage2(kill_step, model, dataset, config_dict):
-    """``train_and_test`` where rank 1 is SIGKILLed at stage-2 step ``kill_step`` (``None``: never);
-    rank 0 also returns the stage-2 steps it trained."""
+    """``train_and_test`` where rank 1 is SIGKILLed at stage-2 step ``kill_step`` (``None``: never), once
+    rank 0 has written the checkpoint before that step; rank 0 also returns the stage-2 steps it trained."""
     from recbole_tpad.stages.transition_distillation import TransitionDistillation
 
     training_loss, steps = TransitionDistillation.training_loss, []
 
     def _training_loss(self, rows, step):
         if get_rank() == 1 and step == kill_step:
+            # rank 0 writes it after the previous step's all-reduce, while this rank goes on: a kill before it
+            # is written would leave nothing to resume (the launcher stops rank 0 at once)
+            wait_for("distillation-*.partial/checkpoint.pt", config_dict["feature_cache_dir"])
             os.kill(os.getpid(), signal.SIGKILL)
         steps.append(step)
         return training_loss(self, rows, step)

@@ -100,6 +100,10 @@ def test_busy_port_and_short_gpu_list_are_clear_errors(monkeypatch):
         port = taken.getsockname()[1]
         with pytest.raises(ConfigError, match=f"port={port}"):
             launch_keys(2, {"port": port})
+        with pytest.raises(ConfigError, match=f"port={port} on 127.0.0.1 is busy"):  # a rank started otherwise
+            distributed.init_device({"gpu_id": "", "local_rank": 0, "nproc": 1, "world_size": 1, "ip": "127.0.0.1",
+                                     "port": port, "distributed_timeout": 10})
+    assert not distributed.is_distributed()
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # checked before any GPU is touched
     with pytest.raises(ConfigError, match="gpu_id='0' names 1 GPU"):
         distributed.init_device({"gpu_id": "0", "local_rank": 0, "nproc": 2})
