@@ -314,8 +314,17 @@ def launch_keys(nproc, settings):
     return {"nproc": nproc, "world_size": world_size, "ip": ip, "port": int(port), "offset": offset}
 
 
+def close_process_group():
+    """Close the process group once every rank is done with it: a rank that exits while another still
+    holds connections to it can abort in gloo's threads (``terminate called without an active exception``)."""
+    if is_distributed():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def _run_rank(local_rank, function, args, config_dict, queue):
     result = function(*args, dict(config_dict, local_rank=local_rank))
+    close_process_group()
     if local_rank + int(config_dict.get("offset", 0)) == 0:
         queue.put(result)
 

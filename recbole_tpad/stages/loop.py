@@ -153,7 +153,8 @@ def train_stage(stage, store, learning_rate, grad_clip, checkpoint_steps, show_p
             if loss.requires_grad:
                 loss.backward()
             all_reduce_gradients(parameters)  # every rank steps with the mean of the ranks' gradients
-            parts = mean_over_ranks(dict(parts, loss=loss.item() + parts.pop(SEPARATE, 0.0)))
+            separate = parts.pop(SEPARATE, 0.0)
+            parts = mean_over_ranks(dict(parts, loss=loss.item() + separate))  # the batch's loss for batch_global
             total_loss = parts.pop("loss")
             if grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(parameters, grad_clip)
