@@ -51,7 +51,9 @@ def main(argv=None):
     def command():
         keys = distributed.torchrun_keys()
         if keys is not None:  # one of torchrun's processes: the ranks are torchrun's
-            return run_command(args, config_files, dict(config_dict, **keys))
+            result = run_command(args, config_files, dict(config_dict, **keys))
+            distributed.close_process_group()
+            return result
         settings = user_settings(config_files, config_dict)
         nproc = int(settings.get("nproc") or 1)
         if nproc > 1 and "local_rank" not in settings:  # start the ranks, as RecBole's run(nproc=...) does

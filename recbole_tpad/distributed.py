@@ -19,6 +19,9 @@ it lacks:
 - :func:`main_process_first` and :func:`write_once` (one writer of a cache, the others read it),
   :func:`shard` and :func:`gather_item_rows` (items split across ranks, results gathered),
   :func:`broadcast_parameters` and :func:`all_reduce_gradients` (TPAD's stages, data-parallel outside DDP).
+- :func:`batch_mean` and :func:`gather_batch`: a stage loss of the whole global batch computed by
+  ranks that each hold a :func:`shard` of it (a token mean over the batch's tokens, in-batch
+  negatives from every rank), so that the averaged gradients are those of one process.
 
 Outside a distributed run every helper is the identity: rank 0 of a world of one.
 """
@@ -151,6 +154,102 @@ def all_reduce_gradients(parameters):
         offset += n
 
 
+
+# ---- losses of the whole global batch ---------------------------------------------------------------
+# The convention (TPAD's stage loop, ``recbole_tpad.stages.loop``): the ranks hold ``shard(batch)``;
+# ``all_reduce_gradients`` averages, as DDP does; so every rank back-propagates a term whose gradient is
+# ``world_size`` times the gradient of the batch's loss through its own rows. The ranks' gradients then
+# average to the batch's gradient, that of one process on the whole batch. Both helpers keep to it.
+def batch_mean(local_sum, local_count):
+    r"""The mean over the whole global batch of a quantity summed over this rank's share.
+
+    Args:
+        local_sum (torch.Tensor): scalar, the sum over this rank's elements (e.g. the answer tokens'
+            cross-entropy summed); may be a constant zero where the rank has none.
+        local_count (int): how many elements the sum holds.
+
+    Returns:
+        tuple: ``(term, value)``: ``term`` to add to this rank's loss (``local_sum * world_size /
+        batch_count``; on one process the mean itself) and ``value``, the batch's mean as a float for
+        the log, equal on every rank; ``(None, None)`` when the whole batch has no element.
+    """
+    local_sum = torch.as_tensor(local_sum, dtype=torch.float32)
+    if not is_distributed():
+        return (None, None) if local_count == 0 else (local_sum / local_count, float(local_sum.detach()) / local_count)
+    totals = torch.tensor([float(local_sum.detach()), float(local_count)], dtype=torch.float64,
+                          device=local_sum.device)
+    dist.all_reduce(totals)
+    batch_sum, batch_count = totals.tolist()
+    if batch_count == 0:
+        return None, None
+    return local_sum * (get_world_size() / batch_count), batch_sum / batch_count
+
+
+class _GatherBatch(torch.autograd.Function):
+    """Every rank's rows in the global batch's order; backward: this rank's rows' gradient, times world_size."""
+
+    @staticmethod
+    def forward(ctx, local, sizes):
+        world, rank = get_world_size(), get_rank()
+        all_sizes = all_gather_object(sizes)  # how many rows each batch row holds, on every rank
+        batch = sum(len(s) for s in all_sizes)
+        owner = [(b % world, b // world) for b in range(batch)]  # shard(): rank b % world has batch row b
+        if any(len(s) != len(range(r, batch, world)) for r, s in enumerate(all_sizes)):
+            raise ValueError(f"gather_batch: the ranks hold {[len(s) for s in all_sizes]} batch rows, not the "
+                             f"shares shard() gives of {batch}; pass sizes per batch row (0 for a row left out)")
+        padded = local.new_zeros((max(sum(s) for s in all_sizes), *local.shape[1:]))
+        padded[: local.size(0)] = local
+        parts = [torch.empty_like(padded) for _ in range(world)]
+        if padded.numel():  # every rank has the same sizes, so all skip it together
+            dist.all_gather(parts, padded)
+        starts = [np.cumsum([0, *s]) for s in all_sizes]
+        pieces = [parts[r][starts[r][k]: starts[r][k + 1]] for r, k in owner]
+        ends = np.cumsum([0, *(all_sizes[r][k] for r, k in owner)])
+        mine = [np.arange(ends[b], ends[b + 1]) for b in range(rank, batch, world)]  # this rank's rows, gathered
+        ctx.mine = torch.as_tensor(np.concatenate([np.zeros(0, dtype=np.int64), *mine]), device=local.device)
+        ctx.world = world
+        return torch.cat(pieces) if pieces else padded[:0].clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad.index_select(0, ctx.mine) * ctx.world, None
+
+
+def gather_batch(local, sizes=None):
+    r"""The rows of the whole global batch, from every rank's rows of its :func:`shard`, in the batch's order.
+
+    A loss of the gathered rows (InfoNCE with in-batch negatives, token rows sampled by a generator
+    seeded per step) is then the loss one process computes on the whole batch, on every rank. Its
+    gradient flows back to this rank's rows only, times ``world_size``: no collective in backward
+    (a rank with no rows needs no backward), and the averaged gradients are the batch's gradient.
+
+    Args:
+        local (torch.Tensor): ``[n, ...]``, this rank's rows, the same trailing shape and dtype on every
+            rank (``[0, ...]`` where a rank has none).
+        sizes (Sequence[int], optional): how many of ``local``'s rows come from each of this rank's batch
+            rows, in order (e.g. a mask's count per row: ``hidden[mask]`` gives ``mask.sum(1)``; a row
+            filter: ``keep.long()``); one each by default.
+
+    Returns:
+        torch.Tensor: ``[N, ...]``, the batch's rows; ``local`` itself outside a distributed run.
+    """
+    if not is_distributed():
+        return local
+    sizes = [1] * local.size(0) if sizes is None else [int(n) for n in sizes]
+    if sum(sizes) != local.size(0):
+        raise ValueError(f"gather_batch: sizes add up to {sum(sizes)}, but there are {local.size(0)} local rows")
+    return _GatherBatch.apply(local, sizes)
+
+
+def mean_over_ranks(values):
+    """``{name: float}`` averaged over the ranks that report each name (the logged stage losses)."""
+    if not is_distributed():
+        return dict(values)
+    reports = all_gather_object({k: float(v) for k, v in values.items()})
+    names = dict.fromkeys(k for report in reports for k in report)
+    return {k: float(np.mean([report[k] for report in reports if k in report])) for k in names}
+
+
 # ---- exact evaluation -------------------------------------------------------------------------------
 def gather_eval_rows(tensor, sampler):
     r"""Every rank's result rows of one evaluation, in the dataset's order, the sampler's padding dropped.
@@ -215,8 +314,17 @@ def launch_keys(nproc, settings):
     return {"nproc": nproc, "world_size": world_size, "ip": ip, "port": int(port), "offset": offset}
 
 
+def close_process_group():
+    """Close the process group once every rank is done with it: a rank that exits while another still
+    holds connections to it can abort in gloo's threads (``terminate called without an active exception``)."""
+    if is_distributed():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def _run_rank(local_rank, function, args, config_dict, queue):
     result = function(*args, dict(config_dict, local_rank=local_rank))
+    close_process_group()
     if local_rank + int(config_dict.get("offset", 0)) == 0:
         queue.put(result)
 

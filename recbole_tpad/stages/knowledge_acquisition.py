@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from recbole_tpad.distributed import batch_mean, gather_batch
 from recbole_tpad.features.backbone import IGNORE_INDEX, masked_mean
 from recbole_tpad.stages.loop import (
     TrainableStateMixin,
@@ -58,6 +59,53 @@ def load_projector(backbone, folder):
         backbone.projector.load_state_dict(load_safetensors(folder / PROJECTOR_FILE))
 
 
+def answer_count(labels):
+    """How many answer tokens next-token ``labels`` ``[B, T]`` hold (the positions ``token_loss`` averages)."""
+    return int((labels[:, 1:] != IGNORE_INDEX).sum())
+
+
+def batch_losses(backbone, gen_part, gen, answers, gen_weight, views, itc_weight, temperature):
+    r"""Stage 1's ``(loss, parts)`` of this rank's share of a batch, normalised over the whole batch.
+
+    On one process the batch's loss. In a distributed run each rank's term of it
+    (:func:`recbole_tpad.distributed.batch_mean`, :func:`~recbole_tpad.distributed.gather_batch`):
+    the token cross-entropy is the mean over the whole batch's answer tokens, and InfoNCE takes
+    every rank's items as negatives; the parts are the batch's values.
+
+    Args:
+        backbone (Backbone): for the device and the feature size.
+        gen_part (str): the generation term's name in ``parts``.
+        gen (torch.Tensor): this rank's mean answer-token cross-entropy; ``None`` where it has no answer token.
+        answers (int): how many answer tokens ``gen`` averages (``None``: none).
+        gen_weight (float): weight of the generation term; 0 skips it on every rank.
+        views (tuple): ``(text_view, image_view, with_image)`` of this rank's rows (``[n, H]``,
+            ``[n, H]``, ``[n]``), or ``None`` where the rank has no rows.
+        itc_weight (float): weight of ``L_itc``; 0 skips it on every rank.
+        temperature (float): InfoNCE's temperature.
+    """
+    device = backbone.device
+    loss, parts = torch.zeros((), device=device), {}
+    if gen_weight > 0:
+        term, value = batch_mean(gen * answers if answers else torch.zeros((), device=device), answers or 0)
+        if term is not None:
+            loss = loss + gen_weight * term
+            parts[gen_part] = value
+    if itc_weight > 0:
+        if views is None:
+            text = image = torch.zeros(0, backbone.hidden_size, device=device)
+            with_image = torch.zeros(0, dtype=torch.bool)
+        else:
+            text, image, with_image = views
+            text, image = text.float()[with_image], image.float()[with_image]
+        sizes = with_image.long().tolist()  # the rows of the batch with a photo, in the batch's order
+        text, image = gather_batch(text, sizes), gather_batch(image, sizes)
+        if text.size(0) >= 2:
+            itc = info_nce(text, image, temperature)
+            loss = loss + itc_weight * itc
+            parts["itc"] = itc.item()
+    return loss, parts
+
+
 class ProjectorAlignment(TrainableStateMixin, nn.Module):
     r"""Stage 1a, for backbones with a trainable visual projector and items with photos.
 
@@ -69,6 +117,7 @@ class ProjectorAlignment(TrainableStateMixin, nn.Module):
 
     title = "Projector Alignment"
     number = 1
+    batch_global = True  # its losses are of the whole global batch (train_stage calls it on every rank)
 
     def __init__(self, backbone, items, settings, seed=2020):
         super(ProjectorAlignment, self).__init__()
@@ -96,18 +145,20 @@ class ProjectorAlignment(TrainableStateMixin, nn.Module):
         return [(f"projector.{n}", p) for n, p in self.backbone.projector.named_parameters()]
 
     def training_loss(self, rows, step):
+        r"""``(loss, parts)`` of this rank's ``rows`` of one batch, normalised over the whole batch."""
         rows = [int(r) for r in rows]
-        self.backbone.set_adapter(None)
-        inputs = self.backbone.prepare([self.examples[r][0] for r in rows], [self.items.load_image(r) for r in rows],
-                                       answers=[self.examples[r][1] or "" for r in rows], summary=False)
-        out = self.backbone(inputs)
-        loss, parts = out.loss * self.settings.stage1_gen_weight, {"gen": out.loss.item()}
-        with_image = out.image_mask
-        if int(with_image.sum()) >= 2 and self.settings.stage1_itc_weight > 0:
-            itc = info_nce(out.text_view[with_image], out.image_view[with_image], self.settings.temperature)
-            loss = loss + self.settings.stage1_itc_weight * itc
-            parts["itc"] = itc.item()
-        return loss, parts
+        gen = answers = views = None
+        if rows:  # a rank with no rows of a small batch still takes part in the batch's collectives
+            self.backbone.set_adapter(None)
+            inputs = self.backbone.prepare([self.examples[r][0] for r in rows],
+                                           [self.items.load_image(r) for r in rows],
+                                           answers=[self.examples[r][1] or "" for r in rows], summary=False)
+            out = self.backbone(inputs)
+            gen, answers = out.loss, answer_count(inputs["labels"])
+            views = (out.text_view, out.image_view, out.image_mask)
+        s = self.settings
+        return batch_losses(self.backbone, "gen", gen, answers, s.stage1_gen_weight, views, s.stage1_itc_weight,
+                            s.temperature)
 
     def save(self, folder):
         save_safetensors(self.backbone.projector.state_dict(), folder / PROJECTOR_FILE)
@@ -130,6 +181,7 @@ class KnowledgeAcquisition(TrainableStateMixin, nn.Module):
 
     title = "Knowledge Acquisition"
     number = 1
+    batch_global = True  # its losses are of the whole global batch (train_stage calls it on every rank)
 
     def __init__(self, backbone, item_states, settings, heldout, seed=2020):
         super(KnowledgeAcquisition, self).__init__()
@@ -180,23 +232,19 @@ class KnowledgeAcquisition(TrainableStateMixin, nn.Module):
         return inputs, hidden
 
     def training_loss(self, rows, step):
-        r"""``(loss, parts)`` of one batch of item rows."""
-        inputs, hidden = self._forward(rows, labels=self.gen_weight > 0)
-        loss = hidden.new_zeros((), dtype=torch.float32)
-        parts = {}
-        if self.gen_weight > 0 and bool((inputs["labels"] != IGNORE_INDEX).any()):
-            gen = self.backbone.token_loss(hidden, inputs["labels"])
-            loss = loss + self.gen_weight * gen
-            parts["gen_k"] = gen.item()
-        with_image = inputs["visual_mask"].any(1)
-        if self.itc_weight > 0 and int(with_image.sum()) >= 2:
-            hidden = hidden.float()
-            text_view = masked_mean(hidden, inputs["text_mask"])[with_image]
-            image_view = masked_mean(hidden, inputs["visual_mask"])[with_image]
-            itc = info_nce(text_view, image_view, self.settings.temperature)
-            loss = loss + self.itc_weight * itc
-            parts["itc"] = itc.item()
-        return loss, parts
+        r"""``(loss, parts)`` of this rank's ``rows`` of one batch, normalised over the whole batch."""
+        gen = answers = views = None
+        if len(rows):  # a rank with no rows of a small batch still takes part in the batch's collectives
+            inputs, hidden = self._forward(rows, labels=self.gen_weight > 0)
+            if self.gen_weight > 0:
+                answers = answer_count(inputs["labels"])
+                gen = self.backbone.token_loss(hidden, inputs["labels"]) if answers else None
+            if self.itc_weight > 0:
+                hidden = hidden.float()
+                views = (masked_mean(hidden, inputs["text_mask"]), masked_mean(hidden, inputs["visual_mask"]),
+                         inputs["visual_mask"].any(1))
+        return batch_losses(self.backbone, "gen_k", gen, answers, self.gen_weight, views, self.itc_weight,
+                            self.settings.temperature)
 
     @torch.no_grad()
     def evaluate(self):
@@ -213,7 +261,7 @@ class KnowledgeAcquisition(TrainableStateMixin, nn.Module):
                 self.backbone.set_adapter(adapter)
                 hidden = self.backbone.upper(inputs["states"], inputs["attention_mask"], inputs["position_ids"],
                                              self.top_layers)
-                n = int((inputs["labels"][:, 1:] != IGNORE_INDEX).sum())
+                n = answer_count(inputs["labels"])
                 total += self.backbone.token_loss(hidden, inputs["labels"]).item() * n
                 count += n
             figures[f"heldout_answer_ce_{name}"] = round(total / max(count, 1), 4)

@@ -9,10 +9,25 @@ figures, logged and kept in the manifest); :func:`train_stage` runs it with Adam
 gradient clipping, a resumable checkpoint every ``checkpoint_steps`` steps, a progress bar per
 epoch and a per-epoch loss breakdown in the log, then commits the result atomically.
 
-In a distributed run the loop is data-parallel: every rank starts from rank 0's weights, computes
-the loss of its share of every batch, the gradients are averaged over the ranks before clipping and the step (so every rank holds
-the same weights), and rank 0 alone writes checkpoints, the held-out figures and the result. The
-logged losses are rank 0's share.
+In a distributed run the loop is data-parallel: every rank starts from rank 0's weights and
+computes the loss of its :func:`~recbole_tpad.distributed.shard` of every batch; the gradients are
+averaged over the ranks before clipping and the step, as DDP does, so every rank holds the same
+weights; rank 0 alone writes checkpoints, the held-out figures and the result. The logged losses
+are the ranks' mean.
+
+Gradient convention of a distributed step: ``all_reduce_gradients`` **averages**, so a stage whose
+losses are of the whole global batch (a token mean over all the batch's answer tokens, InfoNCE
+with every rank's rows as negatives) has each rank back-propagate ``world_size`` times the
+gradient of the batch's loss through its own rows: ``distributed.batch_mean`` (a sum over the
+rank's elements, divided by the batch's count, times ``world_size``) and
+``distributed.gather_batch`` (every rank's rows in the batch's order; the gradient back to the
+local rows, times ``world_size``) do so. The averaged gradients are then those of one process on
+the whole batch, and the stage trains like one process within float tolerance (stage 1, stage 1a:
+``tests/distributed``). Such a stage sets ``batch_global = True``: its ``training_loss`` takes part
+in collectives, so every rank calls it at every step, also with no rows (a batch smaller than the
+world). A stage without it (stage 2, until its losses use the helpers) computes the mean loss of its
+own shard, and a rank with no rows skips the step's loss; the average of the shards' gradients is
+then not the batch's gradient where the loss is not a per-row mean over equal shards.
 """
 
 import time
@@ -24,7 +39,14 @@ from tqdm import tqdm
 
 from recbole.utils import set_color
 
-from recbole_tpad.distributed import all_reduce_gradients, broadcast_parameters, is_main_process, shard, write_once
+from recbole_tpad.distributed import (
+    all_reduce_gradients,
+    broadcast_parameters,
+    is_main_process,
+    mean_over_ranks,
+    shard,
+    write_once,
+)
 
 SEPARATE = "separately_backpropagated"  # parts key: loss already back-propagated inside training_loss
 
@@ -109,6 +131,7 @@ def train_stage(stage, store, learning_rate, grad_clip, checkpoint_steps, show_p
             optimizer = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=0.0)
     epoch_losses = dict(state.get("epoch_losses", {})) if resumed is not None and start > 0 else {}
     broadcast_parameters(parameters)  # every rank starts from rank 0's weights
+    batch_global = getattr(stage, "batch_global", False)
     epochs = sorted({epoch for epoch, _ in schedule})
     clock = time.perf_counter()
     stage.train()
@@ -122,12 +145,17 @@ def train_stage(stage, store, learning_rate, grad_clip, checkpoint_steps, show_p
         for step in bar:
             optimizer.zero_grad(set_to_none=True)
             rows = shard(schedule[step][1])  # the whole batch outside a distributed run
-            loss, parts = stage.training_loss(rows, step) if len(rows) else (torch.zeros(()), {})
+            if len(rows) or batch_global:
+                loss, parts = stage.training_loss(rows, step)
+            else:
+                loss, parts = torch.zeros(()), {}
             check_finite(loss, stage, step)
             if loss.requires_grad:
                 loss.backward()
-            total_loss = loss.item() + parts.pop(SEPARATE, 0.0)
-            all_reduce_gradients(parameters)  # every rank steps with the mean of the shards' gradients
+            all_reduce_gradients(parameters)  # every rank steps with the mean of the ranks' gradients
+            separate = parts.pop(SEPARATE, 0.0)
+            parts = mean_over_ranks(dict(parts, loss=loss.item() + separate))  # the batch's loss for batch_global
+            total_loss = parts.pop("loss")
             if grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(parameters, grad_clip)
             optimizer.step()
