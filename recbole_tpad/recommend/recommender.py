@@ -4,7 +4,7 @@
 
     recommender = load_recommender("saved/TPAD-Dec-02-2026_07-40-00-1a2b3c4d.pth")
     recommender.recommend([["B00A", "B00B"], ["B00C"]], topk=20)   # -> [Recommendation, ...]
-    recommender.add_items("new.item")                                # TPAD: items added after training
+    recommender.add_items("new.item")                                # TPAD, KDSR: items added after training
 
 Unlike RecBole's ``load_data_and_model`` (which reads and splits the whole dataset again and finds
 models in ``recbole.model`` only), the model is built from the checkpoint's config and the
