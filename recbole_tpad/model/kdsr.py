@@ -42,7 +42,8 @@ class KDSR(MultimodalSequentialRecommender):
         The authors' code reduces the features with CCA and scores sessions against the ID
         table; here PCA reduces each modality on its own (CCA needs two paired modalities) and
         candidates are scored with their fused vectors, so items never seen in training still
-        carry their modality information. The authors' slow rate is ``lr / gamma^n_milestones``
+        carry their modality information (and items added after training, ``add_items``, can be
+        scored: their teacher rows, no ID row). The authors' slow rate is ``lr / gamma^n_milestones``
         of their step schedule; here it is the explicit ``modality_lr_scale``.
     """
 
