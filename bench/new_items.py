@@ -12,8 +12,8 @@ Protocol (docs/recommend.md):
 3. Train each model there with ``run_recbole_tpad`` (the dataset's YAML and the defaults, then
    ``--epochs`` and ``--set``): the withheld items are neither trained on nor encoded.
 4. Load its checkpoint with :func:`recbole_tpad.recommend.load_recommender` and add the withheld
-   items from ``<dataset>.all.item`` (TPAD encodes them with its Knowledge-MLLM; a model that
-   cannot score new items keeps its trained items).
+   items from ``<dataset>.all.item`` (TPAD encodes them with its Knowledge-MLLM, KDSR with the
+   frozen base backbone; a model that cannot score new items keeps its trained items).
 5. Rank every item it knows for each session of the *original* dataset: the session's items but
    the last, oldest first, as the input (withheld items in it are new items too, or skipped
    tokens), the last as the target. Recall@K and MRR@K over the sessions whose target is a
@@ -154,12 +154,10 @@ def run(dataset, models, fraction=0.1, seed=2020, work_dir="results/new-items", 
         config_dict = dict(overrides or {}, data_path=str(work_dir / "data"), seed=seed,
                            checkpoint_dir=str(work_dir / "saved"))
         start = time.perf_counter()
-        result = run_recbole_tpad(model, dataset, config_dict=config_dict)
-        train_s = round(time.perf_counter() - start, 1)
-        for row in evaluate(result["trainer"].saved_model_file, work_dir / "data" / dataset / f"{dataset}.all.item",
-                            sessions, withheld):
-            rows.append(dict(row, dataset=dataset, fraction=fraction, seed=seed, train_s=train_s,
-                             checkpoint=result["trainer"].saved_model_file))
+        checkpoint = run_recbole_tpad(model, dataset, config_dict=config_dict)["trainer"].saved_model_file
+        train_s = round(time.perf_counter() - start, 1)  # the run's model, data and trainer are freed here
+        for row in evaluate(checkpoint, work_dir / "data" / dataset / f"{dataset}.all.item", sessions, withheld):
+            rows.append(dict(row, dataset=dataset, fraction=fraction, seed=seed, train_s=train_s, checkpoint=checkpoint))
         results_file.parent.mkdir(parents=True, exist_ok=True)
         with open(results_file, "w", newline="", encoding="utf-8") as f:  # after each model: a crash keeps the rest
             writer = csv.DictWriter(f, fieldnames=list(rows[0]))

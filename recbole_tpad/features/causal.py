@@ -50,6 +50,12 @@ class CausalBackbone(Backbone):
             self._projector = Projector(image_encoder.out_channels, self.hidden_size)
             torch.random.set_rng_state(generator_state)
 
+    def train(self, mode=True):
+        super().train(mode)
+        if self.image_encoder is not None:  # frozen: training a stage must not move its batch-norm statistics
+            self.image_encoder.eval()
+        return self
+
     @property
     def hidden_size(self):
         return self.model.config.hidden_size

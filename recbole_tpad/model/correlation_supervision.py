@@ -56,6 +56,17 @@ def reduce_item_matrix(matrix, dim, valid, seed=0):
     Returns:
         torch.Tensor: ``[n_items, dim]`` float32.
     """
+    return fit_item_reduction(matrix, dim, valid, seed)[0]
+
+
+def fit_item_reduction(matrix, dim, valid, seed=0):
+    r""":func:`reduce_item_matrix`, and the map it applied, for rows that come later (items added
+    after training).
+
+    Returns:
+        tuple: ``reduced`` ``[n_items, dim]`` (float32 tensor), ``mean`` ``[D]`` and ``basis``
+        ``[D, dim]`` (float32 arrays): a valid row ``x`` reduces to ``(x - mean) @ basis``.
+    """
     from sklearn.decomposition import PCA
 
     matrix = torch.as_tensor(matrix, dtype=torch.float32).cpu().numpy()
@@ -66,11 +77,15 @@ def reduce_item_matrix(matrix, dim, valid, seed=0):
         raise ValueError(f"reduce_item_matrix needs at least two valid rows, got {rows.shape[0]}.")
     if n_components < dim:
         logger.warning(f"Teacher reduced to {n_components} PCA components, zero-padded to {dim}.")
-    reduced = PCA(n_components=n_components, random_state=seed).fit_transform(rows)
-    reduced /= np.linalg.norm(reduced, axis=1).mean() + 1e-12
+    pca = PCA(n_components=n_components, random_state=seed)
+    reduced = pca.fit_transform(rows)
+    scale = np.linalg.norm(reduced, axis=1).mean() + 1e-12
+    reduced /= scale
     out = np.zeros((matrix.shape[0], dim), dtype=np.float32)
     out[valid, :n_components] = reduced
-    return torch.from_numpy(out)
+    basis = np.zeros((matrix.shape[1], dim), dtype=np.float32)
+    basis[:, :n_components] = pca.components_.T / scale
+    return torch.from_numpy(out), pca.mean_.astype(np.float32), basis
 
 
 def subvector_cosines(x_i, x_j, n_sub):
@@ -113,14 +128,19 @@ class CorrelationTeacher(nn.Module):
     r"""Frozen teacher of one modality: reduced item vectors, their validity, the code centroids.
 
     Build it with :meth:`from_view`, which runs PCA and k-means once and caches both on disk.
+    ``reduction`` (``mean`` ``[D]``, ``basis`` ``[D, dim]``, from :func:`fit_item_reduction`) lets
+    :meth:`project` reduce the features of items added later.
     """
 
-    def __init__(self, teacher, valid, centroids, n_sub):
+    def __init__(self, teacher, valid, centroids, n_sub, reduction=None):
         super().__init__()
         self.n_sub = n_sub
         self.register_buffer("teacher", F.normalize(teacher, dim=-1), persistent=False)
         self.register_buffer("valid", valid.clone(), persistent=False)
         self.register_buffer("centroids", torch.as_tensor(centroids), persistent=False)
+        mean, basis = reduction if reduction is not None else (None, None)
+        self.register_buffer("reduction_mean", None if mean is None else torch.as_tensor(mean), persistent=False)
+        self.register_buffer("reduction_basis", None if basis is None else torch.as_tensor(basis), persistent=False)
 
     @classmethod
     def from_view(cls, view, valid, dim, n_sub, n_codes, n_pairs, seed=0, cache_dir=None):
@@ -130,41 +150,53 @@ class CorrelationTeacher(nn.Module):
         view = torch.as_tensor(view, dtype=torch.float32).cpu()
         valid = torch.as_tensor(valid, dtype=torch.bool).cpu()
         if not cache_dir:  # rank 0 computes, the other ranks of a distributed run get its result
-            teacher, centroids = broadcast_object(
+            teacher, centroids, mean, basis = broadcast_object(
                 cls._fit(view, dim, valid, n_sub, n_codes, n_pairs, seed) if is_main_process() else None)
-            return cls(teacher, valid, centroids, n_sub)
+            return cls(teacher, valid, centroids, n_sub, (mean, basis))
         entry = CacheEntry(cache_dir, "correlation", {
             "view": bytes_sha256(view.numpy().tobytes(), valid.numpy().tobytes()),
-            "dim": dim, "n_sub": n_sub, "n_codes": n_codes, "n_pairs": n_pairs, "seed": seed})
+            "dim": dim, "n_sub": n_sub, "n_codes": n_codes, "n_pairs": n_pairs, "seed": seed, "format": 2})
         path = entry.folder / CODES_FILE
         with main_process_first():  # rank 0 fits and writes the cache, the other ranks read it
-            cached = cls._load(path, view.size(0), dim, n_codes, n_sub) if entry.is_complete() else None
+            cached = cls._load(path, view.size(0), dim, n_codes, n_sub, view.size(1)) if entry.is_complete() else None
             if cached is not None:
-                return cls(cached[0], valid, cached[1], n_sub)
-            teacher, centroids = cls._fit(view, dim, valid, n_sub, n_codes, n_pairs, seed)
-            entry.commit(lambda folder: np.savez(folder / CODES_FILE, teacher=teacher.numpy(), centroids=centroids))
+                return cls(cached[0], valid, cached[1], n_sub, cached[2:])
+            teacher, centroids, mean, basis = cls._fit(view, dim, valid, n_sub, n_codes, n_pairs, seed)
+            entry.commit(lambda folder: np.savez(folder / CODES_FILE, teacher=teacher.numpy(), centroids=centroids,
+                                                 mean=mean, basis=basis))
             logger.info(f"Correlation codes cached to {entry.folder}")
-        return cls(teacher, valid, centroids, n_sub)
+        return cls(teacher, valid, centroids, n_sub, (mean, basis))
 
     @staticmethod
     def _fit(view, dim, valid, n_sub, n_codes, n_pairs, seed):
-        teacher = reduce_item_matrix(view, dim, valid, seed)
-        return teacher, fit_correlation_codes(teacher, valid, n_sub, n_codes, n_pairs, seed)
+        teacher, mean, basis = fit_item_reduction(view, dim, valid, seed)
+        return teacher, fit_correlation_codes(teacher, valid, n_sub, n_codes, n_pairs, seed), mean, basis
 
     @staticmethod
-    def _load(path, n_items, dim, n_codes, n_sub):
+    def _load(path, n_items, dim, n_codes, n_sub, width=None):
         if not os.path.isfile(path):
             return None
         try:
             with np.load(path) as data:
-                teacher, centroids = data["teacher"], data["centroids"]
+                teacher, centroids, mean, basis = data["teacher"], data["centroids"], data["mean"], data["basis"]
         except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as error:  # torn or foreign file
             logger.warning(f"Ignoring unreadable correlation cache {path}: {error}")
             return None
-        if teacher.shape != (n_items, dim) or centroids.shape != (n_codes, n_sub) or not np.isfinite(teacher).all():
-            logger.warning(f"Ignoring correlation cache {path}: shapes {teacher.shape}, {centroids.shape} or non-finite values.")
+        width = basis.shape[0] if width is None else width
+        if (teacher.shape != (n_items, dim) or centroids.shape != (n_codes, n_sub) or mean.shape != (width,)
+                or basis.shape != (width, dim) or not np.isfinite(teacher).all()):
+            logger.warning(f"Ignoring correlation cache {path}: shapes {teacher.shape}, {centroids.shape}, "
+                           f"{mean.shape}, {basis.shape} or non-finite values.")
             return None
-        return torch.from_numpy(teacher), centroids
+        return torch.from_numpy(teacher), centroids, mean, basis
+
+    def project(self, view):
+        r"""Unit teacher rows ``[n, dim]`` of items added after training: the catalogue's PCA applied
+        to their features ``view`` ``[n, D]`` (the rows an item of the catalogue has in :attr:`teacher`)."""
+        if self.reduction_basis is None:
+            raise RuntimeError("this teacher was built without its PCA map (from_view keeps it); it cannot reduce new rows.")
+        view = torch.as_tensor(view, dtype=torch.float32, device=self.reduction_basis.device)
+        return F.normalize((view - self.reduction_mean) @ self.reduction_basis, dim=-1)
 
     def holistic(self, i, j):
         """Teacher cosines ``S_ij`` ``[P]``."""

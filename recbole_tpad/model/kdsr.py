@@ -42,7 +42,8 @@ class KDSR(MultimodalSequentialRecommender):
         The authors' code reduces the features with CCA and scores sessions against the ID
         table; here PCA reduces each modality on its own (CCA needs two paired modalities) and
         candidates are scored with their fused vectors, so items never seen in training still
-        carry their modality information. The authors' slow rate is ``lr / gamma^n_milestones``
+        carry their modality information (and items added after training, ``add_items``, can be
+        scored: their teacher rows, no ID row). The authors' slow rate is ``lr / gamma^n_milestones``
         of their step schedule; here it is the explicit ``modality_lr_scale``.
     """
 
@@ -131,6 +132,43 @@ class KDSR(MultimodalSequentialRecommender):
         slow_ids = {id(p) for p in slow}
         rest = [p for p in self.parameters() if id(p) not in slow_ids]
         return [{"params": slow, "lr": learning_rate * self.modality_lr_scale}, {"params": rest}]
+
+    # ------------------------------------------------------------------ new items
+    @torch.no_grad()
+    def add_items(self, views, image_mask):
+        r"""Append items that had no interaction in training; they get ids ``n_items, n_items + 1, ...``.
+
+        A new item's modality rows are what a catalogue item's started from, its teacher: its frozen
+        feature reduced by the catalogue's PCA (unit rows; zero for a missing photo). It has no
+        trained ID row, so the gate fuses its modality vectors only (its ID column is masked, as
+        the image column of an item without a photo is).
+
+        Args:
+            views (dict): modality -> ``[n_new, dim]`` frozen features of the new items, made as the
+                catalogue's were (the base backbone's views, ``recbole_tpad.features``).
+            image_mask (torch.BoolTensor): ``[n_new]``, True where the new item has a photo.
+        """
+        image_mask = torch.as_tensor(image_mask, dtype=torch.bool).reshape(-1).cpu()
+        n_new = image_mask.numel()
+        has = torch.stack([torch.ones(n_new, dtype=torch.bool) if m != "image" else image_mask
+                           for m in self.modalities], dim=1)  # [n_new, M]
+        if not has.any(1).all():
+            raise ConfigError(f"KDSR with views={self.views} needs a photo to score a new item (it has no ID row to fall "
+                              "back on); these new items have none: give them a photo or train with a text view.")
+        device = self.modality_mask.device
+        for column, modality in enumerate(self.modalities):
+            table = self.modality_embedding[modality]
+            rows = self.correlation.teachers[modality].project(torch.as_tensor(views[modality]).to(device))
+            rows = rows * has[:, column : column + 1].to(device)
+            table.weight = nn.Parameter(torch.cat([table.weight, rows]))
+            table.num_embeddings += n_new
+        weight = self.item_embedding.weight
+        self.item_embedding.weight = nn.Parameter(torch.cat([weight, weight.new_zeros(n_new, weight.size(1))]))
+        self.item_embedding.num_embeddings += n_new
+        mask = torch.cat([torch.zeros(n_new, 1, dtype=torch.bool), has], dim=1)
+        self.modality_mask = torch.cat([self.modality_mask, mask.to(device)])
+        self.n_items += n_new
+        self._item_cache = None
 
     # ------------------------------------------------------------------ scoring
     def item_representations(self):

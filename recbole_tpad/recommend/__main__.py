@@ -25,7 +25,7 @@ def parse_args(argv=None):
     parser.add_argument("--exclude_seen", action="store_true", help="never recommend an item of the session itself")
     parser.add_argument("--output", default=None, help="output file (.csv: CSV, else JSON lines); default stdout")
     parser.add_argument("--item_file", default=None,
-                        help="a .item file with items added after training (TPAD: encoded and scored; others refuse)")
+                        help="a .item file with items added after training (TPAD, KDSR: encoded and scored; ID-only models refuse)")
     parser.add_argument("--batch_size", type=int, default=256, help="sessions scored at once")
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: a GPU if there is one)")
     parser.add_argument("--debug", action="store_true", help="show the traceback of user errors")

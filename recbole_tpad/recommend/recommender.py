@@ -4,7 +4,7 @@
 
     recommender = load_recommender("saved/TPAD-Dec-02-2026_07-40-00-1a2b3c4d.pth")
     recommender.recommend([["B00A", "B00B"], ["B00C"]], topk=20)   # -> [Recommendation, ...]
-    recommender.add_items("new.item")                                # TPAD: items added after training
+    recommender.add_items("new.item")                                # TPAD, KDSR: items added after training
 
 Unlike RecBole's ``load_data_and_model`` (which reads and splits the whole dataset again and finds
 models in ``recbole.model`` only), the model is built from the checkpoint's config and the
@@ -73,10 +73,13 @@ class SessionRecommender:
         self.iid_field = self.dataset.iid_field
         self.tokens = [str(t) for t in self.dataset.field2id_token[self.iid_field]]
         self.token_ids = {token: i for i, token in enumerate(self.tokens)}
+        self.views_manifest = None  # of the frozen item views the model reads (TPAD, KDSR)
         if sidecar["item_views"] is not None:
             from recbole_tpad.model.item_views import attach_item_views
 
-            attach_item_views(self.dataset, self._cached_views(sidecar["item_views"]))
+            views = self._cached_views(sidecar["item_views"])
+            self.views_manifest = views.manifest
+            attach_item_views(self.dataset, views)
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             model = build_model(get_model(config["model"]), config, self.dataset)
         self.dataset.__dict__.pop("item_views", None)  # the model holds what it needs
@@ -191,22 +194,25 @@ class SessionRecommender:
     def add_items(self, item_file, progress=False):
         r"""Add the items of ``item_file`` (an atomic ``.item`` file) the model was not trained with.
 
-        TPAD encodes them with its Knowledge-MLLM and scores them through its frozen views; a model
-        that scores items by trained per-item tables only raises ``ConfigError``. Returns the new tokens.
+        A model that scores items through frozen item views (TPAD, KDSR) gets the new items' views
+        from the encoder that made its catalogue's (:mod:`recbole_tpad.recommend.new_items`) and
+        scores them like any other; a model that scores items by trained per-item tables only raises
+        ``ConfigError``. Returns the new tokens.
         """
         from recbole_tpad.recommend.new_items import encode_new_items, new_item_tokens
 
         name = self.config["model"]
-        if not hasattr(self.model, "add_items") or not self.sidecar.get("knowledge_mllm"):
+        if not hasattr(self.model, "add_items") or self.views_manifest is None:
             raise ConfigError(
                 f"{name} scores items by trained per-item tables (an ID embedding); it cannot score items that were not "
-                "in its training data. TPAD can (its items are scored through the Knowledge-MLLM's views)."
+                "in its training data. TPAD and KDSR can (they score items through frozen MLLM item views)."
             )
         tokens = new_item_tokens(self.config, item_file, self.token_ids)
         if not tokens:
             self.logger.warning(f"{item_file}: every item is already known to the model; nothing added.")
             return []
-        views, image_mask = encode_new_items(self.config, self.sidecar["knowledge_mllm"], item_file, tokens, progress)
+        views, image_mask = encode_new_items(self.config, self.views_manifest, self.sidecar.get("knowledge_mllm"),
+                                             item_file, tokens, progress)
         self.model.add_items(views, torch.as_tensor(image_mask))
         for token in tokens:
             self.token_ids[token] = len(self.tokens)

@@ -152,7 +152,9 @@ class StageConfig:
         """Settings Stage 1a (the projector alignment) depends on."""
         keep = ("stage1_projector_items", "stage1_batch_size", "stage1_learning_rate", "stage1_gen_weight",
                 "stage1_itc_weight", "answer_words", "temperature", "grad_clip")
-        return {k: getattr(self, k) for k in keep}
+        # the frozen image encoder stays in eval mode while the projector trains; projectors (and the item
+        # states below them) made when it followed the stage into train mode, batch norms drifting, are not reused
+        return dict({k: getattr(self, k) for k in keep}, image_encoder="eval")
 
     def states_key(self):
         """Settings the cached item states depend on (the split layer and the answer spans)."""

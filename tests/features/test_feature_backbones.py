@@ -110,3 +110,22 @@ def test_bf16_base_trains_fp32_adapters(kind, cache_root):
     params = backbone.adapter_parameters("K")
     assert all(p.dtype == torch.float32 and p.grad is not None and torch.isfinite(p.grad).all() for p in params)
     assert out.summary.dtype == torch.float32 and torch.isfinite(out.summary).all()
+
+
+def test_frozen_image_encoder_stays_in_eval_mode_while_a_stage_trains(cache_root):
+    """A stage that trains (the projector alignment) holds the backbone: the frozen image encoder
+    keeps its batch norms' running statistics, so item states computed afterwards are those a fresh
+    backbone computes (the new items' encoder)."""
+    backbone = build_backbone(FeaturesConfig.from_config(
+        {"feature_backbone": "tiny-llama", "feature_cache_dir": str(cache_root), "feature_dtype": "fp32"}))
+    backbone.image_encoder.net.append(torch.nn.BatchNorm2d(backbone.image_encoder.out_channels))
+    backbone.image_encoder.eval()
+    norm = backbone.image_encoder.net[-1]
+    before = norm.running_mean.clone()
+    stage = torch.nn.Module()
+    stage.backbone = backbone
+    stage.train()
+    assert backbone.training and backbone.model.training  # LoRA dropout follows the stage
+    assert not any(module.training for module in backbone.image_encoder.modules())
+    backbone(backbone.prepare(PROMPTS, IMAGES))
+    assert torch.equal(norm.running_mean, before)

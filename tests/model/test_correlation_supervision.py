@@ -80,6 +80,19 @@ def test_teacher_is_cached_once_per_dataset(tmp_path, monkeypatch):
         CorrelationTeacher.from_view(view, valid, 8, 2, 4, 2000, seed=0, cache_dir=str(tmp_path))
 
 
+@pytest.mark.parametrize("cached", [False, True])
+def test_teacher_projects_new_rows_as_it_reduced_the_catalogue(tmp_path, cached):
+    """Items added after training: the catalogue's PCA (kept in the cache) gives a row of the
+    catalogue the teacher row it has; a wide view runs PCA's randomized solver."""
+    view, valid = torch.randn(600, 700), torch.arange(600) > 0
+    cache_dir = str(tmp_path) if cached else None
+    CorrelationTeacher.from_view(view, valid, 16, 4, 4, 2000, seed=0, cache_dir=cache_dir)
+    teacher = CorrelationTeacher.from_view(view, valid, 16, 4, 4, 2000, seed=0, cache_dir=cache_dir)
+    rows = torch.tensor([1, 7, 599])
+    assert torch.allclose(teacher.project(view[rows]), teacher.teacher[rows], atol=1e-4)
+    assert torch.allclose(teacher.project(view[rows] + 0.01).norm(dim=1), torch.ones(3))
+
+
 def test_both_losses_go_down_on_a_toy_problem():
     torch.manual_seed(0)
     n_items, dim = 50, 16

@@ -130,8 +130,49 @@ def test_tpad_scores_new_items_through_the_knowledge_mllm(trained, tmp_path):
     assert [r.items[0] for r in top] == ["n000", "n000"]
 
 
-@pytest.mark.parametrize("name", ["SASRec", "KDSR"])
-def test_id_models_say_they_cannot_score_new_items(trained, tmp_path, name):
+def _cached_views(recommender):
+    from recbole_tpad.features import read_cache
+
+    where = recommender.sidecar["item_views"]
+    return read_cache(where["folder"], where["key"])
+
+
+@pytest.mark.parametrize("name", ["TPAD", "KDSR"])
+def test_an_item_encoded_as_new_has_its_catalogue_views(trained, tmp_path, name):
+    """TPAD: item states + the top layers under K, as stage 3 encoded the catalogue; KDSR: the base
+    backbone, as the feature cache did. A copy of i005 added as new gets i005's views."""
+    from recbole_tpad.recommend.new_items import encode_new_items
+
+    runs, folder = trained
+    recommender = load_recommender(runs[name][0], device="cpu")
+    catalogue = _cached_views(recommender)
+    assert (catalogue.manifest["adapter"] == "K") == (name == "TPAD")
+    views, image_mask = encode_new_items(recommender.config, recommender.views_manifest,
+                                         recommender.sidecar["knowledge_mllm"], write_new_items(folder, tmp_path), ["n000"])
+    row = recommender.token_ids["i005"]
+    assert image_mask.tolist() == [bool(catalogue.image_mask[row])] == [True]
+    for view in ("text", "image", "fused"):  # equal on this fixture; 1e-5 leaves room for other batch shapes
+        np.testing.assert_allclose(views[view][0], catalogue.views[view][row], rtol=0, atol=1e-5)
+
+
+def test_kdsr_scores_new_items_through_its_modality_teachers(trained, tmp_path):
+    runs, folder = trained
+    recommender = load_recommender(runs["KDSR"][0], device="cpu")
+    model, n_items = recommender.model, recommender.n_items
+    assert recommender.add_items(write_new_items(folder, tmp_path)) == ["n000", "n001"]
+    assert model.n_items == n_items + 2 and model.item_embedding.weight.shape[0] == n_items + 2
+    row = recommender.token_ids["i005"]
+    for modality in model.modalities:  # the copy of i005 starts where i005 started: its teacher row
+        teacher = model.correlation.teachers[modality].teacher
+        assert torch.allclose(model.modality_embedding[modality].weight[-2], teacher[row], atol=1e-3)
+    assert model.modality_mask[-2:].tolist() == [[False] + [True] * len(model.modalities)] * 2  # no trained ID row
+    items = model.item_representations()
+    assert torch.isfinite(items).all() and items[0, -2:].abs().sum() > 0
+    top = recommender.recommend([["i003", "i004", "i005"]], topk=recommender.n_items)
+    assert {"n000", "n001"} <= set(top[0].items)
+
+
+def test_id_models_say_they_cannot_score_new_items(trained, tmp_path):
     runs, folder = trained
     with pytest.raises(ConfigError, match="cannot score items that were not"):
-        load_recommender(runs[name][0], device="cpu").add_items(write_new_items(folder, tmp_path))
+        load_recommender(runs["SASRec"][0], device="cpu").add_items(write_new_items(folder, tmp_path))
