@@ -163,7 +163,10 @@ class StageConfig:
     def stage2_key(self):
         """Settings stage 2 depends on, beyond stage 1's."""
         skip = ("cache_dir", "checkpoint_steps")
-        return {k: v for k, v in asdict(self).items() if not k.startswith("stage1_") and k not in skip}
+        # the session layout (last item whole, centred L_next, rotation-only bank): results of the older
+        # layouts are not reused
+        return dict({k: v for k, v in asdict(self).items() if not k.startswith("stage1_") and k not in skip},
+                    session_layout="last-item-whole")
 
     @classmethod
     def from_config(cls, config):

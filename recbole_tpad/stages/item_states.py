@@ -61,6 +61,11 @@ class ItemStates:
     def hidden_size(self):
         return int(self.tensors["states"].size(1))
 
+    def item_tokens(self, row):
+        r"""States ``[T, H]`` and position ids ``[P, T]`` of every token of item ``row``'s prompt."""
+        start, stop = int(self.offsets[row]), int(self.offsets[row + 1])
+        return self.tensors["states"][start:stop], self.tensors["positions"][:, start:stop]
+
     def title_states(self, row):
         r"""States and token ids of item ``row``'s title tokens."""
         start, stop = int(self.offsets[row]), int(self.offsets[row + 1])

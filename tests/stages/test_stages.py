@@ -4,6 +4,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -297,3 +298,30 @@ def test_ablation_switches_run_the_remaining_pipeline(tiny_dataset, tmp_path, sw
         assert set(losses["0"]) == {"itc", "loss"}  # stage 1 keeps only the image-text term
         losses = json.loads((pipeline.store2.folder / "manifest.json").read_text())["epoch_losses"]
         assert set(losses["0"]) == {"next", "loss"}
+
+
+@pytest.mark.parametrize("kind", ["tiny-llama", "tiny-qwen2-vl"])
+def test_session_prompt_holds_the_last_items_whole_prompt_in_its_own_layout(tiny_dataset, tmp_path, kind):
+    from recbole_tpad.stages.session_prompts import training_sessions
+    from recbole_tpad.stages.transition_distillation import TransitionDistillation
+
+    backbone, items, states, settings, train = _stages_on_states(tiny_dataset, tmp_path, feature_backbone=kind,
+                                                                 feature_dtype="fp32")
+    stage = TransitionDistillation(backbone, states, training_sessions(train), settings, heldout=[])
+    sessions = stage.sessions
+    row = int(np.flatnonzero(sessions.item_len.numpy() >= 2)[0])
+    prefix = sessions.prefix(row, settings.session_items)
+    inputs = stage.session_inputs([row], with_answers=True)
+    last_states, last_positions = states.item_tokens(prefix[-1])
+    start = stage.header.size(0) + len(prefix) - 1
+    stop = start + last_states.size(0)
+    assert int(inputs["state_index"][0]) == stop - 1  # t_s: the last item's summary position
+    assert torch.equal(inputs["states"][0, start:stop], last_states.to(inputs["states"].dtype))
+    positions = inputs["position_ids"] if inputs["position_ids"].dim() == 3 else inputs["position_ids"].unsqueeze(0)
+    assert torch.equal(positions[:, 0, start:stop], last_positions + start)  # its own layout, shifted
+    assert (positions[:, 0, stop] == positions[:, 0, start:stop].max() + 1).all()  # the footer follows
+    title = inputs["labels"][0] != -100
+    assert int(title.sum()) == int(states.title_states(int(sessions.target[row]))[1].numel())
+    assert set(inputs["exclude"][:, 1].tolist()) == set(prefix) - {int(sessions.target[row])}
+    loss, parts = stage.training_loss([row, row + 1], 0)
+    assert torch.isfinite(loss) and "next" in parts
