@@ -143,3 +143,14 @@ def test_hmie_both_levels_train_and_reduce_shared_specific_dependence():
     assert after < before - 1.0
     assert after < 0.5
     assert parts["hmie_recon"] < 0.3  # 6 dims kept of 7 left after the layer norm
+
+
+def test_club_estimate_is_never_negative_so_features_cannot_inflate_it_away():
+    torch.manual_seed(0)
+    club = CLUB(4, 4, hidden_dim=16)
+    x = torch.randn(64, 4)
+    y = (-10 * club.mu(x)).detach().requires_grad_(True)  # anti-correlated with q's mean: raw estimate < 0
+    estimate = club(x, y)
+    assert float(estimate) == 0.0
+    estimate.backward()
+    assert y.grad is None or float(y.grad.abs().sum()) == 0.0  # no push to widen y further
