@@ -66,6 +66,15 @@ class FlopCounter:
         return flops
 
 
+def config_overrides(arguments):
+    """``{key: value}`` of ``--key=value`` arguments (JSON values where they parse as such)."""
+    overrides = {}
+    for item in arguments:
+        key, _, value = item.lstrip("-").partition("=")
+        overrides[key] = json.loads(value) if value[:1] in "[{0123456789-tfn" and value not in ("", "-") else value
+    return overrides
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--dataset", default="amazon-beauty")
@@ -75,10 +84,7 @@ def main():
     parser.add_argument("--out", default=None)
     args, rest = parser.parse_known_args()
     compat.apply()  # RecBole 1.2.1 shims (recbole_tpad/compat.py) before any RecBole call
-    overrides = {}
-    for item in rest:
-        key, _, value = item.lstrip("-").partition("=")
-        overrides[key] = json.loads(value) if value[:1] in "[{0123456789-tfn" and value not in ("", "-") else value
+    overrides = config_overrides(rest)
 
     import numpy as np
     import torch

@@ -22,6 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.bench_stages import config_overrides  # noqa: E402
 from recbole_tpad import compat  # noqa: E402
 
 
@@ -34,10 +35,7 @@ def main():
     parser.add_argument("--out", default=None)
     args, rest = parser.parse_known_args()
     compat.apply()  # RecBole 1.2.1 shims (recbole_tpad/compat.py) before any RecBole call
-    overrides = {}
-    for item in rest:
-        key, _, value = item.lstrip("-").partition("=")
-        overrides[key] = json.loads(value) if value[:1] in "[{0123456789-tfn" else value
+    overrides = config_overrides(rest)
 
     import numpy as np
     import torch
