@@ -33,8 +33,7 @@ pairs:
 
 NOTE:
     The bank's rows are refreshed in rotation only, never for the batch's own next items: positives
-    fresher than the negatives would let ``T`` rank by freshness instead of by item (measured: the
-    held-out recall fell to 0.002 within 25 steps that way). On the ``T`` side HMIE trains the split
+    fresher than the negatives would let ``T`` rank by freshness instead of by item. On the ``T`` side HMIE trains the split
     heads only (the teacher's states carry no gradient).
     Without HMIE (ablation ``stage_hmie: False``) AMIE aligns the whole features ``k_i``, ``t_i``.
     The session prompt's header and footer states are those of ``"A shopper viewed: Next item:"``
