@@ -138,8 +138,8 @@ def main():
     stage2 = TransitionDistillation(backbone, states, sessions, s, heldout_pairs(sessions, s.stage2_heldout_pairs,
                                                                                pipeline.seed), pipeline.seed)
     clock = time.perf_counter()
-    stage2._refresh_bank(0)  # the first fill, as the first step would do it (also the untrained T's features)
-    record("stage2_bank_init", time.perf_counter() - clock, len(states) - 1, "items")
+    stage2._prepare()  # as the first step would: the bank (every item's untrained T feature), the head's fit
+    record("stage2_prepare", time.perf_counter() - clock, len(states) - 1, "items")
     evaluate, stage2.evaluate = stage2.evaluate, None  # timed apart below
     clock = time.perf_counter()
     train_stage(stage2, StageStore(tmp, "distillation", {}), s.stage2_learning_rate, s.grad_clip, 0, False)

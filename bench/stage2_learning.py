@@ -1,16 +1,18 @@
 """Does the Transfer-MLLM learn transitions? Stage 2's held-out next-item figures along training.
 
-    python bench/stage2_learning.py --dataset=amazon-beauty --pairs=6400 --every=800
-    python bench/stage2_learning.py --pairs=6400 --stage2_amie_weight=0 --stage2_hmie_weight=0 \
+    python bench/stage2_learning.py --dataset=amazon-beauty --pairs=3200 --every=800
+    python bench/stage2_learning.py --pairs=3200 --stage2_amie_weight=0 --stage2_hmie_weight=0 \
         --stage2_gen_k_weight=0 --stage2_gen_t_weight=0          # L_next alone
+    python bench/stage2_learning.py --pairs=3200 --stage2_head_epochs=0   # no head fit first
 
 Runs TPAD's stage 2 (``TransitionDistillation``, the YAML settings plus ``--key=value`` overrides)
 from an untrained adapter T on ``--pairs`` training pairs (batches of ``stage2_batch_size``, the
 stage's own schedule and AdamW at ``stage2_learning_rate``), and every ``--every`` pairs ranks
 every item for ``--eval_pairs`` held-out pairs (whole sessions the stage never trains on) by T's
-session state against the L_next bank (the T features it trains against; a full re-encoding of
-every item at the end; at every point with ``--fresh``, about 100 s each on this CPU). The first
-point also gives the mean cosine of 2,000 items' T features. Prints one JSON line per point,
+session state through the transition head against the fixed target space (the untrained T's item
+features). Point 0 is the untrained T (centred cosines, no head) and point 0 ``head`` the head
+fitted on every training pair before T's first step. The first point also gives the mean cosine of
+2,000 items' untrained T features (why the scores are centred). Prints one JSON line per point,
 beside the popularity ranking; ``--out`` writes them as CSV.
 """
 
@@ -33,8 +35,6 @@ def main():
     parser.add_argument("--pairs", type=int, default=6400)
     parser.add_argument("--every", type=int, default=800)
     parser.add_argument("--eval_pairs", type=int, default=1000)
-    parser.add_argument("--fresh", action="store_true",
-                        help="rank against fresh T features of every item at every point (not the bank)")
     parser.add_argument("--out", default=None)
     args, rest = parser.parse_known_args()
     compat.apply()  # RecBole 1.2.1 shims (recbole_tpad/compat.py) before any RecBole call
@@ -72,21 +72,22 @@ def main():
     rng = np.random.default_rng(pipeline.seed)
     points, sums, clock = [], {}, time.perf_counter()
 
-    def point(pairs, features, what):
+    def point(pairs, what, mapped=True):
         stage.eval()
-        figures = stage.next_item_figures(TRANSFER, features, rows)
+        figures = stage.next_item_figures(None if what == "untrained" else TRANSFER, rows, mapped)
         stage.train()
-        line = {"pairs": pairs, "features": what, **figures, "popularity_recall@10": popular["recall@10"],
+        line = {"pairs": pairs, "T": what, **figures, "popularity_recall@10": popular["recall@10"],
                 "popularity_mrr": popular["mrr"], "seconds": round(time.perf_counter() - clock, 1),
                 **{k: round(v / max(1, sums.get("_n", 1)), 4) for k, v in sums.items() if k != "_n"}}
         print(json.dumps(line), flush=True)
         points.append(line)
         sums.clear()
 
-    stage._refresh_bank(0)
+    stage._prepare()  # the bank (every item's untrained T feature) and the head's fit
     sample = torch.nn.functional.normalize(stage.bank[1:2001], dim=-1)
     sums["bank_mean_cosine"] = float((sample @ sample.t()).mean())  # why L_next centres its cosines
-    point(0, stage.bank, "bank")
+    point(0, "untrained", mapped=False)
+    point(0, "head")
     stage.train()
     steps = args.pairs // s.stage2_batch_size
     for step in range(1, steps + 1):
@@ -99,14 +100,8 @@ def main():
         optimizer.step()
         for key, value in dict(parts, loss=loss.item(), _n=1).items():
             sums[key] = sums.get(key, 0.0) + value
-        if (step * s.stage2_batch_size) % args.every < s.stage2_batch_size:
-            if args.fresh:
-                stage.eval()
-                point(step * s.stage2_batch_size, stage.item_features(TRANSFER, np.arange(len(states))), "fresh")
-            else:
-                point(step * s.stage2_batch_size, stage.bank, "bank")
-    stage.eval()
-    point(steps * s.stage2_batch_size, stage.item_features(TRANSFER, np.arange(len(states))), "fresh")
+        if (step * s.stage2_batch_size) % args.every < s.stage2_batch_size or step == steps:
+            point(step * s.stage2_batch_size, "trained")
     if args.out:
         keys = sorted({k for p in points for k in p}, key=lambda k: (k not in points[0], k))
         with open(args.out, "w", newline="") as f:

@@ -30,7 +30,9 @@ _KEYS = {
     "stage2_sessions_per_epoch": ("stage2_sessions_per_epoch", "count0"),
     "stage2_batch_size": ("stage2_batch_size", "count"),
     "stage2_learning_rate": ("stage2_learning_rate", "posfloat"),
-    "stage2_bank_refresh": ("stage2_bank_refresh", "count0"),
+    "stage2_head_epochs": ("stage2_head_epochs", "count0"),
+    "stage2_head_batch_size": ("stage2_head_batch_size", "count"),
+    "stage2_head_learning_rate": ("stage2_head_learning_rate", "posfloat"),
     "stage2_heldout_pairs": ("stage2_heldout_pairs", "count0"),
     "stage2_gen_t_weight": ("stage2_gen_t_weight", "weight"),
     "stage2_next_weight": ("stage2_next_weight", "weight"),
@@ -74,7 +76,9 @@ class StageConfig:
     stage2_sessions_per_epoch: int
     stage2_batch_size: int
     stage2_learning_rate: float
-    stage2_bank_refresh: int
+    stage2_head_epochs: int
+    stage2_head_batch_size: int
+    stage2_head_learning_rate: float
     stage2_heldout_pairs: int
     stage2_gen_t_weight: float
     stage2_next_weight: float
@@ -163,10 +167,10 @@ class StageConfig:
     def stage2_key(self):
         """Settings stage 2 depends on, beyond stage 1's."""
         skip = ("cache_dir", "checkpoint_steps")
-        # the session layout (last item whole, centred L_next, rotation-only bank): results of the older
-        # layouts are not reused
+        # the session layout (last item whole) and L_next's target space (the frozen base's item features
+        # through the transition head): results of the older layouts are not reused
         return dict({k: v for k, v in asdict(self).items() if not k.startswith("stage1_") and k not in skip},
-                    session_layout="last-item-whole")
+                    session_layout="last-item-whole", next_targets="base-features-head")
 
     @classmethod
     def from_config(cls, config):

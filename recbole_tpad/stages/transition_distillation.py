@@ -18,13 +18,14 @@ pairs:
    ``L_gen^T`` (generate the next item's title, answer-only CE) and the session state ``t_s``, read
    at the last item's summary position, so an untrained ``T`` starts from the last item's own
    feature (content similarity) and learns what follows it.
-2. ``L_next`` = InfoNCE of ``t_s`` against every item's ``T`` feature (a bank without gradient,
-   ``stage2_bank_refresh`` items re-encoded per step in rotation; scores centred on the bank's
-   mean), the session's own items left out. As in MoCo, the item side gets no gradient: ``T``'s
-   weights are shared by both sides, so its item features move with what the sessions teach it.
-3. ``T`` on the item prompts of the batch's next items, without gradient: the teacher features
-   ``t_i``. ``K`` on the same prompts: ``k_i`` and ``L_gen^K`` (their knowledge tokens, keeping the
-   stage-1 knowledge). HMIE splits each feature (``K`` and ``T`` sides) into shared and specific
+2. ``L_next`` = InfoNCE of ``t_s`` against every item, the session's own items left out, in a fixed
+   target space: the frozen base model's item features (the untrained ``T``'s, computed once: the
+   bank), through the :class:`~recbole_tpad.stages.transition_head.TransitionHead`, which maps
+   ``t_s`` to where the next item lies. The head is fitted on the bank over every training pair
+   before ``T``'s first step (LP-FT's linear probe); the steps then train ``T`` and the head together.
+3. ``T`` on the item prompts of the batch's next items, without gradient, through the head's session
+   map: the teacher features ``t_i``, what follows each item. ``K`` on the same prompts: ``k_i`` and
+   ``L_gen^K`` (their knowledge tokens, keeping the stage-1 knowledge). HMIE splits each feature (``K`` and ``T`` sides) into shared and specific
    parts and minimizes CLUB between them at the token level (text and visual token states) and
    the item level (fused state); AMIE maximizes the InfoNCE bound on
    ``I(shared(k_i); shared(t_i))`` with ``T`` as the stop-gradient teacher.
@@ -32,24 +33,29 @@ pairs:
 ``L = gen_t * L_gen^T + next * L_next + a * L_AMIE + b * L_HMIE + c * L_gen^K``.
 
 NOTE:
-    The bank's rows are refreshed in rotation only, never for the batch's own next items: positives
-    fresher than the negatives would let ``T`` rank by freshness instead of by item. On the ``T`` side HMIE trains the split
+    The target space is fixed because a target that moves with ``T`` fails both ways we tried
+    (``docs/stages.md``): a bank refreshed for the batch's own next items lets ``T`` rank by freshness,
+    and one refreshed in rotation lags what it is compared with. On the ``T`` side HMIE trains the split
     heads only (the teacher's states carry no gradient).
     Without HMIE (ablation ``stage_hmie: False``) AMIE aligns the whole features ``k_i``, ``t_i``.
     The session prompt's header and footer states are those of ``"A shopper viewed: Next item:"``
     through the lower layers; the item positions between them carry the items' own states.
 """
 
+from logging import getLogger
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from recbole_tpad.distributed import broadcast_parameters
 from recbole_tpad.features.backbone import IGNORE_INDEX
 from recbole_tpad.stages.knowledge_acquisition import KNOWLEDGE, ensure_adapter, save_knowledge_mllm
 from recbole_tpad.stages.loop import TrainableStateMixin, save_safetensors
 from recbole_tpad.stages.mi_estimators import AMIE, HMIE
 from recbole_tpad.stages.session_prompts import sample_rows
+from recbole_tpad.stages.transition_head import TransitionHead
 
 TRANSFER = "T"
 HEADS_FILE = "alignment_heads.safetensors"
@@ -110,9 +116,10 @@ class TransitionDistillation(TrainableStateMixin, nn.Module):
             name: HMIE(hidden, s.hmie_shared_dim, s.hmie_specific_dim, s.hmie_hidden_size, s.hmie_recon_weight)
             for name in (KNOWLEDGE, TRANSFER)
         })
-        self.register_buffer("bank", torch.zeros(self.num_items, hidden))  # T item features, no gradient
+        self.head = TransitionHead(hidden)
+        self.register_buffer("bank", torch.zeros(self.num_items, hidden))  # the untrained T's item features
         self.bank_ready = False
-        self.untrained_features = None  # T's item features before training (the untrained T = the frozen base)
+        self.head_figures = {}  # held-out figures of the fitted head on the untrained T
         self.to(backbone.device)
 
     @torch.no_grad()
@@ -144,6 +151,8 @@ class TransitionDistillation(TrainableStateMixin, nn.Module):
             heads.append(("amie", self.amie))
         if s.hmie_weight > 0:
             heads.append(("hmie", self.hmie))
+        if s.stage2_next_weight > 0:
+            heads.append(("head", self.head))
         return heads
 
     def parameters_to_train(self):
@@ -155,7 +164,7 @@ class TransitionDistillation(TrainableStateMixin, nn.Module):
     def _named_trainable(self):
         named = [(f"adapter.{n}", p) for name in (KNOWLEDGE, TRANSFER)
                  for n, p in self.backbone.adapter_named_parameters(name)]
-        for prefix, module in (("amie", self.amie), ("hmie", self.hmie)):
+        for prefix, module in (("amie", self.amie), ("hmie", self.hmie), ("head", self.head)):
             named += [(f"{prefix}.{n}", p) for n, p in module.named_parameters()]
         return named
 
@@ -167,6 +176,7 @@ class TransitionDistillation(TrainableStateMixin, nn.Module):
     def load_trainable_state(self, state):
         state = dict(state)
         self.bank.copy_(state.pop("bank"))
+        self.head.set_centre(self.bank)
         self.bank_ready = True
         super().load_trainable_state(state)
 
@@ -246,37 +256,35 @@ class TransitionDistillation(TrainableStateMixin, nn.Module):
         return hidden.float()[torch.arange(len(rows)), inputs["state_index"]], hidden, inputs
 
     # ---- training ---------------------------------------------------------------------------------
-    def _refresh_bank(self, step):
-        r"""Re-encode ``stage2_bank_refresh`` items (a rotating slice) with the current ``T``; the first
-        call fills the whole bank."""
-        if not self.bank_ready:
-            self.bank.copy_(self.item_features(TRANSFER, np.arange(self.num_items)))
-            self.bank_ready = True
-            if step == 0:  # T is untrained here: its features serve the held-out baseline too
-                self.untrained_features = self.bank.clone()
+    def _prepare(self):
+        r"""Before the first step: the bank (every item's feature under the untrained ``T``) and the
+        head's fit on it; a resumed run has both from its checkpoint."""
+        if self.bank_ready:
             return
-        size = self.settings.stage2_bank_refresh
-        if size:
-            rows = (np.arange(size) + step * size) % (self.num_items - 1) + 1
-            self.bank[torch.as_tensor(rows, device=self.bank.device)] = self.item_features(TRANSFER, rows)
+        s = self.settings
+        self.bank.copy_(self.item_features(TRANSFER, np.arange(self.num_items)))
+        self.bank_ready = True
+        self.head.set_centre(self.bank)
+        if s.stage2_head_epochs:
+            rows = torch.as_tensor(self.train_rows)
+            last = self.sessions.item_seq[rows, self.sessions.item_len[rows] - 1]
+            with torch.enable_grad():
+                loss = self.head.fit(self.bank, last, self.sessions.target[rows], s.stage2_head_epochs,
+                                     s.stage2_head_batch_size, s.stage2_head_learning_rate, s.temperature, self.seed)
+            broadcast_parameters(list(self.head.parameters()))
+            if len(self.heldout):
+                self.head_figures = self.next_item_figures(None, self.heldout)
+            getLogger().info(f"{self.title}: transition head fitted on {len(rows)} pairs x {s.stage2_head_epochs} "
+                             f"epochs (last epoch's L_next {loss:.4f}); held-out with the untrained T "
+                             f"{self.head_figures}")
 
-    def _hmie(self, name, hidden, inputs, generator):
+    def _hmie(self, name, hidden, inputs, generator, summary):
         limit = self.settings.hmie_tokens
         hidden = hidden.float()
         views = [sample_tokens(hidden, inputs["text_mask"], limit, generator)]
         if bool(inputs["visual_mask"].any()):
             views.append(sample_tokens(hidden, inputs["visual_mask"], limit, generator))
-        summary = hidden[torch.arange(hidden.size(0)), inputs["summary_index"]]
         return self.hmie[name](views, summary)
-
-    def next_item_scores(self, t_s, features):
-        r"""Cosine of session states ``[B, H]`` with item features ``[N, H]``, both centred on the
-        features' mean: LLM states share a large common direction (a mean cosine near 0.9 between
-        items), which leaves plain cosines too little range to rank 12,000 items."""
-        centre = features[1:].mean(0).detach()
-        scores = F.normalize(t_s - centre, dim=-1) @ F.normalize(features - centre, dim=-1).t()
-        scores[:, 0] = float("-inf")  # RecBole's padding item
-        return scores
 
     def training_loss(self, rows, step):
         r"""``(loss, parts)`` of one batch of training pair rows."""
@@ -287,7 +295,7 @@ class TransitionDistillation(TrainableStateMixin, nn.Module):
         next_items = list(dict.fromkeys(int(t) for t in targets))  # the batch's unique next items
         parts = {}
         if s.stage2_next_weight > 0:
-            self._refresh_bank(step)
+            self._prepare()
         # 1. Transfer-MLLM on the sessions: L_gen^T and L_next (t_s against every item's T feature)
         t_s, session_hidden, session_in = self.session_states(rows, with_answers=s.gen_t > 0)
         loss = t_s.new_zeros(())
@@ -296,17 +304,17 @@ class TransitionDistillation(TrainableStateMixin, nn.Module):
             loss = loss + s.gen_t * gen_t
             parts["gen_t"] = gen_t.item()
         if s.stage2_next_weight > 0:
-            logits = self.next_item_scores(t_s, self.bank) / s.temperature
+            logits = self.head.scores(t_s, self.bank) / s.temperature
             exclude = session_in["exclude"]
             logits[exclude[:, 0], exclude[:, 1]] = float("-inf")  # the session's own items
             l_next = F.cross_entropy(logits, targets)
             loss = loss + s.stage2_next_weight * l_next
             parts["next"] = l_next.item()
-        # 2. The teacher: T's features of the next items, without gradient (AMIE's stop-gradient)
+        # 2. The teacher: what follows each next item by T and the head, without gradient (AMIE's stop-gradient)
         if s.amie_weight > 0 or s.hmie_weight > 0:
             with torch.no_grad():
                 item_in, t_hidden = self.item_pass(TRANSFER, next_items)
-            t_feat = t_hidden.float()[torch.arange(len(next_items)), item_in["summary_index"]]
+                t_feat = self.teacher_features(t_hidden.float()[torch.arange(len(next_items)), item_in["summary_index"]])
         # 3. Knowledge-MLLM on the same items: L_gen^K, HMIE and AMIE
         if s.amie_weight > 0 or s.hmie_weight > 0 or s.gen_k > 0:
             k_in, k_hidden = self.item_pass(KNOWLEDGE, next_items, knowledge_labels=s.gen_k > 0)
@@ -318,8 +326,8 @@ class TransitionDistillation(TrainableStateMixin, nn.Module):
             k_feat = k_hidden.float()[torch.arange(len(next_items)), k_in["summary_index"]]
             t_align = t_feat
             if s.hmie_weight > 0:
-                l_hmie_k, k_parts = self._hmie(KNOWLEDGE, k_hidden, k_in, generator)
-                l_hmie_t, t_parts = self._hmie(TRANSFER, t_hidden, item_in, generator)  # T's split heads only
+                l_hmie_k, k_parts = self._hmie(KNOWLEDGE, k_hidden, k_in, generator, k_feat)
+                l_hmie_t, t_parts = self._hmie(TRANSFER, t_hidden, item_in, generator, t_feat)  # T's split heads only
                 loss = loss + s.hmie_weight * (l_hmie_k + l_hmie_t)
                 parts["hmie"] = (l_hmie_k + l_hmie_t).item()
                 parts["hmie_mi"] = k_parts["hmie_mi"] + t_parts["hmie_mi"]
@@ -331,17 +339,22 @@ class TransitionDistillation(TrainableStateMixin, nn.Module):
         return loss, parts
 
     # ---- held-out figures -------------------------------------------------------------------------
+    def teacher_features(self, features):
+        r"""``T``'s item ``features`` as AMIE's teacher: through the head's session map (what follows the
+        item) where ``L_next`` trains the head, else as they are."""
+        return self.head.successor(features) if self.settings.stage2_next_weight > 0 else features
+
     @torch.no_grad()
-    def next_item_figures(self, adapter, features, rows):
-        r"""Recall@10 and MRR of the session states of pair ``rows`` (under ``adapter``) against ``features``."""
-        self.backbone.set_adapter(adapter)
+    def next_item_figures(self, adapter, rows, mapped=True):
+        r"""Recall@10 and MRR of the session states of pair ``rows`` (under ``adapter``) against every
+        item's bank feature, through the head (``mapped``) or by centred cosine alone."""
         ranks = []
         for i in range(0, len(rows), 128):
             batch = rows[i: i + 128]
             inputs = self.session_inputs(batch, with_answers=False)
             hidden = self._upper(adapter, inputs)
             t_s = hidden.float()[torch.arange(len(batch)), inputs["state_index"]]
-            scores = self.next_item_scores(t_s, features)
+            scores = self.head.scores(t_s, self.bank, mapped=mapped)
             targets = self.sessions.target[torch.as_tensor(batch)].to(scores.device)
             ranks.append(ranks_of(scores, targets).float())
         return rank_figures(torch.cat(ranks))
@@ -350,20 +363,22 @@ class TransitionDistillation(TrainableStateMixin, nn.Module):
     def evaluate(self):
         r"""Held-out figures of the stage, on training pairs of sessions it never trained on.
 
-        ``T``'s next-item recall@10 / MRR against all items, beside the untrained ``T`` (the frozen
-        base) and a popularity ranking (by next-item counts of the training rows); and AMIE's
-        alignment: how often ``K``'s feature of an item retrieves its own ``T`` feature among 1,000.
+        ``T``'s next-item recall@10 / MRR against all items (``trained``: adapter and head), beside the
+        untrained ``T`` (the frozen base, centred cosines: the last item's content similarity), the
+        fitted head on the untrained ``T`` (``head``, before ``T``'s steps) and a popularity ranking (by
+        next-item counts of the training rows); and AMIE's alignment: how often ``K``'s feature of an
+        item retrieves its own ``T`` teacher feature among 1,000.
         """
         if len(self.heldout) == 0:
             return {}
+        self._prepare()  # (a stage 2 run without L_next has no bank yet)
         rows = self.heldout
         figures = {"heldout_pairs": int(len(rows))}
-        for name, adapter in (("untrained", None), ("trained", TRANSFER)):
-            features = self.untrained_features if adapter is None else None
-            if features is None:  # (a resumed run did not see T untrained)
-                features = self.item_features(adapter, np.arange(self.num_items))
-            for metric, value in self.next_item_figures(adapter, features, rows).items():
+        runs = [("untrained", None, False), ("trained", TRANSFER, self.settings.stage2_next_weight > 0)]
+        for name, adapter, mapped in runs:
+            for metric, value in self.next_item_figures(adapter, rows, mapped).items():
                 figures[f"heldout_{metric}_{name}"] = value
+        figures.update({f"heldout_{metric}_head": value for metric, value in self.head_figures.items()})
         counts = torch.bincount(self.sessions.target[torch.as_tensor(self.train_rows)], minlength=self.num_items).float()
         counts[0] = float("-inf")
         targets = self.sessions.target[torch.as_tensor(rows)]
@@ -382,6 +397,8 @@ class TransitionDistillation(TrainableStateMixin, nn.Module):
         feats = {}
         for adapter in (KNOWLEDGE, TRANSFER):
             feat = self.item_features(adapter, rows)
+            if adapter == TRANSFER:
+                feat = self.teacher_features(feat)
             if self.settings.hmie_weight > 0:
                 feat = self.hmie[adapter].split["item"](F.layer_norm(feat, feat.shape[-1:]))[0]
             feats[adapter] = F.layer_norm(feat, feat.shape[-1:])
@@ -397,6 +414,7 @@ class TransitionDistillation(TrainableStateMixin, nn.Module):
         self.backbone.save_adapter(TRANSFER, folder / f"adapter_{TRANSFER}")
         heads = {f"amie.{k}": v for k, v in self.amie.state_dict().items()}
         heads.update({f"hmie.{k}": v for k, v in self.hmie.state_dict().items()})
+        heads.update({f"head.{k}": v for k, v in self.head.state_dict().items()})
         save_safetensors(heads, folder / HEADS_FILE)
 
 

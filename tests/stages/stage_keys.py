@@ -9,6 +9,7 @@ STAGE_KEYS = {  # the stages at their smallest on the tiny random backbone
     "stage1_projector_items": 8,
     "stage1_heldout_items": 4,
     "stage2_heldout_pairs": 8,
-    "stage2_bank_refresh": 4,
+    "stage2_head_epochs": 1,
+    "stage2_head_batch_size": 16,
     "stage_hmie_tokens": 32,
 }
