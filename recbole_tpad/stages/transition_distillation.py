@@ -25,9 +25,9 @@ pairs:
    before ``T``'s first step (LP-FT's linear probe); the steps then train ``T`` and the head together.
 3. ``T`` on the item prompts of the batch's next items, without gradient, through the head's session
    map: the teacher features ``t_i``, what follows each item. ``K`` on the same prompts: ``k_i`` and
-   ``L_gen^K`` (their knowledge tokens, keeping the stage-1 knowledge). HMIE splits each feature (``K`` and ``T`` sides) into shared and specific
-   parts and minimizes CLUB between them at the token level (text and visual token states) and
-   the item level (fused state); AMIE maximizes the InfoNCE bound on
+   ``L_gen^K`` (their knowledge tokens, keeping the stage-1 knowledge). HMIE splits each feature
+   (``K`` and ``T`` sides) into shared and specific parts and minimizes CLUB between them at the
+   token level (text and visual token states) and the item level (fused state); AMIE maximizes the InfoNCE bound on
    ``I(shared(k_i); shared(t_i))`` with ``T`` as the stop-gradient teacher.
 
 ``L = gen_t * L_gen^T + next * L_next + a * L_AMIE + b * L_HMIE + c * L_gen^K``.
@@ -262,7 +262,7 @@ class TransitionDistillation(TrainableStateMixin, nn.Module):
         if self.bank_ready:
             return
         s = self.settings
-        self.bank.copy_(self.item_features(TRANSFER, np.arange(self.num_items)))
+        self.bank.copy_(self.item_features(None, np.arange(self.num_items)))  # the frozen base = untrained T
         self.bank_ready = True
         self.head.set_centre(self.bank)
         if s.stage2_head_epochs:
