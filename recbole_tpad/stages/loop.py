@@ -22,12 +22,12 @@ gradient of the batch's loss through its own rows: ``distributed.batch_mean`` (a
 rank's elements, divided by the batch's count, times ``world_size``) and
 ``distributed.gather_batch`` (every rank's rows in the batch's order; the gradient back to the
 local rows, times ``world_size``) do so. The averaged gradients are then those of one process on
-the whole batch, and the stage trains like one process within float tolerance (stage 1, stage 1a:
-``tests/distributed``). Such a stage sets ``batch_global = True``: its ``training_loss`` takes part
-in collectives, so every rank calls it at every step, also with no rows (a batch smaller than the
-world). A stage without it (stage 2, until its losses use the helpers) computes the mean loss of its
-own shard, and a rank with no rows skips the step's loss; the average of the shards' gradients is
-then not the batch's gradient where the loss is not a per-row mean over equal shards.
+the whole batch, and the stage trains like one process within float tolerance (stage 1a, stage 1
+and stage 2: ``tests/distributed``). Such a stage sets ``batch_global = True``: its ``training_loss``
+takes part in collectives, so every rank calls it at every step, also with no rows (a batch smaller
+than the world). A stage without it computes the mean loss of its own shard, and a rank with no rows
+skips the step's loss; the average of the shards' gradients is then not the batch's gradient where
+the loss is not a per-row mean over equal shards. Every TPAD stage now sets it.
 """
 
 import time

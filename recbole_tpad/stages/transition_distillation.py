@@ -49,9 +49,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recbole_tpad.distributed import broadcast_parameters
+from recbole_tpad.distributed import batch_mean, broadcast_parameters, gather_batch, shard
 from recbole_tpad.features.backbone import IGNORE_INDEX
-from recbole_tpad.stages.knowledge_acquisition import KNOWLEDGE, ensure_adapter, save_knowledge_mllm
+from recbole_tpad.stages.knowledge_acquisition import KNOWLEDGE, answer_count, ensure_adapter, save_knowledge_mllm
 from recbole_tpad.stages.loop import TrainableStateMixin, save_safetensors
 from recbole_tpad.stages.mi_estimators import AMIE, HMIE
 from recbole_tpad.stages.session_prompts import sample_rows
@@ -62,9 +62,8 @@ HEADS_FILE = "alignment_heads.safetensors"
 HEADER, FOOTER = "A shopper viewed:", " Next item:"
 
 
-def sample_tokens(hidden, mask, limit, generator):
-    r"""At most ``limit`` rows of ``hidden[mask]`` (``[B, T, H]``, ``[B, T]``), sampled without replacement."""
-    states = hidden[mask]  # [N, H]
+def sample_tokens(states, limit, generator):
+    r"""At most ``limit`` rows of token ``states`` ``[N, H]``, sampled without replacement by ``generator``."""
     if states.size(0) > limit:
         keep = torch.randperm(states.size(0), generator=generator)[:limit].to(states.device)
         states = states[keep]
@@ -91,6 +90,7 @@ class TransitionDistillation(TrainableStateMixin, nn.Module):
 
     title = "Transition Distillation"
     number = 2
+    batch_global = True  # its losses are of the whole global batch (train_stage calls it on every rank)
 
     def __init__(self, backbone, item_states, sessions, settings, heldout, seed=2020):
         super(TransitionDistillation, self).__init__()
@@ -279,51 +279,86 @@ class TransitionDistillation(TrainableStateMixin, nn.Module):
                              f"{self.head_figures}")
 
     def _hmie(self, name, hidden, inputs, generator, summary):
+        r"""HMIE of one side on the whole batch: its token level on token states sampled by the step's
+        ``generator`` from every rank's items (gathered in the batch's order, so the sample is one
+        process's), its item level on the gathered ``summary`` ``[N, H]``. ``hidden`` and ``inputs`` are
+        this rank's items' (``None`` where it has none)."""
         limit = self.settings.hmie_tokens
-        hidden = hidden.float()
-        views = [sample_tokens(hidden, inputs["text_mask"], limit, generator)]
-        if bool(inputs["visual_mask"].any()):
-            views.append(sample_tokens(hidden, inputs["visual_mask"], limit, generator))
+        views = []
+        for key in ("text_mask", "visual_mask"):
+            if hidden is None:
+                local, sizes = summary.new_zeros(0, summary.size(-1)), []
+            else:
+                local, sizes = hidden.float()[inputs[key]], inputs[key].sum(1).tolist()
+            tokens = gather_batch(local, sizes)
+            if key == "text_mask" or tokens.size(0):  # the visual view where the batch has visual tokens
+                views.append(sample_tokens(tokens, limit, generator))
         return self.hmie[name](views, summary)
 
+    def _item_summaries(self, adapter, items, knowledge_labels=False):
+        r"""Item pass of ``adapter`` on this rank's ``items``: ``(inputs, hidden, summary)``; ``summary`` is
+        ``[len(items), H]``, ``inputs`` and ``hidden`` are ``None`` where the rank has no item."""
+        if not items:
+            return None, None, torch.zeros(0, self.backbone.hidden_size, device=self.backbone.device)
+        inputs, hidden = self.item_pass(adapter, items, knowledge_labels=knowledge_labels)
+        return inputs, hidden, hidden.float()[torch.arange(len(items)), inputs["summary_index"]]
+
     def training_loss(self, rows, step):
-        r"""``(loss, parts)`` of one batch of training pair rows."""
+        r"""``(loss, parts)`` of this rank's ``rows`` of one batch, normalised over the whole batch.
+
+        On one process the batch's loss. In a distributed run (``batch_global``: every rank calls it at
+        every step, also with no rows) each rank's term of it, by the helpers of
+        :mod:`recbole_tpad.distributed`: ``L_gen^T`` and ``L_gen^K`` are means over the whole batch's
+        answer tokens and ``L_next`` over its rows (:func:`~recbole_tpad.distributed.batch_mean`); the
+        next items are the whole batch's (its targets gathered), shared out by
+        :func:`~recbole_tpad.distributed.shard` for the ``T`` and ``K`` item passes, and their features
+        and token states gathered (:func:`~recbole_tpad.distributed.gather_batch`), so that HMIE samples
+        the tokens one process samples and AMIE takes every next item as a negative. The parts are the
+        batch's values.
+        """
         s = self.settings
+        device = self.backbone.device
         generator = torch.Generator().manual_seed(self.seed * 1000003 + step)
         rows = [int(r) for r in rows]
-        targets = self.sessions.target[torch.as_tensor(rows)].to(self.backbone.device)
-        next_items = list(dict.fromkeys(int(t) for t in targets))  # the batch's unique next items
-        parts = {}
+        targets = self.sessions.target[torch.as_tensor(rows, dtype=torch.long)].to(device)
+        # the whole batch's unique next items, in the batch's order; this rank passes its share of them
+        next_items = list(dict.fromkeys(int(t) for t in gather_batch(targets).tolist()))
+        items = [int(i) for i in shard(next_items)]
+        loss, parts = torch.zeros((), device=device), {}
         if s.stage2_next_weight > 0:
             self._prepare()
         # 1. Transfer-MLLM on the sessions: L_gen^T and L_next (t_s against every item's T feature)
-        t_s, session_hidden, session_in = self.session_states(rows, with_answers=s.gen_t > 0)
-        loss = t_s.new_zeros(())
+        gen_t = answers = l_next = None
+        if rows:  # a rank with no rows of a small batch still takes part in the batch's collectives
+            t_s, session_hidden, session_in = self.session_states(rows, with_answers=s.gen_t > 0)
+            if s.gen_t > 0:
+                answers = answer_count(session_in["labels"])
+                if answers:
+                    gen_t = self.backbone.token_loss(session_hidden, session_in["labels"]) * answers
+            if s.stage2_next_weight > 0:
+                logits = self.head.scores(t_s, self.bank) / s.temperature
+                exclude = session_in["exclude"]
+                logits[exclude[:, 0], exclude[:, 1]] = float("-inf")  # the session's own items
+                l_next = F.cross_entropy(logits, targets, reduction="sum")
         if s.gen_t > 0:
-            gen_t = self.backbone.token_loss(session_hidden, session_in["labels"])
-            loss = loss + s.gen_t * gen_t
-            parts["gen_t"] = gen_t.item()
+            loss = self._add_batch_mean(loss, parts, "gen_t", s.gen_t, gen_t, answers)
         if s.stage2_next_weight > 0:
-            logits = self.head.scores(t_s, self.bank) / s.temperature
-            exclude = session_in["exclude"]
-            logits[exclude[:, 0], exclude[:, 1]] = float("-inf")  # the session's own items
-            l_next = F.cross_entropy(logits, targets)
-            loss = loss + s.stage2_next_weight * l_next
-            parts["next"] = l_next.item()
+            loss = self._add_batch_mean(loss, parts, "next", s.stage2_next_weight, l_next, len(rows))
         # 2. The teacher: what follows each next item by T and the head, without gradient (AMIE's stop-gradient)
-        if s.amie_weight > 0 or s.hmie_weight > 0:
+        align = s.amie_weight > 0 or s.hmie_weight > 0
+        if align:
             with torch.no_grad():
-                item_in, t_hidden = self.item_pass(TRANSFER, next_items)
-                t_feat = self.teacher_features(t_hidden.float()[torch.arange(len(next_items)), item_in["summary_index"]])
+                item_in, t_hidden, t_summary = self._item_summaries(TRANSFER, items)
+                t_feat = gather_batch(self.teacher_features(t_summary) if items else t_summary)
         # 3. Knowledge-MLLM on the same items: L_gen^K, HMIE and AMIE
-        if s.amie_weight > 0 or s.hmie_weight > 0 or s.gen_k > 0:
-            k_in, k_hidden = self.item_pass(KNOWLEDGE, next_items, knowledge_labels=s.gen_k > 0)
-            if s.gen_k > 0 and bool((k_in["labels"] != IGNORE_INDEX).any()):
-                gen_k = self.backbone.token_loss(k_hidden, k_in["labels"])
-                loss = loss + s.gen_k * gen_k
-                parts["gen_k"] = gen_k.item()
-        if s.amie_weight > 0 or s.hmie_weight > 0:
-            k_feat = k_hidden.float()[torch.arange(len(next_items)), k_in["summary_index"]]
+        if align or s.gen_k > 0:
+            k_in, k_hidden, k_summary = self._item_summaries(KNOWLEDGE, items, knowledge_labels=s.gen_k > 0)
+            if s.gen_k > 0:
+                k_answers = answer_count(k_in["labels"]) if items else 0
+                gen_k = self.backbone.token_loss(k_hidden, k_in["labels"]) * k_answers if k_answers else None
+                loss = self._add_batch_mean(loss, parts, "gen_k", s.gen_k, gen_k, k_answers)
+        if align:
+            k_feat = gather_batch(k_summary)
             t_align = t_feat
             if s.hmie_weight > 0:
                 l_hmie_k, k_parts = self._hmie(KNOWLEDGE, k_hidden, k_in, generator, k_feat)
@@ -337,6 +372,16 @@ class TransitionDistillation(TrainableStateMixin, nn.Module):
                 loss = loss + s.amie_weight * l_amie
                 parts["amie"] = l_amie.item()
         return loss, parts
+
+    def _add_batch_mean(self, loss, parts, name, weight, local_sum, local_count):
+        r"""``loss`` plus ``weight`` times the whole batch's mean of a quantity summed over this rank's
+        share (``local_sum``, ``None`` where it has none); its value goes to ``parts[name]``."""
+        local_sum = local_sum if local_sum is not None else torch.zeros((), device=self.backbone.device)
+        term, value = batch_mean(local_sum, local_count or 0)
+        if term is None:
+            return loss
+        parts[name] = value
+        return loss + weight * term
 
     # ---- held-out figures -------------------------------------------------------------------------
     def teacher_features(self, features):

@@ -103,6 +103,31 @@ def train_stage1(config_dict):
     return {"projector": pipeline.store_projector.manifest(), "knowledge": pipeline.store1.manifest()}
 
 
+def train_stage2(config_dict):
+    """TPAD's stage 2 as the pipeline runs it, on this rank's shares of every batch; the earlier stages
+    (projector, item states, adapter ``K``) are loaded from the cache, so that stage 2 starts from the
+    same weights and random state in every run. Rank 0 returns the stage's manifest (its logged losses)."""
+    import torch
+    from recbole.data import create_dataset, data_preparation
+
+    from recbole_tpad.quick_start import load_config
+    from recbole_tpad.stages.pipeline import StagePipeline
+
+    config = load_config("GRU4Rec", "tiny", config_dict=config_dict)  # opens the process group of a rank
+    dataset = create_dataset(config)
+    train, _, _ = data_preparation(config, dataset)
+    pipeline = StagePipeline(config, dataset, train._dataset, show_progress=False)
+    assert pipeline.store_states.is_complete() and pipeline.store1.is_complete(), "train the earlier stages first"
+    with torch.random.fork_rng():
+        torch.manual_seed(pipeline.seed)
+        backbone, items = pipeline._backbone_and_items()
+        pipeline._projector(backbone, items)
+        states = pipeline._item_states(backbone, items)
+        pipeline._stage1(backbone, states)
+        pipeline._stage2(backbone, states)
+    return {"distillation": pipeline.store2.manifest()}
+
+
 def batch_global_gradients(config_dict):
     """The gradients of a toy loss of the whole batch computed from this rank's ``shard`` with
     ``batch_mean`` and ``gather_batch``, all-reduced as TPAD's stage loop does, and the loss terms' values;
