@@ -27,8 +27,8 @@ pairs:
    map: the teacher features ``t_i``, what follows each item. ``K`` on the same prompts: ``k_i`` and
    ``L_gen^K`` (their knowledge tokens, keeping the stage-1 knowledge). HMIE splits each feature
    (``K`` and ``T`` sides) into shared and specific parts and minimizes CLUB between them at the
-   token level (text and visual token states) and the item level (fused state); AMIE maximizes the InfoNCE bound on
-   ``I(shared(k_i); shared(t_i))`` with ``T`` as the stop-gradient teacher.
+   token level (text and visual token states) and the item level (fused state); AMIE maximizes the
+   InfoNCE bound on ``I(shared(k_i); shared(t_i))`` with ``T`` as the stop-gradient teacher.
 
 ``L = gen_t * L_gen^T + next * L_next + a * L_AMIE + b * L_HMIE + c * L_gen^K``.
 

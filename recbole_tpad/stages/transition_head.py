@@ -90,4 +90,5 @@ class TransitionHead(nn.Module):
                 loss.backward()
                 optimizer.step()
                 loss_sum, steps = loss_sum + loss.item(), steps + 1
+        self.zero_grad(set_to_none=True)  # the stage's first step must not add the fit's last gradient
         return loss_sum / max(1, steps)
