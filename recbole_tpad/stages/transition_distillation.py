@@ -327,7 +327,7 @@ class TransitionDistillation(TrainableStateMixin, nn.Module):
         loss, parts = torch.zeros((), device=device), {}
         if s.stage2_next_weight > 0:
             self._prepare()
-        # 1. Transfer-MLLM on the sessions: L_gen^T and L_next (t_s against every item's T feature)
+        # 1. Transfer-MLLM on the sessions: L_gen^T and L_next (t_s through the head against every item)
         gen_t = answers = l_next = None
         if rows:  # a rank with no rows of a small batch still takes part in the batch's collectives
             t_s, session_hidden, session_in = self.session_states(rows, with_answers=s.gen_t > 0)
