@@ -49,7 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recbole_tpad.distributed import batch_mean, broadcast_parameters, gather_batch, shard
+from recbole_tpad.distributed import batch_mean, broadcast_parameters, gather_batch, is_main_process, shard
 from recbole_tpad.features.backbone import IGNORE_INDEX
 from recbole_tpad.stages.knowledge_acquisition import KNOWLEDGE, answer_count, ensure_adapter, save_knowledge_mllm
 from recbole_tpad.stages.loop import TrainableStateMixin, save_safetensors
@@ -272,7 +272,7 @@ class TransitionDistillation(TrainableStateMixin, nn.Module):
                 loss = self.head.fit(self.bank, last, self.sessions.target[rows], s.stage2_head_epochs,
                                      s.stage2_head_batch_size, s.stage2_head_learning_rate, s.temperature, self.seed)
             broadcast_parameters(list(self.head.parameters()))
-            if len(self.heldout):
+            if len(self.heldout) and is_main_process():  # rank 0 alone reports held-out figures
                 self.head_figures = self.next_item_figures(None, self.heldout)
             getLogger().info(f"{self.title}: transition head fitted on {len(rows)} pairs x {s.stage2_head_epochs} "
                              f"epochs (last epoch's L_next {loss:.4f}); held-out with the untrained T "
@@ -393,15 +393,14 @@ class TransitionDistillation(TrainableStateMixin, nn.Module):
     def next_item_figures(self, adapter, rows, mapped=True):
         r"""Recall@10 and MRR of the session states of pair ``rows`` (under ``adapter``) against every
         item's bank feature, through the head (``mapped``) or by centred cosine alone."""
-        ranks = []
+        ranks, targets = [], self.head.targets(self.bank) if mapped else None  # every item once
         for i in range(0, len(rows), 128):
             batch = rows[i: i + 128]
             inputs = self.session_inputs(batch, with_answers=False)
             hidden = self._upper(adapter, inputs)
             t_s = hidden.float()[torch.arange(len(batch)), inputs["state_index"]]
-            scores = self.head.scores(t_s, self.bank, mapped=mapped)
-            targets = self.sessions.target[torch.as_tensor(batch)].to(scores.device)
-            ranks.append(ranks_of(scores, targets).float())
+            scores = self.head.scores(t_s, self.bank, mapped=mapped, targets=targets)
+            ranks.append(ranks_of(scores, self.sessions.target[torch.as_tensor(batch)].to(scores.device)).float())
         return rank_figures(torch.cat(ranks))
 
     @torch.no_grad()

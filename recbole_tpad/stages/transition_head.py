@@ -61,11 +61,14 @@ class TransitionHead(nn.Module):
         r"""Item features ``[N, H]`` in the target space (unit rows)."""
         return F.normalize(self.item(self._unit(features)), dim=-1)
 
-    def scores(self, states, features, mapped=True):
+    def scores(self, states, features, mapped=True, targets=None):
         r"""Cosines ``[B, N]`` of session ``states`` with item ``features``; ``mapped=False``: without
-        the maps (the untrained head), the centred cosines alone. Item 0 (padding) scores ``-inf``."""
+        the maps (the untrained head), the centred cosines alone. ``targets``: ``targets(features)``
+        when the caller already has them (one projection of every item for many batches without
+        gradient). Item 0 (padding) scores ``-inf``."""
         if mapped:
-            scores = self.successor(states) @ self.targets(features).t()
+            targets = self.targets(features) if targets is None else targets
+            scores = self.successor(states) @ targets.t()
         else:
             scores = self._unit(states) @ self._unit(features).t()
         scores[:, 0] = float("-inf")
