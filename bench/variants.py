@@ -8,7 +8,7 @@ STOCK_MODELS = ["GRU4Rec", "NARM", "STAMP", "SRGNN", "GCSAN", "SASRec", "BERT4Re
 # Rows run with every seed (mean and std in the headline table); the rest with the first seed.
 HEADLINE_MODELS = {"GRU4Rec", "SASRec", "SRGNN", "KDSR", "TPAD"}
 # TPAD's stage ablations: with every seed, so that a part's effect is read against seed noise.
-SEEDED_VARIANTS = {"no_gen", "no_amie", "no_hmie", "no_distill"}
+SEEDED_VARIANTS = {"no_gen", "no_amie", "no_hmie", "no_distill", "no_transition"}
 # The learning curve of the Transition Distillation Stage: rows TPAD-pairs_N train stage 2 on N
 # training pairs (every seed); TPAD-no_distill is its point 0 and TPAD its default (1,024).
 STAGE2_CURVE_PAIRS = (256, 4096, 16384)
@@ -20,13 +20,14 @@ def tpad_variants(has_images):
         "no_gen": {"stage_generation_task": False},  # no generation task in either stage
         "no_amie": {"stage_amie": False},  # no aligning MI estimator (no distillation into K)
         "no_hmie": {"stage_hmie": False},  # no feature disentanglement
-        "no_distill": {"stage_distillation": False},  # Knowledge Acquisition Stage only
-        # one modality: no other view, and no neighbour term on another view (hm-fashion's is fused)
-        "text_only": {"views": ["id", "text"], "neighbour_views": []},  # ID + text view
-        "id_only": {"views": ["id"], "neighbour_views": []},  # the downstream model on ID embeddings alone
+        "no_distill": {"stage_distillation": False},  # Knowledge Acquisition Stage only (so no T, no transition score)
+        "no_transition": {"transition_score": False},  # stage 2 as it is, T's transition score not fused downstream
+        # one modality: no other view, and no neighbour or transition term beside it (hm-fashion's neighbour is fused)
+        "text_only": {"views": ["id", "text"], "neighbour_views": [], "transition_score": False},  # ID + text view
+        "id_only": {"views": ["id"], "neighbour_views": [], "transition_score": False},  # ID embeddings alone
     }
     if has_images:
-        variants["image_only"] = {"views": ["id", "image"], "neighbour_views": []}
+        variants["image_only"] = {"views": ["id", "image"], "neighbour_views": [], "transition_score": False}
     for pairs in STAGE2_CURVE_PAIRS:
         variants[f"pairs_{pairs}"] = {"stage2_sessions_per_epoch": pairs}
     return variants

@@ -30,7 +30,8 @@ class ItemViews:
     image_mask: np.ndarray  # [num_items] bool
     manifest: dict
     folder: Path
-    knowledge_mllm: dict | None = None  # TPAD: the Knowledge-MLLM's folders ({"adapter", "projector"})
+    knowledge_mllm: dict | None = None  # TPAD: the Knowledge-MLLM's folders ({"adapter", "projector", "distillation"})
+    successor_file: Path | None = None  # TPAD: the file of the successor views in ``views`` (stage 3, after stage 2)
 
 
 def data_fingerprint(folder, name):

@@ -31,6 +31,8 @@ from recbole_tpad.errors import DataError
 
 # 'id' is a trainable ID table; the others are frozen MLLM item features (recbole_tpad.features)
 VIEWS = ("id", "text", "image", "fused")
+# TPAD's Transfer-MLLM through its transition head, made by stage 3 after stage 2 (recbole_tpad.stages.representation)
+SUCCESSOR_VIEWS = ("successor", "successor_target")
 
 
 def prepare_item_views(config, train_data):

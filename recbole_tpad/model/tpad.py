@@ -20,7 +20,7 @@ from torch import nn
 
 from recbole_tpad.errors import ConfigError
 from recbole_tpad.model.correlation_supervision import CorrelationSupervision, CorrelationTeacher, teacher_settings
-from recbole_tpad.model.item_views import VIEWS
+from recbole_tpad.model.item_views import SUCCESSOR_VIEWS, VIEWS
 from recbole_tpad.model.multimodal_recommender import MultimodalSequentialRecommender
 from recbole_tpad.model.renamed_keys import renamed_key
 from recbole_tpad.model.session_encoders import build_session_encoder, keep_recent_items, session_encoder_name
@@ -52,6 +52,12 @@ class TPAD(MultimodalSequentialRecommender):
         (initialised at ``neighbour_scale``). The view adapters and encoders learn the transitions; this
         term keeps the distilled item similarity as the MLLM made it, which training would
         otherwise wash out (the modality forgetting KDSR describes). Measured in docs/results.md.
+
+        ``transition_score`` adds the Transfer-MLLM's score ``s_t * <succ(last), tgt(i)>``: the successor
+        view of the session's last item (its ``T`` feature through stage 2's transition head: where its
+        next item lies) against every item's target view, both frozen and computed once in stage 3, the
+        scale ``s_t`` learned (initialised at ``transition_scale``). It is the transitions ``T`` learned
+        from the training sessions, fused late; it exists where stage 2 ran. Measured in docs/stages.md.
     """
 
     def __init__(self, config, dataset):
@@ -71,6 +77,7 @@ class TPAD(MultimodalSequentialRecommender):
         self.use_correlation = config["correlation_supervision"]
         self.correlation_views = list(config["correlation_views"] or [])
         self.neighbour_views = list(config["neighbour_views"] or [])
+        self.transition_score = self.uses_successor_views(config)
         fusion_weights = dict(config["fusion_weights"] or {})
         fusion_weights = torch.tensor([float(fusion_weights.get(v, 1.0)) for v in self.views])
         self.frozen_views = self.required_views(config)
@@ -87,6 +94,8 @@ class TPAD(MultimodalSequentialRecommender):
         self.view_embedding = nn.Embedding(len(self.views), self.embedding_size) if self.shared_encoder else None
         self.neighbour_log_scale = nn.Parameter(
             torch.full((len(self.neighbour_views),), float(config["neighbour_scale"])).log()) if self.neighbour_views else None
+        self.transition_log_scale = nn.Parameter(
+            torch.tensor(float(config["transition_scale"])).log()) if self.transition_score else None
         if self.fusion == "learned":
             self.fusion_logits = nn.Parameter(fusion_weights.log())
         else:
@@ -146,6 +155,8 @@ class TPAD(MultimodalSequentialRecommender):
             raise ConfigError(f"neighbour_views={neighbour_views}: give distinct frozen views from {list(VIEWS[1:])}.")
         if neighbour_views and not (config["neighbour_scale"] or 0) > 0:
             raise ConfigError(f"neighbour_scale={config['neighbour_scale']} must be > 0.")
+        if config["transition_score"] and not (config["transition_scale"] or 0) > 0:
+            raise ConfigError(f"transition_scale={config['transition_scale']} must be > 0.")
         correlation_views = list(config["correlation_views"] or [])
         if config["correlation_supervision"]:
             bad = [v for v in correlation_views if v not in views or v == "id"]
@@ -164,8 +175,18 @@ class TPAD(MultimodalSequentialRecommender):
     # ------------------------------------------------------------------ item views
     @classmethod
     def required_views(cls, config):
-        views = [v for v in config["views"] if v != "id"]
-        return tuple(dict.fromkeys(views + list(config["neighbour_views"] or [])))
+        views = [v for v in config["views"] if v != "id"] + list(config["neighbour_views"] or [])
+        if cls.uses_successor_views(config):
+            views += list(SUCCESSOR_VIEWS)
+        return tuple(dict.fromkeys(views))
+
+    @staticmethod
+    def uses_successor_views(config):
+        r"""``transition_score`` where stage 2 runs: without it (``stage_distillation: False`` or
+        ``stage2_epochs: 0``, :attr:`StageConfig.run_stage2`) there is no Transfer-MLLM, hence no
+        successor views and no transition score. Read from the two keys: the stage block is parsed once
+        per run, by the stages."""
+        return bool(config["transition_score"]) and bool(config["stage_distillation"]) and (config["stage2_epochs"] or 0) > 0
 
     @classmethod
     def make_item_views(cls, config, train_dataset, features):
@@ -189,6 +210,8 @@ class TPAD(MultimodalSequentialRecommender):
         for name in self.neighbour_views:  # unit rows; zero for the padding item and missing photos
             unit = F.normalize(views[name], dim=1) * self._rows_with_view(name, image_mask).unsqueeze(1)
             self.register_buffer(f"neighbour_{name}", unit, persistent=False)
+        for name in SUCCESSOR_VIEWS if self.transition_score else ():  # unit rows already (stage 3)
+            self.register_buffer(name, views[name], persistent=False)
         for name in self.views:
             if name == "id":
                 continue
@@ -217,9 +240,12 @@ class TPAD(MultimodalSequentialRecommender):
         image_mask = torch.as_tensor(image_mask, dtype=torch.bool).reshape(-1)
         n_new = image_mask.numel()
         rows = {name: torch.ones(n_new, dtype=torch.bool) if name != "image" else image_mask for name in VIEWS}
+        rows.update({name: torch.ones(n_new, dtype=torch.bool) for name in SUCCESSOR_VIEWS})
         device = self.image_mask.device
         for name in self.frozen_views:
             view = torch.as_tensor(views[name], dtype=torch.float32).cpu()
+            if name in SUCCESSOR_VIEWS:
+                self._append_rows(name, view.to(device))
             if name in self.neighbour_views:
                 unit = F.normalize(view, dim=1) * rows[name].unsqueeze(1)
                 self._append_rows(f"neighbour_{name}", unit.to(device))
@@ -261,14 +287,17 @@ class TPAD(MultimodalSequentialRecommender):
         return torch.cat([encoder(context, item_seq_len, emb[v : v + 1]) for v, encoder in enumerate(self.encoders)])
 
     def extra_logits(self, item_seq, item_seq_len, candidates=None):
-        if not self.neighbour_views:
+        if not self.neighbour_views and not self.transition_score:
             return None
         last = item_seq.gather(1, (item_seq_len - 1).unsqueeze(1)).squeeze(1)  # [B]
+        pairs = [(scale, getattr(self, f"neighbour_{name}"), getattr(self, f"neighbour_{name}"))
+                 for scale, name in zip(self.neighbour_log_scale.exp(), self.neighbour_views)] if self.neighbour_views else []
+        if self.transition_score:
+            pairs.append((self.transition_log_scale.exp(), self.successor, self.successor_target))
         logits = 0
-        for scale, name in zip(self.neighbour_log_scale.exp(), self.neighbour_views):
-            unit = getattr(self, f"neighbour_{name}")
+        for scale, source, target in pairs:
             # frozen cosines, only the scale learns; predict() needs one candidate per session, not all
-            cosine = unit[last] @ unit.T if candidates is None else (unit[last] * unit[candidates]).sum(-1)
+            cosine = source[last] @ target.T if candidates is None else (source[last] * target[candidates]).sum(-1)
             logits = logits + scale * cosine
         return logits
 

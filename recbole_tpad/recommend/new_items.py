@@ -8,7 +8,8 @@ the training items' views, and the model appends them (``TPAD.add_items``, ``KDS
   are computed by the frozen backbone with the stages' projector
   (:func:`recbole_tpad.stages.item_states.compute_item_states`), then the top layers run under the
   distilled adapter ``K`` (:func:`recbole_tpad.stages.item_states.encode_item_views`), exactly as
-  stage 3 encoded the catalogue.
+  stage 3 encoded the catalogue; with ``transition_score``, also their successor views under the
+  Transfer-MLLM ``T`` and its transition head (:func:`recbole_tpad.stages.representation.successor_views`).
 - KDSR (views from the frozen base backbone's feature cache): the base backbone, no adapter,
   through :meth:`recbole_tpad.features.Backbone.encode_items`, as ``get_item_views`` encoded the
   catalogue.
@@ -87,7 +88,7 @@ def encode_new_items(config, views_manifest, knowledge_mllm, item_file, tokens, 
             "its stage folders were changed after training; retrain to make them again."
         )
     if knowledge_mllm:
-        arrays = _knowledge_views(config, backbone, items, settings, progress)
+        arrays = _knowledge_views(config, backbone, items, settings, progress, knowledge_mllm.get("distillation"))
     else:
         arrays = backbone.encode_items(items, adapter=None, progress=progress)
     return {name: value[1:] for name, value in arrays.items() if name != "image_mask"}, arrays["image_mask"][1:]
@@ -107,8 +108,9 @@ def _load_knowledge_mllm(backbone, knowledge_mllm):
     return KNOWLEDGE
 
 
-def _knowledge_views(config, backbone, items, settings, progress):
-    """Stage 3's encoding of ``items``: lower-layer item states, then the top layers under ``K``."""
+def _knowledge_views(config, backbone, items, settings, progress, distillation=None):
+    """Stage 3's encoding of ``items``: lower-layer item states, then the top layers under ``K`` (and,
+    with ``distillation``, stage 2's folder, their successor views under ``T`` and its head)."""
     from recbole_tpad.stages.config import StageConfig
     from recbole_tpad.stages.item_states import compute_item_states, encode_item_views
     from recbole_tpad.stages.knowledge_acquisition import KNOWLEDGE
@@ -116,4 +118,12 @@ def _knowledge_views(config, backbone, items, settings, progress):
     stages = StageConfig.from_config(config)
     top_layers = stages.lora_layers or backbone.num_layers  # as StagePipeline._item_states
     states = compute_item_states(backbone, items, top_layers, stages, settings.batch_size, progress)
-    return encode_item_views(backbone, states, KNOWLEDGE, settings.batch_size, progress)
+    views = encode_item_views(backbone, states, KNOWLEDGE, settings.batch_size, progress)
+    if distillation and config["transition_score"]:  # stage 3's successor views, from stage 2's T and head
+        from recbole_tpad.stages.representation import successor_views
+
+        if not Path(distillation).is_dir():
+            raise DataError(f"{distillation}: the Transfer-MLLM of this checkpoint is gone from the stages' cache; "
+                            "rerun its training command to make it again.")
+        views.update(successor_views(backbone, states, distillation, settings.batch_size, progress))
+    return views

@@ -95,6 +95,7 @@ class SessionRecommender:
 
     def _cached_views(self, where):
         from recbole_tpad.features import read_cache
+        from recbole_tpad.stages.representation import add_successor_views
 
         if where["folder"] is None:
             raise DataError(
@@ -109,6 +110,11 @@ class SessionRecommender:
             )
         if [str(t) for t in views.manifest["item_ids"]] != self.tokens:
             raise DataError(f"{where['folder']}: its items are not those of checkpoint {self.model_file}'s dataset.")
+        if where.get("successor_file") and add_successor_views(views, where["successor_file"]) is None:
+            raise DataError(
+                f"{where['successor_file']}: the successor views {self.sidecar['model']} was trained with are gone from "
+                "the stages' cache. Rerun the training command with the same settings: the cache is rebuilt."
+            )
         return views
 
     # ------------------------------------------------------------------ sessions

@@ -7,9 +7,10 @@ To build the model again without reading and splitting the dataset, the runner w
 - ``dataset``: the training split's RecBole dataset without its interactions (item-token mapping
   ``field2id_token``, item and user features, counts): what a model's ``__init__`` reads;
 - ``item_views``: where the frozen item views of TPAD / KDSR are cached (folder and key of
-  :func:`recbole_tpad.features.read_cache`), ``None`` for a model without;
+  :func:`recbole_tpad.features.read_cache`) and TPAD's successor views file, ``None`` for a model without;
 - ``knowledge_mllm``: TPAD's Knowledge-MLLM (the adapter ``K`` folder and the projector file) that
-  encodes items added after training, ``None`` for other models.
+  encodes items added after training, and stage 2's folder (the Transfer-MLLM and its transition
+  head, for their successor views), ``None`` for other models.
 
 The sidecar is validated when read: a missing, damaged or foreign sidecar is a ``DataError``
 naming the file and what to do.
@@ -60,9 +61,12 @@ def write_sidecar(model_file, config, train_dataset, item_views=None, knowledge_
 
 
 def _cache_pointer(item_views):
-    """Folder and key of cached views; ``folder`` None for views made in memory (a script's own)."""
+    """Folder and key of cached views (``folder`` None for views made in memory, a script's own) and
+    TPAD's successor views file (or None)."""
     key = item_views.manifest.get("key")
-    return {"folder": str(item_views.folder) if item_views.folder is not None and key else None, "key": key}
+    successor = getattr(item_views, "successor_file", None)
+    return {"folder": str(item_views.folder) if item_views.folder is not None and key else None, "key": key,
+            "successor_file": str(successor) if successor is not None else None}
 
 
 def read_sidecar(model_file):

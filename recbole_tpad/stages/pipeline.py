@@ -109,20 +109,23 @@ class StagePipeline:
             if self.store2 is not None:
                 self._timed("stage2", self._stage2, backbone, item_states)
             views = self._timed("representation", generate_representations, self.config, self.dataset, self.features,
-                                backbone, items, item_states, self.root, self.final_hash, self.show_progress)
+                                backbone, items, item_states, self.root, self.final_hash,
+                                self.store2.folder if self.store2 is not None else None, self.show_progress)
         self.logger.info(set_color("TPAD stages", "green") + " wall time: " +
                          ", ".join(f"{k} {v:.1f} s" for k, v in self.timings.items()))
         views.knowledge_mllm = self.knowledge_mllm_folders()
         return views
 
     def knowledge_mllm_folders(self):
-        r"""Where the Knowledge-MLLM behind the views is kept: ``{"adapter": dir, "projector": file or None}``
-        (``recbole_tpad.recommend`` encodes items added later with it)."""
+        r"""Where the Knowledge-MLLM behind the views is kept: ``{"adapter": dir, "projector": file or None,
+        "distillation": stage 2's folder or None}`` (``recbole_tpad.recommend`` encodes items added later
+        with them; stage 2's folder holds the Transfer-MLLM and its head, for the successor views)."""
         from recbole_tpad.stages.knowledge_acquisition import KNOWLEDGE, PROJECTOR_FILE
 
         projector = self.store_projector.folder / PROJECTOR_FILE
         return {"adapter": str((self.store2 or self.store1).folder / f"adapter_{KNOWLEDGE}"),
-                "projector": str(projector) if projector.is_file() else None}
+                "projector": str(projector) if projector.is_file() else None,
+                "distillation": str(self.store2.folder) if self.store2 is not None else None}
 
     def heldout_figures(self):
         r"""The held-out figures of the stages behind the views (``stage1_...``, ``stage2_...``), from

@@ -95,3 +95,14 @@ class TransitionHead(nn.Module):
                 loss_sum, steps = loss_sum + loss.item(), steps + 1
         self.zero_grad(set_to_none=True)  # the stage's first step must not add the fit's last gradient
         return loss_sum / max(1, steps)
+
+
+def load_transition_head(heads_file, hidden_size):
+    r"""The trained head of a stage-2 result: the ``head.*`` tensors of its heads file
+    (``transition_distillation.HEADS_FILE``), in eval mode."""
+    from recbole_tpad.stages.loop import load_safetensors
+
+    state = {k[len("head."):]: v for k, v in load_safetensors(heads_file).items() if k.startswith("head.")}
+    head = TransitionHead(hidden_size)
+    head.load_state_dict(state)
+    return head.eval()

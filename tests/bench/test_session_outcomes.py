@@ -94,3 +94,15 @@ def test_the_report_places_the_paired_tests_under_the_headline(two_runs, tmp_pat
     section = text.split("## TPAD against the other headline models", 1)[1].split("## All models", 1)[0]
     assert "| GRU4Rec | mrr@20 | 1 / 1 |" in section and "| GRU4Rec | recall@20 | 1 / 1 |" in section
     assert "Published anchors" not in text  # the tiny set has none
+
+
+def test_paired_checkpoints_rebuild_each_run_and_reproduce_its_test(two_runs):
+    from bench.paired_checkpoints import main
+
+    files = [two_runs[m]["trainer"].saved_model_file for m in ("SASRec", "GRU4Rec")]
+    rows = main([f"--model_files={','.join(files)}", "--names=SASRec,GRU4Rec"])
+    assert [(r["baseline"], r["metric"]) for r in rows] == [("GRU4Rec", "mrr@20"), ("GRU4Rec", "recall@20")]
+    for r in rows:  # each checkpoint's test, rebuilt from its saved config, is the run's own
+        assert r["mean_a"] == pytest.approx(two_runs["SASRec"]["test_result"][r["metric"]], abs=6e-5)
+        assert r["mean_b"] == pytest.approx(two_runs["GRU4Rec"]["test_result"][r["metric"]], abs=6e-5)
+        assert 0 <= r["p"] <= 1

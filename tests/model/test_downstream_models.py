@@ -13,7 +13,7 @@ from recbole.data.interaction import Interaction
 from recbole_tpad.errors import ConfigError, DataError
 from recbole_tpad.features import ItemViews
 from recbole_tpad.model import renamed_keys
-from recbole_tpad.model.item_views import attach_item_views
+from recbole_tpad.model.item_views import SUCCESSOR_VIEWS, attach_item_views
 from recbole_tpad.model.kdsr import KDSR
 from recbole_tpad.model.session_encoders import keep_recent_items
 from recbole_tpad.model.tpad import TPAD
@@ -39,6 +39,11 @@ def tiny(tmp_path_factory):
 def random_views(n_items, dim=24, seed=0):
     rng = np.random.default_rng(seed)
     views = {name: rng.normal(size=(n_items, dim)).astype(np.float32) for name in ("text", "image", "fused")}
+    for name in SUCCESSOR_VIEWS:  # unit rows, row 0 (padding) zero, as stage 3 writes them
+        unit = rng.normal(size=(n_items, dim)).astype(np.float32)
+        unit /= np.linalg.norm(unit, axis=1, keepdims=True)
+        unit[0] = 0
+        views[name] = unit
     image_mask = rng.random(n_items) > 0.3
     return views, image_mask
 
@@ -133,7 +138,7 @@ def test_a_model_built_without_views_names_the_call_that_prepares_them(tiny):
     for model_class in (TPAD, KDSR):
         with pytest.raises(RuntimeError, match=r"prepare_item_views\(config, train_data\)"):
             build(tiny, model_class, with_views_of=False)
-    id_only = build(tiny, TPAD, with_views_of=False, views=["id"])  # needs no views at all
+    id_only = build(tiny, TPAD, with_views_of=False, views=["id"], transition_score=False)  # needs no views at all
     assert len(id_only.calculate_loss(tiny[2])) == 1
 
 
@@ -152,7 +157,8 @@ def test_views_are_validated(tiny):
                                        {"view_adapter": "conv"},
                                        {"correlation_supervision": True, "correlation_views": ["id"]},
                                        {"fusion_weights": {"text": -1.0}}, {"session_length": -1},
-                                       {"neighbour_views": ["id"]}, {"neighbour_views": ["text"], "neighbour_scale": 0}])
+                                       {"neighbour_views": ["id"]}, {"neighbour_views": ["text"], "neighbour_scale": 0},
+                                       {"transition_scale": 0}])
 def test_bad_tpad_config_fails_early(tiny, overrides):
     with pytest.raises(ConfigError):
         TPAD.check_config(load_config("TPAD", "tiny", config_dict={**tiny[0], **overrides}))  # the runner's early check
@@ -266,9 +272,11 @@ def test_fused_logits_equal_the_weighted_sum_of_view_scores(tiny):
 
 def test_neighbour_views_add_the_scaled_cosine_with_the_last_item(tiny):
     views, image_mask = random_views(tiny[1].item_num)
-    plain = build(tiny, TPAD, views=["id"], with_views_of=(views, image_mask))
-    model = build(tiny, TPAD, views=["id"], neighbour_views=["text"], neighbour_scale=3.0, with_views_of=(views, image_mask))
-    config = load_config("TPAD", "tiny", config_dict={**tiny[0], "views": ["id"], "neighbour_views": ["text"]})
+    plain = build(tiny, TPAD, views=["id"], transition_score=False, with_views_of=(views, image_mask))
+    model = build(tiny, TPAD, views=["id"], neighbour_views=["text"], neighbour_scale=3.0, transition_score=False,
+                  with_views_of=(views, image_mask))
+    config = load_config("TPAD", "tiny", config_dict={**tiny[0], "views": ["id"], "neighbour_views": ["text"],
+                                                      "transition_score": False})
     assert TPAD.required_views(config) == ("text",)
     model.eval(), plain.eval()
     batch = tiny[3]
@@ -284,3 +292,26 @@ def test_neighbour_views_add_the_scaled_cosine_with_the_last_item(tiny):
     model.train()
     model.calculate_loss(tiny[2])[0].backward()
     assert model.neighbour_log_scale.grad.abs().sum() > 0  # the scale learns; the cosines stay frozen
+
+
+def test_transition_score_adds_the_scaled_successor_cosine_where_stage_2_runs(tiny):
+    views, image_mask = random_views(tiny[1].item_num)
+    plain = build(tiny, TPAD, views=["id"], transition_score=False, with_views_of=(views, image_mask))
+    model = build(tiny, TPAD, views=["id"], transition_scale=2.0, with_views_of=(views, image_mask))
+    config = load_config("TPAD", "tiny", config_dict={**tiny[0], "views": ["id"]})
+    assert TPAD.required_views(config) == SUCCESSOR_VIEWS
+    no_stage2 = load_config("TPAD", "tiny", config_dict={**tiny[0], "views": ["id"], "stage_distillation": False})
+    assert TPAD.required_views(no_stage2) == ()  # no Transfer-MLLM, no successor views
+    model.eval(), plain.eval()
+    batch = tiny[3]
+    item_seq, item_seq_len = batch[model.ITEM_SEQ], batch[model.ITEM_SEQ_LEN]
+    last = item_seq[torch.arange(len(batch)), item_seq_len - 1]
+    source, target = (torch.as_tensor(views[name]) for name in SUCCESSOR_VIEWS)
+    with torch.no_grad():
+        added = model.full_sort_predict(batch) - plain.full_sort_predict(batch)
+        assert torch.allclose(added, 2.0 * source[last] @ target.T, atol=1e-5)  # successor of the last item, not its cosine
+        targets = batch[model.ITEM_ID]
+        assert torch.allclose(model.predict(batch), model.full_sort_predict(batch)[torch.arange(len(batch)), targets], atol=1e-5)
+    model.train()
+    model.calculate_loss(tiny[2])[0].backward()
+    assert model.transition_log_scale.grad.abs().sum() > 0

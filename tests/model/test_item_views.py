@@ -9,7 +9,7 @@ from recbole.data import create_dataset, data_preparation
 from recbole.trainer import Trainer
 
 from recbole_tpad.features import ItemViews
-from recbole_tpad.model.item_views import prepare_item_views
+from recbole_tpad.model.item_views import SUCCESSOR_VIEWS, prepare_item_views
 from recbole_tpad.model.multimodal_recommender import MultimodalSequentialRecommender
 from recbole_tpad.model.tpad import TPAD
 from recbole_tpad.quick_start import load_config, run_recbole_tpad
@@ -28,6 +28,8 @@ def random_views(monkeypatch):
         rng = np.random.default_rng(0)
         torch.rand(3)  # a draw from the global RNG, as feature extraction may make
         views = {name: rng.normal(size=(n_items, 20)).astype(np.float32) for name in ("text", "image", "fused")}
+        for name in SUCCESSOR_VIEWS:  # stage 3's unit rows
+            views[name] = views["text"] / np.linalg.norm(views["text"], axis=1, keepdims=True)
         return ItemViews(views, rng.random(n_items) > 0.2, manifest={}, folder=None), {"views_s": 0.0}
 
     for model_class in (MultimodalSequentialRecommender, TPAD):  # the feature cache, TPAD's stages
@@ -52,7 +54,7 @@ def test_kdsr_runs_end_to_end_with_slow_modality_tables(tiny_dataset, random_vie
 
 def test_stock_models_and_id_only_tpad_get_no_views(tiny_dataset, random_views):
     _, config_dict = tiny_dataset
-    for model, overrides in [("SASRec", {}), ("TPAD", {"views": ["id"], "neighbour_views": []})]:
+    for model, overrides in [("SASRec", {}), ("TPAD", {"views": ["id"], "neighbour_views": [], "transition_score": False})]:
         config = load_config(model, "tiny", config_dict=dict(config_dict, **overrides))
         train, _, _ = data_preparation(config, create_dataset(config))
         assert prepare_item_views(config, train) == (None, {})

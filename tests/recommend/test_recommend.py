@@ -122,10 +122,15 @@ def test_tpad_scores_new_items_through_the_knowledge_mllm(trained, tmp_path):
     assert recommender.add_items(item_file) == ["n000", "n001"]
     model = recommender.model
     assert model.n_items == n_items + 2 and model.item_embedding.weight.shape[0] == n_items + 2
-    for name in ("view_text", "view_image", "neighbour_text"):
+    for name in ("view_text", "view_image", "neighbour_text", "successor", "successor_target"):
         rows = getattr(model, name)[-2:]
         assert torch.isfinite(rows).all() and rows.abs().sum() > 0
-    # the copy of i005 was encoded as i005 was in training, so it comes first after i005
+    # the copy of i005 gets i005's successor views: T and its head encode it as stage 3 did the catalogue
+    i005 = recommender.token_ids["i005"]
+    for name in ("successor", "successor_target"):
+        torch.testing.assert_close(getattr(model, name)[-2], getattr(model, name)[i005], rtol=0, atol=1e-5)
+    # by content alone (no transition term: what follows i005 is another item), the copy of i005 comes first after i005
+    model.transition_score = False
     top = recommender.recommend([["i005"], ["i003", "i004", "i005"]], topk=3, exclude_seen=True)
     assert [r.items[0] for r in top] == ["n000", "n000"]
 

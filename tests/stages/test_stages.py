@@ -133,8 +133,12 @@ def _no_training(*args, **kwargs):
 
 def test_pipeline_caches_and_rebuilds_only_what_changed(tiny_dataset, tmp_path, monkeypatch):
     views = _pipeline(tiny_dataset, tmp_path).run()
-    assert set(views.views) == {"text", "image", "fused"}
+    assert set(views.views) == {"text", "image", "fused", "successor", "successor_target"}
     assert views.views["fused"].shape == (31, 64)
+    successor = {name: views.views[name] for name in ("successor", "successor_target")}
+    for view in successor.values():  # T's transition head's unit rows, the padding item zero
+        norms = np.linalg.norm(view, axis=1)
+        assert view.shape == (31, 64) and norms[0] == 0 and np.allclose(norms[1:], 1, atol=1e-5)
     assert views.manifest["adapter"] == "K"
     first = _pipeline(tiny_dataset, tmp_path)
     assert first.store1.is_complete() and first.store2.is_complete()
@@ -149,10 +153,13 @@ def test_pipeline_caches_and_rebuilds_only_what_changed(tiny_dataset, tmp_path, 
     # valid caches: nothing trains, nothing is encoded again
     monkeypatch.setattr(loop, "train_stage", _no_training)
     again = first.run()
-    assert again.folder == views.folder
+    assert again.folder == views.folder and again.successor_file is not None
+    assert all(np.array_equal(again.views[name], view) for name, view in successor.items())
     # the views' pointer gone: the stages still load from their caches, only encoding reruns
     shutil.rmtree(next(Path(first.root).glob("representation-*")))
-    assert _pipeline(tiny_dataset, tmp_path).run().folder == views.folder
+    remade = _pipeline(tiny_dataset, tmp_path).run()
+    assert remade.folder == views.folder
+    assert all(np.allclose(remade.views[name], view, atol=1e-5) for name, view in successor.items())
     # a stage-2 key changes: stage 1 is reused, stage 2 retrains, new views
     calls = []
 
@@ -291,6 +298,7 @@ def test_ablation_switches_run_the_remaining_pipeline(tiny_dataset, tmp_path, sw
     pipeline = _pipeline(tiny_dataset, tmp_path, **switches)
     views = pipeline.run()
     assert views.manifest["cache_tag"] == pipeline.final_hash
+    assert ("successor" in views.views) == switches.get("stage_distillation", True)  # T's views where stage 2 ran
     made = sorted(p.name.split("-")[0] for p in pipeline.root.iterdir() if not p.name.startswith("representation"))
     assert made == stores
     losses = json.loads((pipeline.store1.folder / "manifest.json").read_text())["epoch_losses"]
