@@ -27,6 +27,7 @@ from recbole_tpad.model.session_encoders import build_session_encoder, keep_rece
 from recbole_tpad.model.view_adapters import ViewAdapter, check_view_adapter, standardize_view, view_statistics
 
 FUSIONS = ("learned", "fixed")
+TRANSITION_FUSIONS = ("validation", "joint")
 
 
 class TPAD(MultimodalSequentialRecommender):
@@ -55,9 +56,12 @@ class TPAD(MultimodalSequentialRecommender):
 
         ``transition_score`` adds the Transfer-MLLM's score ``s_t * <succ(last), tgt(i)>``: the successor
         view of the session's last item (its ``T`` feature through stage 2's transition head: where its
-        next item lies) against every item's target view, both frozen and computed once in stage 3, the
-        scale ``s_t`` learned (initialised at ``transition_scale``). It is the transitions ``T`` learned
-        from the training sessions, fused late; it exists where stage 2 ran. Measured in docs/stages.md.
+        next item lies) against every item's target view, both frozen and computed once in stage 3. It
+        is the transitions ``T`` learned from the training sessions, fused late; it exists where stage 2
+        ran. With ``transition_fusion: validation`` the model trains without it and :class:`TPADTrainer`
+        then picks ``s_t`` from ``transition_scales`` on the validation split (0 keeps it off), saved with
+        the weights; with ``joint`` it is in the training loss, ``s_t`` learned from ``transition_scale``.
+        Measured in docs/stages.md.
     """
 
     def __init__(self, config, dataset):
@@ -78,6 +82,7 @@ class TPAD(MultimodalSequentialRecommender):
         self.correlation_views = list(config["correlation_views"] or [])
         self.neighbour_views = list(config["neighbour_views"] or [])
         self.transition_score = self.uses_successor_views(config)
+        self.transition_fusion = config["transition_fusion"]
         fusion_weights = dict(config["fusion_weights"] or {})
         fusion_weights = torch.tensor([float(fusion_weights.get(v, 1.0)) for v in self.views])
         self.frozen_views = self.required_views(config)
@@ -94,8 +99,13 @@ class TPAD(MultimodalSequentialRecommender):
         self.view_embedding = nn.Embedding(len(self.views), self.embedding_size) if self.shared_encoder else None
         self.neighbour_log_scale = nn.Parameter(
             torch.full((len(self.neighbour_views),), float(config["neighbour_scale"])).log()) if self.neighbour_views else None
-        self.transition_log_scale = nn.Parameter(
-            torch.tensor(float(config["transition_scale"])).log()) if self.transition_score else None
+        self.transition_log_scale = None
+        if self.transition_score:
+            joint = self.transition_fusion == "joint"
+            self.transition_log_scale = nn.Parameter(torch.tensor(float(config["transition_scale"])).log(),
+                                                     requires_grad=joint)
+            # validation: off until TPADTrainer has picked the scale after training (saved with the weights)
+            self.register_buffer("transition_ready", torch.tensor(joint))
         if self.fusion == "learned":
             self.fusion_logits = nn.Parameter(fusion_weights.log())
         else:
@@ -155,8 +165,14 @@ class TPAD(MultimodalSequentialRecommender):
             raise ConfigError(f"neighbour_views={neighbour_views}: give distinct frozen views from {list(VIEWS[1:])}.")
         if neighbour_views and not (config["neighbour_scale"] or 0) > 0:
             raise ConfigError(f"neighbour_scale={config['neighbour_scale']} must be > 0.")
-        if config["transition_score"] and not (config["transition_scale"] or 0) > 0:
-            raise ConfigError(f"transition_scale={config['transition_scale']} must be > 0.")
+        if config["transition_score"]:
+            if config["transition_fusion"] not in TRANSITION_FUSIONS:
+                raise ConfigError(f"transition_fusion={config['transition_fusion']!r}: choose one of {list(TRANSITION_FUSIONS)}.")
+            if not (config["transition_scale"] or 0) > 0:
+                raise ConfigError(f"transition_scale={config['transition_scale']} must be > 0.")
+            scales = list(config["transition_scales"] or [])
+            if config["transition_fusion"] == "validation" and (not scales or any(float(x) < 0 for x in scales)):
+                raise ConfigError(f"transition_scales={scales}: give the scales to try on the validation split, each >= 0.")
         correlation_views = list(config["correlation_views"] or [])
         if config["correlation_supervision"]:
             bad = [v for v in correlation_views if v not in views or v == "id"]
@@ -287,12 +303,12 @@ class TPAD(MultimodalSequentialRecommender):
         return torch.cat([encoder(context, item_seq_len, emb[v : v + 1]) for v, encoder in enumerate(self.encoders)])
 
     def extra_logits(self, item_seq, item_seq_len, candidates=None):
-        if not self.neighbour_views and not self.transition_score:
+        if not self.neighbour_views and not (self.transition_score and bool(self.transition_ready)):
             return None
         last = item_seq.gather(1, (item_seq_len - 1).unsqueeze(1)).squeeze(1)  # [B]
         pairs = [(scale, getattr(self, f"neighbour_{name}"), getattr(self, f"neighbour_{name}"))
                  for scale, name in zip(self.neighbour_log_scale.exp(), self.neighbour_views)] if self.neighbour_views else []
-        if self.transition_score:
+        if self.transition_score and bool(self.transition_ready):
             pairs.append((self.transition_log_scale.exp(), self.successor, self.successor_target))
         logits = 0
         for scale, source, target in pairs:
@@ -300,6 +316,17 @@ class TPAD(MultimodalSequentialRecommender):
             cosine = source[last] @ target.T if candidates is None else (source[last] * target[candidates]).sum(-1)
             logits = logits + scale * cosine
         return logits
+
+    @property
+    def picks_transition_scale(self):
+        r"""True where :class:`TPADTrainer` picks the transition score's scale on the validation split."""
+        return self.transition_score and self.transition_fusion == "validation"
+
+    @torch.no_grad()
+    def set_transition_scale(self, scale):
+        r"""Fuse the transition score at ``scale`` from now on (0: not at all)."""
+        self.transition_log_scale.fill_(float(torch.tensor(float(scale)).log()))
+        self.transition_ready.fill_(True)
 
     def view_weights(self):
         if self.fusion == "learned":

@@ -158,7 +158,8 @@ def test_views_are_validated(tiny):
                                        {"correlation_supervision": True, "correlation_views": ["id"]},
                                        {"fusion_weights": {"text": -1.0}}, {"session_length": -1},
                                        {"neighbour_views": ["id"]}, {"neighbour_views": ["text"], "neighbour_scale": 0},
-                                       {"transition_scale": 0}])
+                                       {"transition_scale": 0}, {"transition_fusion": "late"},
+                                       {"transition_scales": []}, {"transition_scales": [0.0, -1.0]}])
 def test_bad_tpad_config_fails_early(tiny, overrides):
     with pytest.raises(ConfigError):
         TPAD.check_config(load_config("TPAD", "tiny", config_dict={**tiny[0], **overrides}))  # the runner's early check
@@ -297,7 +298,7 @@ def test_neighbour_views_add_the_scaled_cosine_with_the_last_item(tiny):
 def test_transition_score_adds_the_scaled_successor_cosine_where_stage_2_runs(tiny):
     views, image_mask = random_views(tiny[1].item_num)
     plain = build(tiny, TPAD, views=["id"], transition_score=False, with_views_of=(views, image_mask))
-    model = build(tiny, TPAD, views=["id"], transition_scale=2.0, with_views_of=(views, image_mask))
+    model = build(tiny, TPAD, views=["id"], transition_fusion="joint", transition_scale=2.0, with_views_of=(views, image_mask))
     config = load_config("TPAD", "tiny", config_dict={**tiny[0], "views": ["id"]})
     assert TPAD.required_views(config) == SUCCESSOR_VIEWS
     no_stage2 = load_config("TPAD", "tiny", config_dict={**tiny[0], "views": ["id"], "stage_distillation": False})
@@ -315,3 +316,26 @@ def test_transition_score_adds_the_scaled_successor_cosine_where_stage_2_runs(ti
     model.train()
     model.calculate_loss(tiny[2])[0].backward()
     assert model.transition_log_scale.grad.abs().sum() > 0
+
+
+def test_transition_score_picked_on_validation_is_off_until_the_scale_is_set(tiny):
+    views, image_mask = random_views(tiny[1].item_num)
+    plain = build(tiny, TPAD, views=["id"], transition_score=False, with_views_of=(views, image_mask))
+    model = build(tiny, TPAD, views=["id"], with_views_of=(views, image_mask))  # transition_fusion: validation
+    assert model.picks_transition_scale and not plain.picks_transition_scale
+    batch = tiny[3]
+    with torch.no_grad():
+        # training and the per-epoch validation see the model without the score
+        losses = [torch.manual_seed(0) and m.calculate_loss(tiny[2])[0] for m in (model, plain)]  # same dropout
+        assert torch.equal(*losses)
+        model.eval(), plain.eval()
+        assert torch.equal(model.full_sort_predict(batch), plain.full_sort_predict(batch))
+        model.set_transition_scale(0.0)  # picked 0: still the plain model
+        assert torch.equal(model.full_sort_predict(batch), plain.full_sort_predict(batch))
+        model.set_transition_scale(3.0)
+        last = batch[model.ITEM_SEQ][torch.arange(len(batch)), batch[model.ITEM_SEQ_LEN] - 1]
+        source, target = (torch.as_tensor(views[name]) for name in SUCCESSOR_VIEWS)
+        added = model.full_sort_predict(batch) - plain.full_sort_predict(batch)
+        assert torch.allclose(added, 3.0 * source[last] @ target.T, atol=1e-5)
+    state = model.state_dict()  # the picked scale travels with the weights
+    assert bool(state["transition_ready"]) and state["transition_log_scale"].exp().item() == pytest.approx(3.0)

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.stages.stage_keys import STAGE_KEYS
 
@@ -20,6 +21,13 @@ def test_tpad_run_trains_the_stages_then_the_recommender(tiny_dataset, tmp_path,
     config_dict = dict(config_dict, feature_cache_dir=str(tmp_path / "cache"), **STAGE_KEYS)
     result = run_recbole_tpad("TPAD", "tiny", config_dict=config_dict)
     assert "test_result" in result
+    # the transition score's scale, picked on the validation split after the fit, is in the checkpoint
+    tried = result["trainer"].transition_scales_tried
+    assert list(tried) == [float(x) for x in result["config"]["transition_scales"]]
+    state = torch.load(result["trainer"].saved_model_file, weights_only=False)["state_dict"]
+    picked = max(tried, key=tried.get)
+    assert bool(state["transition_ready"]) and float(state["transition_log_scale"].exp()) == pytest.approx(picked)
+    assert result["valid_result"][result["config"]["valid_metric"].lower()] == pytest.approx(tried[picked])
     assert sorted(parsed) == ["FeaturesConfig", "StageConfig"]
     assert "is read by neither" not in caplog.text
     root = tmp_path / "cache" / "stages" / "tiny"
