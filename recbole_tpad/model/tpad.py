@@ -303,12 +303,13 @@ class TPAD(MultimodalSequentialRecommender):
         return torch.cat([encoder(context, item_seq_len, emb[v : v + 1]) for v, encoder in enumerate(self.encoders)])
 
     def extra_logits(self, item_seq, item_seq_len, candidates=None):
-        if not self.neighbour_views and not (self.transition_score and bool(self.transition_ready)):
+        transition = self.transition_score and bool(self.transition_ready)
+        if not self.neighbour_views and not transition:
             return None
         last = item_seq.gather(1, (item_seq_len - 1).unsqueeze(1)).squeeze(1)  # [B]
         pairs = [(scale, getattr(self, f"neighbour_{name}"), getattr(self, f"neighbour_{name}"))
                  for scale, name in zip(self.neighbour_log_scale.exp(), self.neighbour_views)] if self.neighbour_views else []
-        if self.transition_score and bool(self.transition_ready):
+        if transition:  # the last item's successor against every item's target view
             pairs.append((self.transition_log_scale.exp(), self.successor, self.successor_target))
         logits = 0
         for scale, source, target in pairs:
