@@ -27,7 +27,7 @@ from bench.session_outcomes import ranks_from_topk, session_outcomes, split_dige
 from bench.significance import METRICS, paired_comparison  # noqa: E402
 
 
-def test_outcomes(model_file):
+def checkpoint_outcomes(model_file):
     """``(metrics, digest, per-session outcomes)`` of the checkpoint ``model_file`` on its test split."""
     from recbole.data import create_dataset, data_preparation
     from recbole.utils import init_seed
@@ -64,7 +64,7 @@ def main(argv=None):
     names = args.names.split(",") if args.names else [Path(f).stem for f in files]
     if len(names) != len(files) or len(files) < 2:
         parser.error("give at least two --model_files and, with --names, one name per file")
-    results = [test_outcomes(f) for f in files]
+    results = [checkpoint_outcomes(f) for f in files]
     rows = []
     for name, (metrics, digest, outcomes) in zip(names[1:], results[1:]):
         if digest != results[0][1]:

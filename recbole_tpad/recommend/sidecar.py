@@ -64,7 +64,7 @@ def _cache_pointer(item_views):
     """Folder and key of cached views (``folder`` None for views made in memory, a script's own) and
     TPAD's successor views file (or None)."""
     key = item_views.manifest.get("key")
-    successor = getattr(item_views, "successor_file", None)
+    successor = item_views.successor_file
     return {"folder": str(item_views.folder) if item_views.folder is not None and key else None, "key": key,
             "successor_file": str(successor) if successor is not None else None}
 
