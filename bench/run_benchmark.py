@@ -55,7 +55,7 @@ def parse_args(argv=None):
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--quick", action="store_true", help="small sample, one epoch, tiny TPAD backbone")
     parser.add_argument("--seeds", default="2020,2021,2022", help="seeds of the headline rows")
-    parser.add_argument("--models", default=None, help="comma-separated subset of rows to run, in this order")
+    parser.add_argument("--models", default=None, help="comma-separated subset of rows to run, seed by seed, in this order")
     parser.add_argument("--out", default=None, help="output folder (default docs/results, quick: results/bench-quick)")
     parser.add_argument("--epochs", type=int, default=None, help="epoch limit (default: overall.yaml's)")
     parser.add_argument("--timeout", type=int, default=4 * 3600, help="seconds allowed per row")
@@ -97,9 +97,10 @@ def main(argv=None):
     rows = benchmark_rows(args.dataset, args.quick, seeds, has_images)
     order = [(name, seed) for name, _, seed, _ in rows]
     wanted_overrides = {(name, seed): row_overrides(common, overrides) for name, _, seed, overrides in rows}
-    if args.models:  # the rows named, in the order named (the table keeps the benchmark's order)
+    if args.models:  # the rows named, seed by seed, in the order named (the table keeps the benchmark's order)
         wanted = args.models.split(",")
-        rows = sorted((row for row in rows if row[0] in wanted), key=lambda row: wanted.index(row[0]))
+        # seed-major, so that an interrupted run has every named model of its first seeds (paired tests)
+        rows = sorted((row for row in rows if row[0] in wanted), key=lambda row: (seeds.index(row[2]), wanted.index(row[0])))
 
     # --resume keeps every finished row of the CSV, also those outside --models, so subsets add up
     csv_path = out_dir / f"{args.dataset}.csv"

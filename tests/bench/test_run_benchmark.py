@@ -62,6 +62,11 @@ def test_resume_runs_only_missing_rows_and_keeps_the_rest(tmp_path, monkeypatch)
     assert [name for name, _, _ in ran] == ["STAMP", "GRU4Rec", "NARM"]
     assert [row["model"] for row in reports[-1]] == ["GRU4Rec", "NARM", "STAMP"]
 
+    ran.clear()  # seed by seed: every named model of the first seed before the next seed
+    assert run_benchmark.main(["--dataset=hm-fashion", f"--out={tmp_path / 'seeds'}", "--seeds=2020,2021",
+                               "--models=SASRec,GRU4Rec"]) == 0
+    assert [(name, seed) for name, seed, _ in ran] == [("SASRec", 2020), ("GRU4Rec", 2020), ("SASRec", 2021), ("GRU4Rec", 2021)]
+
 
 def test_a_resume_run_merges_rows_another_run_finished_meanwhile(tmp_path, monkeypatch):
     csv_path = tmp_path / "hm-fashion.csv"
