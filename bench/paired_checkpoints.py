@@ -36,7 +36,7 @@ def checkpoint_outcomes(model_file):
     from recbole_tpad.data.tie_order import apply_tie_order
     from recbole_tpad.model.item_views import prepare_item_views
     from recbole_tpad.model_defaults import build_model
-    from recbole_tpad.quick_start import _kept_topk
+    from recbole_tpad.quick_start import evaluate_with_topk
     from recbole_tpad.utils import get_model, get_trainer
 
     compat.apply()
@@ -49,9 +49,9 @@ def checkpoint_outcomes(model_file):
     prepare_item_views(config, train_data)
     model = build_model(get_model(config["model"]), config, train_data._dataset)
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
-    with _kept_topk(trainer) as kept:
-        metrics = trainer.evaluate(test_data, load_best_model=True, model_file=str(model_file), show_progress=False)
-    return dict(metrics), split_digest(test_data._dataset), session_outcomes(ranks_from_topk(kept["rec.topk"].numpy()))
+    metrics, topk, _ = evaluate_with_topk(trainer, test_data, load_best_model=True, model_file=str(model_file),
+                                          show_progress=False)
+    return dict(metrics), split_digest(test_data._dataset), session_outcomes(ranks_from_topk(topk.numpy()))
 
 
 def main(argv=None):

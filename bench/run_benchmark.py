@@ -18,7 +18,9 @@ then share the machine; the Markdown says so). ``--resume`` keeps the rows of an
 ``<dataset>.csv`` that finished without error with the same config overrides (column
 ``overrides``) and runs only the others: use it after an interruption, not after changing the code.
 Every row runs with ``DATASET_SETTINGS[dataset]`` (bench/variants.py), then ``--epochs`` and
-``--set``, on top of the YAML defaults; the Markdown header lists them.
+``--set``, on top of the YAML defaults; the Markdown header lists them. ``TPAD-no_transition`` of a
+seed comes from TPAD's run of that seed (its trained model tested with the transition score off,
+``derived_rows``) when both are to run, not from a second training of the same weights.
 """
 
 import argparse
@@ -44,6 +46,7 @@ from bench.variants import (  # noqa: E402
     HEADLINE_MODELS,
     QUICK_OVERRIDES,
     STOCK_MODELS,
+    TRANSITION_KEYS,
     tpad_variants,
     variant_seeds,
 )
@@ -109,6 +112,8 @@ def main(argv=None):
     for name, seed in results:
         print(f"[bench] {name} seed={seed}: kept from the existing CSV (--resume)", flush=True)
     todo = [row for row in rows if (row[0], row[2]) not in results]
+    derived = derived_rows(todo, common)
+    todo = [row for row in todo if (row[0], row[2]) not in {(d[0], d[2]) for d in derived.values()}]
     threads = max(1, (os.cpu_count() or 1) // max(args.jobs, 1))
     header = run_header(args, common)
 
@@ -122,12 +127,13 @@ def main(argv=None):
         return ordered
 
     with ThreadPoolExecutor(max_workers=max(args.jobs, 1)) as pool:
-        futures = [pool.submit(run_row, row, args, common, work_dir, out_dir, seeds[0], threads) for row in todo]
+        futures = [pool.submit(run_row, row, args, common, work_dir, out_dir, seeds[0], threads,
+                               derived.get((row[0], row[2]))) for row in todo]
         for future in as_completed(futures):
-            row = future.result()
-            results[(row["model"], row["seed"])] = row
-            print(f"[bench] {row['model']} seed={row['seed']}: "
-                  + (row.get("error") or f"recall@20={row['recall@20']:.4f} mrr@20={row['mrr@20']:.4f}"), flush=True)
+            for row in future.result():
+                results[(row["model"], row["seed"])] = row
+                print(f"[bench] {row['model']} seed={row['seed']}: "
+                      + (row.get("error") or f"recall@20={row['recall@20']:.4f} mrr@20={row['mrr@20']:.4f}"), flush=True)
             report()
     # with --resume and nothing left to run, this rebuilds the report from the CSV
     results = report() if results else []
@@ -150,8 +156,22 @@ def reusable_rows(csv_path, wanted_overrides, log=False):
     return finished
 
 
-def run_row(row, args, common, work_dir, out_dir, first_seed, threads):
-    """Run one row in its own process (bench/run_one.py); its result, or its error and log."""
+def derived_rows(todo, common):
+    """``{(TPAD row, seed): TPAD-no_transition row}`` for the rows of ``todo`` that TPAD's run of the same
+    seed also gives: under ``transition_fusion: validation`` the term is off while TPAD trains, so its
+    trained model tested with the term off is the row ``transition_score: False`` would train
+    (bench/run_one.py, ``write_without_transition``). Not where the benchmark's settings change how the
+    term or stage 2 runs: then every row trains on its own."""
+    if TRANSITION_KEYS & set(common):
+        return {}
+    wanted = {(row[0], row[2]): row for row in todo}
+    return {("TPAD", seed): wanted[("TPAD-no_transition", seed)]
+            for name, _, seed, _ in todo if name == "TPAD" and ("TPAD-no_transition", seed) in wanted}
+
+
+def run_row(row, args, common, work_dir, out_dir, first_seed, threads, derived=None):
+    """Run one row in its own process (bench/run_one.py): ``[its result, or its error and log]``, and
+    with ``derived`` (a row that run also gives, ``derived_rows``) that row's result after it."""
     name, model, seed, overrides = row
     result_file = work_dir / f"{name}-{seed}.json"
     # ID and view embeddings before / after distillation, for the t-SNE figure
@@ -161,6 +181,9 @@ def run_row(row, args, common, work_dir, out_dir, first_seed, threads):
         f"--seed={seed}", f"--overrides={json.dumps({**common, **overrides})}", f"--out={result_file}",
         f"--sessions={sessions_path(out_dir, args.dataset, name, seed)}",
     ] + ([f"--embeddings={embeddings}"] if embeddings else [])
+    if derived:
+        derived_file = work_dir / f"{derived[0]}-{seed}.json"
+        command.append(f"--without_transition={derived_file},{sessions_path(out_dir, args.dataset, derived[0], seed)}")
     print(f"[bench] {name} seed={seed}", flush=True)
     log_file = work_dir / f"{name}-{seed}.log"
     env = dict(os.environ, OMP_NUM_THREADS=str(threads)) if args.jobs > 1 else None
@@ -176,7 +199,14 @@ def run_row(row, args, common, work_dir, out_dir, first_seed, threads):
     else:
         tail = log_file.read_text(errors="replace").strip().splitlines()[-1:] or [""]
         result["error"] = f"exit {code}: {tail[0][:200]} (log: {log_file})"
-    return result
+    if not derived:
+        return [result]
+    other = {"model": derived[0], "dataset": args.dataset, "seed": seed, "overrides": row_overrides(common, derived[3])}
+    if "error" not in result and derived_file.is_file():
+        other.update(json.loads(derived_file.read_text()))
+    else:  # an error row is not kept: a --resume run then trains this row on its own
+        other["error"] = f"not derived from {name} seed {seed}: " + result.get("error", "its model did not pick the scale")
+    return [result, other]
 
 
 def every_row_settings(args):

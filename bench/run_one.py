@@ -57,6 +57,9 @@ def main():
     parser.add_argument("--embeddings", default=None, help="save item ID/view embeddings (.npz) here")
     parser.add_argument("--sessions", default=None, help="save the per-test-session outcomes (.npz) here "
                         "(bench/session_outcomes.py)")
+    parser.add_argument("--without_transition", default=None, metavar="JSON[,NPZ]",
+                        help="TPAD with transition_fusion: validation: also test the trained model with the "
+                        "transition score off and write that row (and its per-session outcomes) here")
     args = parser.parse_args()
 
     config_dict = dict(json.loads(args.overrides), seed=args.seed)
@@ -94,7 +97,34 @@ def main():
         pick = tsne_items(reps.shape[1])  # only the items the figure draws: the snapshot stays small
         if len(reps) == len(model.views):  # one representation per view (TPAD; KDSR fuses its views into one)
             np.savez_compressed(args.embeddings, **{view: rep[pick] for view, rep in zip(model.views, reps)})
+    if args.without_transition:
+        write_without_transition(run, row, *args.without_transition.split(","))
     Path(args.out).write_text(json.dumps(row, indent=1))
+
+
+def write_without_transition(run, row, out, sessions=None):
+    """The row of the same trained model tested with the transition score off (scale 0).
+
+    Under ``transition_fusion: validation`` the term is off while the model trains, and the
+    parameters, data and random stream do not depend on ``transition_score``
+    (tests/bench/test_run_one.py), so this is the row a run with ``transition_score: False`` makes,
+    paired with TPAD's over the same trained weights. Nothing is written for a model that does not
+    pick the scale on validation (``joint``, or no stage 2): that row must be trained on its own.
+    """
+    from recbole_tpad.quick_start import evaluate_with_topk
+
+    model = run["model"]
+    if not getattr(model, "picks_transition_scale", False):
+        return
+    model.set_transition_scale(0.0)  # the best epoch's weights are loaded: the test above loaded them
+    metrics, topk, seconds = evaluate_with_topk(run["trainer"], run["test_data"], load_best_model=False,
+                                                show_progress=False)
+    derived = {**row, **{metric.lower(): float(value) for metric, value in metrics.items()}}
+    derived.update(eval_s=round(seconds, 2), s_per_1000_sessions=round(1000 * seconds / max(run["test_sessions"], 1), 3))
+    derived.update(cold_start_metrics(model, run["train_data"]._dataset, run["test_data"], run["config"]["device"]))
+    if sessions:
+        write_session_outcomes(sessions, {**run, "test_topk": topk})
+    Path(out).write_text(json.dumps(derived, indent=1))
 
 
 if __name__ == "__main__":

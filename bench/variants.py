@@ -9,6 +9,10 @@ STOCK_MODELS = ["GRU4Rec", "NARM", "STAMP", "SRGNN", "GCSAN", "SASRec", "BERT4Re
 HEADLINE_MODELS = {"GRU4Rec", "SASRec", "SRGNN", "KDSR", "TPAD"}
 # TPAD's stage ablations: with every seed, so that a part's effect is read against seed noise.
 SEEDED_VARIANTS = {"no_gen", "no_amie", "no_hmie", "no_distill", "no_transition"}
+# Settings that decide whether TPAD trains without its transition score (transition_fusion: validation);
+# where the benchmark sets none of them, TPAD-no_transition is TPAD's trained model tested with the
+# term off (bench/run_benchmark.py, derived_rows) instead of a second training of the same weights.
+TRANSITION_KEYS = {"transition_score", "transition_fusion", "stage_distillation", "stage2_epochs"}
 # The learning curve of the Transition Distillation Stage: rows TPAD-pairs_N train stage 2 on N
 # training pairs (every seed); TPAD-no_distill is its point 0 and TPAD its default (1,024).
 STAGE2_CURVE_PAIRS = (256, 4096, 16384)

@@ -139,12 +139,21 @@ def _kept_topk(trainer):
         trainer.evaluator.evaluate = evaluate
 
 
+def evaluate_with_topk(trainer, eval_data, **evaluate_kwargs):
+    """RecBole's ``trainer.evaluate(eval_data, **evaluate_kwargs)`` with its per-session top-k result
+    (``_kept_topk``): ``(metrics, rec.topk or None, seconds)``."""
+    start = time.perf_counter()
+    with _kept_topk(trainer) as kept:
+        metrics = trainer.evaluate(eval_data, **evaluate_kwargs)
+    return metrics, kept.get("rec.topk"), time.perf_counter() - start
+
+
 def run_recbole_tpad(model, dataset, config_file_list=None, config_dict=None, saved=True):
     """Train and test one model; return its config, metrics and costs as a dict.
 
     ``item_views`` and ``view_info`` are what ``prepare_item_views`` gave the model (``None`` and
     ``{}`` for a model without frozen views). ``test_topk`` is RecBole's per-session top-k result of
-    the test (``_kept_topk``), rows in the order of ``test_data``'s sessions; ``None`` without top-k metrics.
+    the test (``evaluate_with_topk``), rows in the order of ``test_data``'s sessions; ``None`` without top-k metrics.
     """
     config = load_config(model, dataset, config_file_list, config_dict)
     init_seed(config["seed"], config["reproducibility"])
@@ -180,10 +189,9 @@ def run_recbole_tpad(model, dataset, config_file_list=None, config_dict=None, sa
     best_valid_score, best_valid_result = trainer.fit(
         train_data, valid_data, saved=saved, show_progress=config["show_progress"]
     )
-    start = time.perf_counter()
-    with _kept_topk(trainer) as test_topk:
-        test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
-    eval_seconds = time.perf_counter() - start
+    test_result, test_topk, eval_seconds = evaluate_with_topk(
+        trainer, test_data, load_best_model=saved, show_progress=config["show_progress"]
+    )
 
     logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
     logger.info(set_color("test result", "yellow") + f": {test_result}")
@@ -199,7 +207,7 @@ def run_recbole_tpad(model, dataset, config_file_list=None, config_dict=None, sa
         "best_valid_score": best_valid_score,
         "valid_result": dict(best_valid_result or {}),
         "test_result": dict(test_result),
-        "test_topk": test_topk.get("rec.topk"),
+        "test_topk": test_topk,
         "params": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "epoch_seconds": epoch_timer.seconds,
         "eval_seconds": eval_seconds,

@@ -1,6 +1,7 @@
 """The benchmark harness keeps finished rows on --resume and runs rows in parallel with --jobs."""
 
 import csv
+import subprocess
 import sys
 from pathlib import Path
 
@@ -39,9 +40,9 @@ def test_resume_runs_only_missing_rows_and_keeps_the_rest(tmp_path, monkeypatch)
     ])
     ran = []
 
-    def fake_run_row(row, args, common, work_dir, out_dir, first_seed, threads):
+    def fake_run_row(row, args, common, work_dir, out_dir, first_seed, threads, derived):
         ran.append((row[0], row[2], threads))
-        return {"model": row[0], "dataset": args.dataset, "seed": row[2], "recall@20": 0.1, "mrr@20": 0.05}
+        return [{"model": row[0], "dataset": args.dataset, "seed": row[2], "recall@20": 0.1, "mrr@20": 0.05}]
 
     reports = []
     monkeypatch.setattr(run_benchmark, "run_row", fake_run_row)
@@ -76,7 +77,7 @@ def test_a_resume_run_merges_rows_another_run_finished_meanwhile(tmp_path, monke
     def fake_run_row(row, args, *rest):  # meanwhile a second run finishes STAMP and rewrites the CSV
         _write_csv(csv_path, [gru, {"model": "STAMP", "dataset": "hm-fashion", "seed": "2020", "recall@20": "0.3",
                                     "mrr@20": "0.1", "overrides": "{}"}])
-        return {"model": row[0], "dataset": args.dataset, "seed": row[2], "recall@20": 0.1, "mrr@20": 0.05}
+        return [{"model": row[0], "dataset": args.dataset, "seed": row[2], "recall@20": 0.1, "mrr@20": 0.05}]
 
     reports = []
     monkeypatch.setattr(run_benchmark, "run_row", fake_run_row)
@@ -104,9 +105,9 @@ def test_resume_reruns_rows_made_with_other_overrides(tmp_path, monkeypatch):
         {"model": "STAMP", "dataset": "hm-fashion", "seed": "2020", "recall@20": "0.5", "mrr@20": "0.25"},  # not recorded
     ])
     ran, reports = [], []
-    monkeypatch.setattr(run_benchmark, "run_row", lambda row, args, common, *rest: ran.append(row[0]) or {
+    monkeypatch.setattr(run_benchmark, "run_row", lambda row, args, common, *rest: ran.append(row[0]) or [{
         "model": row[0], "dataset": args.dataset, "seed": row[2], "recall@20": 0.1, "mrr@20": 0.05,
-        "overrides": run_benchmark.row_overrides(common, row[3])})
+        "overrides": run_benchmark.row_overrides(common, row[3])}])
     monkeypatch.setattr(run_benchmark, "write_report", lambda rows, *a, **k: reports.append(list(rows)))
     monkeypatch.setattr(run_benchmark, "run_header", lambda args, common: {})
     argv = ["--dataset=hm-fashion", f"--out={tmp_path}", "--seeds=2020", "--models=GRU4Rec,NARM,STAMP", "--resume"]
@@ -195,3 +196,41 @@ def test_stage_ablations_and_curve_rows_run_with_every_seed_and_make_a_curve(tmp
     text = (tmp_path / "hm-fashion.md").read_text()
     assert "Learning curve of the Transition Distillation Stage" in text and "held out" in text
     assert (tmp_path / "hm-fashion-stage2-curve.png").is_file()
+
+
+def test_tpad_runs_give_the_no_transition_rows_unless_the_benchmark_changes_how_the_term_runs(tmp_path, monkeypatch):
+    ran = []
+
+    def fake_run_row(row, args, common, work_dir, out_dir, first_seed, threads, derived):
+        ran.append((row[0], row[2], derived and derived[0]))
+        rows = [row] + ([derived] if derived else [])
+        return [{"model": r[0], "dataset": args.dataset, "seed": r[2], "recall@20": 0.1, "mrr@20": 0.05,
+                 "overrides": run_benchmark.row_overrides(common, r[3])} for r in rows]
+
+    reports = []
+    monkeypatch.setattr(run_benchmark, "run_row", fake_run_row)
+    monkeypatch.setattr(run_benchmark, "write_report", lambda rows, *a, **k: reports.append(list(rows)))
+    monkeypatch.setattr(run_benchmark, "run_header", lambda args, common: {})
+    argv = ["--dataset=hm-fashion", "--seeds=2020,2021", "--models=TPAD,TPAD-no_transition,SASRec"]
+    assert run_benchmark.main(argv + [f"--out={tmp_path / 'a'}"]) == 0
+    assert ran == [("TPAD", 2020, "TPAD-no_transition"), ("SASRec", 2020, None),
+                   ("TPAD", 2021, "TPAD-no_transition"), ("SASRec", 2021, None)]
+    assert {(r["model"], r["seed"]) for r in reports[-1]} >= {("TPAD-no_transition", 2020), ("TPAD-no_transition", 2021)}
+
+    ran.clear()  # the term learned in training: the row without it trains on its own
+    assert run_benchmark.main(argv + [f"--out={tmp_path / 'b'}", "--set", "transition_fusion=joint"]) == 0
+    assert ("TPAD-no_transition", 2020, None) in ran and ("TPAD", 2020, None) in ran
+
+
+def test_a_derived_row_is_an_error_when_its_tpad_run_fails(tmp_path, monkeypatch):
+    def failing(command, **kwargs):
+        Path(kwargs["stdout"].name).write_text("Traceback\nRuntimeError: out of memory\n")
+        return subprocess.CompletedProcess(command, 1)
+
+    monkeypatch.setattr(run_benchmark.subprocess, "run", failing)
+    args = run_benchmark.parse_args(["--dataset=hm-fashion"])
+    derived = ("TPAD-no_transition", "TPAD", 2020, {"transition_score": False})
+    rows = run_benchmark.run_row(("TPAD", "TPAD", 2020, {}), args, {}, tmp_path, tmp_path, 2020, 1, derived)
+    assert [r["model"] for r in rows] == ["TPAD", "TPAD-no_transition"]
+    assert "out of memory" in rows[0]["error"] and "not derived from TPAD seed 2020" in rows[1]["error"]
+    assert rows[1]["overrides"] == '{"transition_score": false}'

@@ -1,0 +1,49 @@
+"""bench/run_one.py: TPAD's row without the transition score, derived from the same trained model."""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from bench.run_one import write_without_transition  # noqa: E402
+from bench.session_outcomes import load_session_outcomes  # noqa: E402
+from tests.stages.stage_keys import STAGE_KEYS  # noqa: E402
+
+
+def test_the_derived_row_is_the_row_of_a_run_trained_without_the_transition_score(tiny_dataset, tmp_path):
+    from recbole_tpad.quick_start import run_recbole_tpad
+
+    _, config_dict = tiny_dataset
+    # two epochs, so that the second starts from weights the first trained; one cache, so both read the same views
+    config_dict = dict(config_dict, feature_cache_dir=str(tmp_path / "cache"), epochs=2, **STAGE_KEYS)
+    with_term = run_recbole_tpad("TPAD", "tiny", config_dict=config_dict)
+    assert with_term["model"].picks_transition_scale
+    derived_file, sessions_file = tmp_path / "derived.json", tmp_path / "derived.npz"
+    write_without_transition(with_term, {"params": 1}, str(derived_file), str(sessions_file))
+    derived = json.loads(derived_file.read_text())
+
+    without = run_recbole_tpad("TPAD", "tiny", config_dict=dict(config_dict, transition_score=False))
+    trained = {k: v for k, v in with_term["model"].state_dict().items() if not k.startswith("transition_")}
+    assert trained.keys() == without["model"].state_dict().keys()
+    for key, value in without["model"].state_dict().items():  # the same training, step for step
+        assert torch.equal(trained[key], value), key
+    assert with_term["trainer"].transition_scales_tried[0.0] == pytest.approx(without["best_valid_score"])
+    for metric, value in without["test_result"].items():
+        assert derived[metric.lower()] == pytest.approx(value)
+    assert derived["params"] == 1  # the rest of the row is the trained run's
+    ranks = load_session_outcomes(sessions_file)["rank"]
+    assert np.array_equal(ranks, (np.asarray(without["test_topk"])[:, :-1].argmax(1) + 1)
+                          * np.asarray(without["test_topk"])[:, :-1].any(1))
+
+
+def test_nothing_is_derived_for_a_model_that_does_not_pick_the_scale_on_validation(tmp_path):
+    class Model:
+        picks_transition_scale = False
+
+    write_without_transition({"model": Model()}, {}, str(tmp_path / "derived.json"))
+    assert not (tmp_path / "derived.json").exists()
