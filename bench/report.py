@@ -8,7 +8,7 @@ from pathlib import Path
 from bench.anchors import PROTOCOL, SOURCES, anchors_table
 from bench.session_outcomes import load_session_outcomes, sessions_path
 from bench.significance import METRICS, compare_models
-from bench.variants import HEADLINE_MODELS, SIGNIFICANCE_REFERENCE, STOCK_MODELS
+from bench.variants import HEADLINE_MODELS, SEEDED_VARIANTS, SIGNIFICANCE_REFERENCE, STOCK_MODELS
 from recbole_tpad.atomic import atomic_path
 from recbole_tpad.compare import table_columns, write_csv
 
@@ -113,14 +113,10 @@ def significance_rows(rows, out_dir, dataset, reference=SIGNIFICANCE_REFERENCE):
     if rest:
         others.append(max(rest, key=lambda m: statistics.mean(r.get("mrr@20", 0) for r in by_model[m])))
 
-    def outcomes(model):
-        paths = [sessions_path(out_dir, dataset, model, row["seed"]) for row in by_model[model]]
-        return [load_session_outcomes(path) for path in paths if path.is_file()]
-
-    ours = outcomes(reference)
+    ours = _outcomes(by_model[reference], out_dir, dataset)
     table = []
     for model in others:
-        theirs = outcomes(model)
+        theirs = _outcomes(by_model[model], out_dir, dataset)
         label = model + ("" if model in HEADLINE_MODELS else " (best other stock model)")
         if not ours or not theirs:
             table.append({"vs": label, "metric": "", "note": "no per-session files for "
@@ -137,6 +133,49 @@ def significance_rows(rows, out_dir, dataset, reference=SIGNIFICANCE_REFERENCE):
                           reference: r["mean_a"], "other": r["mean_b"], "diff": r["diff"],
                           "rel %": f"{r['rel_%']:+.1f}%", "95% CI of diff": f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]",
                           "Wilcoxon p": f"{r['p']:.2g}", "sessions": r["n"]})
+    return table
+
+
+def _outcomes(runs, out_dir, dataset):
+    """The per-session outcomes of a model's rows (one per seed) that have their file."""
+    paths = [sessions_path(out_dir, dataset, row["model"], row["seed"]) for row in runs]
+    return [load_session_outcomes(path) for path in paths if path.is_file()]
+
+
+def ablation_rows(rows, out_dir, dataset, reference="TPAD"):
+    """TPAD against each seeded ablation (``SEEDED_VARIANTS``): per metric, the mean over seeds of each,
+    the difference, the pooled std over seeds (sqrt of the mean of the two variances) and whether the
+    difference is beyond seed noise (more than twice the pooled std; it needs 2+ seeds on each side),
+    beside the paired Wilcoxon p over the seed-averaged test sessions."""
+    by_model = {}
+    for row in rows:
+        if not row.get("error"):
+            by_model.setdefault(row["model"], []).append(row)
+    if reference not in by_model:
+        return []
+    ours = _outcomes(by_model[reference], out_dir, dataset)
+    table = []
+    for variant in sorted(SEEDED_VARIANTS):
+        name = f"{reference}-{variant}"
+        if name not in by_model:
+            continue
+        theirs = _outcomes(by_model[name], out_dir, dataset)
+        paired = compare_models(ours, theirs) if ours and theirs and ours[0]["digest"] == theirs[0]["digest"] else {}
+        for metric in METRICS:
+            (mean_a, std_a), (mean_b, std_b) = (_mean_std([r.get(metric) for r in by_model[m]]) for m in (reference, name))
+            if mean_a is None or mean_b is None:
+                continue
+            diff, seeds = mean_a - mean_b, (len(by_model[reference]), len(by_model[name]))
+            pooled = ((std_a ** 2 + std_b ** 2) / 2) ** 0.5
+            if min(seeds) < 2:
+                verdict = "needs 2+ seeds a side"
+            else:
+                verdict = ("helps" if diff > 0 else "hurts") if abs(diff) > 2 * pooled else "within seed noise"
+            table.append({"without": variant, "metric": metric, "seeds": f"{seeds[0]} / {seeds[1]}",
+                          reference: mean_a, "without it": mean_b, "diff": diff,
+                          "rel %": f"{100 * diff / mean_b:+.1f}%" if mean_b else "", "pooled std": pooled,
+                          "the part, by seeds": verdict,
+                          "Wilcoxon p": f"{paired[metric]['p']:.2g}" if paired else "no per-session files"})
     return table
 
 
@@ -217,6 +256,16 @@ def write_report(rows, out_dir, dataset, header, smoke=False):
         _markdown(singles, ["model"] + COST),
         "",
     ]
+    ablations = ablation_rows(rows, out_dir, dataset)
+    if ablations:
+        parts += ["## TPAD's parts: seeded ablations",
+                  "Each row: TPAD against TPAD without one part, as the mean over seeds (`seeds`: TPAD's / the "
+                  "ablation's). A part helps beyond seed noise where the difference exceeds twice the pooled std "
+                  "over seeds. Wilcoxon p: paired signed-rank test over the seed-averaged test sessions (as the "
+                  "paired tests above). `no_transition` is TPAD's own trained model tested with the transition "
+                  "score off (bench/run_benchmark.py), so its seeds differ from TPAD's only by the term.",
+                  _markdown(ablations, ["without", "metric", "seeds", "TPAD", "without it", "diff", "rel %",
+                                        "pooled std", "the part, by seeds", "Wilcoxon p"]), ""]
     stage_columns = [c for c in STAGE_FIGURES if any(c in row for row in rows)]
     if stage_columns:
         parts += ["## TPAD's stages, held out (mean over seeds)",

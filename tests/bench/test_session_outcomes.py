@@ -96,6 +96,33 @@ def test_the_report_places_the_paired_tests_under_the_headline(two_runs, tmp_pat
     assert "Published anchors" not in text  # the tiny set has none
 
 
+def test_the_ablation_table_reads_a_part_against_seed_noise(two_runs, tmp_path):
+    from bench.report import ablation_rows, write_report
+
+    def rows(name, run, values):  # one row per seed, each with the run's per-session file
+        out = []
+        for seed, mrr in zip((2020, 2021, 2022), values):
+            write_session_outcomes(sessions_path(tmp_path, "tiny", name, seed), run)
+            out.append({"model": name, "dataset": "tiny", "seed": seed, "mrr@20": mrr, "recall@20": 0.1})
+        return out
+
+    table_rows = (rows("TPAD", two_runs["SASRec"], [0.030, 0.031, 0.032])
+                  + rows("TPAD-no_transition", two_runs["GRU4Rec"], [0.025, 0.026, 0.027])  # 5 std below
+                  + rows("TPAD-no_amie", two_runs["SASRec"], [0.029, 0.031, 0.033])  # within the spread
+                  + rows("TPAD-no_gen", two_runs["SASRec"], [0.035]))  # one seed
+    table = {(r["without"], r["metric"]): r for r in ablation_rows(table_rows, tmp_path, "tiny")}
+    assert table[("no_transition", "mrr@20")]["the part, by seeds"] == "helps"
+    assert table[("no_transition", "mrr@20")]["diff"] == pytest.approx(0.005)
+    assert table[("no_transition", "mrr@20")]["pooled std"] == pytest.approx(0.001)
+    assert 0 <= float(table[("no_transition", "mrr@20")]["Wilcoxon p"]) <= 1
+    assert table[("no_amie", "mrr@20")]["the part, by seeds"] == "within seed noise"
+    assert table[("no_amie", "recall@20")]["diff"] == 0  # equal on every seed: no difference, no noise
+    assert table[("no_amie", "recall@20")]["the part, by seeds"] == "within seed noise"
+    assert table[("no_gen", "mrr@20")]["the part, by seeds"] == "needs 2+ seeds a side"
+    write_report(table_rows, tmp_path, "tiny", header={})
+    assert "## TPAD's parts: seeded ablations" in (tmp_path / "tiny.md").read_text()
+
+
 def test_paired_checkpoints_rebuild_each_run_and_reproduce_its_test(two_runs):
     from bench.paired_checkpoints import main
 
