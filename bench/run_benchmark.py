@@ -4,6 +4,7 @@
     python bench/run_benchmark.py --dataset=amazon-beauty
     python bench/run_benchmark.py --dataset=hm-fashion --quick     # smoke run on a small sample
     python bench/run_benchmark.py --dataset=hm-fashion --jobs=2 --resume   # 2 rows at a time, keep finished rows
+    python bench/run_benchmark.py --dataset=hm-fashion --report_only     # tables and figures from the CSV's rows
 
 Writes ``docs/results/<dataset>.csv`` (one row per model and seed), ``docs/results/<dataset>.md``
 (headline table with mean and std over seeds, TPAD's paired tests against the other headline
@@ -64,6 +65,8 @@ def parse_args(argv=None):
     parser.add_argument("--timeout", type=int, default=4 * 3600, help="seconds allowed per row")
     parser.add_argument("--jobs", type=int, default=1, help="rows run at once (each gets cores/jobs threads)")
     parser.add_argument("--resume", action="store_true", help="keep the finished rows of an existing <dataset>.csv")
+    parser.add_argument("--report_only", action="store_true",
+                        help="run nothing: rebuild the tables and figures from the finished rows of <dataset>.csv")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="config override (YAML value) for every row, e.g. --set enable_amp=True")
     return parser.parse_args(argv)
@@ -107,11 +110,11 @@ def main(argv=None):
 
     # --resume keeps every finished row of the CSV, also those outside --models, so subsets add up
     csv_path = out_dir / f"{args.dataset}.csv"
-    finished = reusable_rows(csv_path, wanted_overrides, log=True) if args.resume else {}
+    finished = reusable_rows(csv_path, wanted_overrides, log=True) if args.resume or args.report_only else {}
     results = {key: finished[key] for key in order if key in finished}
     for name, seed in results:
         print(f"[bench] {name} seed={seed}: kept from the existing CSV (--resume)", flush=True)
-    todo = [row for row in rows if (row[0], row[2]) not in results]
+    todo = [] if args.report_only else [row for row in rows if (row[0], row[2]) not in results]
     derived = derived_rows(todo, common)
     todo = [row for row in todo if (row[0], row[2]) not in {(d[0], d[2]) for d in derived.values()}]
     threads = max(1, (os.cpu_count() or 1) // max(args.jobs, 1))

@@ -2,6 +2,8 @@
 
 import csv
 import subprocess
+
+import pytest
 import sys
 from pathlib import Path
 
@@ -234,3 +236,17 @@ def test_a_derived_row_is_an_error_when_its_tpad_run_fails(tmp_path, monkeypatch
     assert [r["model"] for r in rows] == ["TPAD", "TPAD-no_transition"]
     assert "out of memory" in rows[0]["error"] and "not derived from TPAD seed 2020" in rows[1]["error"]
     assert rows[1]["overrides"] == '{"transition_score": false}'
+
+
+def test_report_only_runs_nothing_and_rebuilds_the_tables_from_the_csv(tmp_path, monkeypatch):
+    _write_csv(tmp_path / "hm-fashion.csv", [
+        {"model": "GRU4Rec", "dataset": "hm-fashion", "seed": "2020", "recall@20": "0.5", "mrr@20": "0.25", "overrides": "{}"},
+        {"model": "NARM", "dataset": "hm-fashion", "seed": "2020", "recall@20": "0.5", "mrr@20": "0.25",
+         "overrides": '{"epochs": 3}'},  # made with other settings: not in the table
+    ])
+    reports = []
+    monkeypatch.setattr(run_benchmark, "run_row", lambda *a, **k: pytest.fail("--report_only ran a row"))
+    monkeypatch.setattr(run_benchmark, "write_report", lambda rows, *a, **k: reports.append(list(rows)))
+    monkeypatch.setattr(run_benchmark, "run_header", lambda args, common: {})
+    assert run_benchmark.main(["--dataset=hm-fashion", f"--out={tmp_path}", "--report_only"]) == 0
+    assert [row["model"] for row in reports[-1]] == ["GRU4Rec"]
