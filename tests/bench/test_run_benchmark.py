@@ -2,10 +2,10 @@
 
 import csv
 import subprocess
-
-import pytest
 import sys
 from pathlib import Path
+
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
