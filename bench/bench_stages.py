@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.bench_features import matmul_rate, subset  # noqa: E402
+from bench.bench_features import IDLE_BF16_GFLOPS, matmul_rate, subset  # noqa: E402
 from recbole_tpad import compat  # noqa: E402
 
 
@@ -80,7 +80,7 @@ def main():
     parser.add_argument("--dataset", default="amazon-beauty")
     parser.add_argument("--items", type=int, default=512)
     parser.add_argument("--sessions", type=int, default=512)
-    parser.add_argument("--idle_gflops", type=float, default=860.0)
+    parser.add_argument("--idle_gflops", type=float, default=IDLE_BF16_GFLOPS)
     parser.add_argument("--out", default=None)
     args, rest = parser.parse_known_args()
     compat.apply()  # RecBole 1.2.1 shims (recbole_tpad/compat.py) before any RecBole call

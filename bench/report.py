@@ -16,7 +16,7 @@ QUALITY = ["recall@10", "recall@20", "mrr@10", "mrr@20", "ndcg@10", "ndcg@20", "
 COLD = ["cold_targets", "cold_recall@20", "cold_mrr@20", "cold_ndcg@20"]
 COST = ["params", "train_s_per_epoch", "epochs", "eval_s", "s_per_1000_sessions", "peak_rss_mb",
         "stage1_s", "stage2_s", "representation_s", "total_s"]
-ENCODING = ["model", "seed", "representation_s", "encode_items_per_s", "flop_bound_items_per_s"]
+ENCODING = ["model", "seed", "representation_s", "encode_items_per_s", "flop_bound_items_per_s", "idle_bound_items_per_s"]
 
 
 def _fmt(value):
@@ -283,7 +283,9 @@ def write_report(rows, out_dir, dataset, header, smoke=False):
     if encoded:  # a row whose item views came from the cache has no encoding speed of its own
         parts += ["## Item encoding by the Knowledge-MLLM (rows that encoded every item in their run)",
                   "FLOP bound: 2 x non-embedding LLM parameters x tokens run (padding included), plus the image "
-                  "encoder per photo, at the matmul rate measured after the run (bench/bench_features.py).",
+                  "encoder per photo, at the matmul rate measured after the run (bench/bench_features.py), which "
+                  "other work on the machine lowers; `idle_bound_items_per_s`: the same work at the idle "
+                  "machine's bf16 rate (`IDLE_BF16_GFLOPS`, 860 GFLOP/s on 2 threads of this CPU).",
                   _markdown(encoded, ENCODING), ""]
     figures = write_figures(singles, out_dir, dataset, curve)
     parts += [f"![{name}]({os.path.basename(path)})" for name, path in figures]

@@ -33,7 +33,7 @@ def encoding_speed(config, dataset, item_views, view_info):
         return {}
     import torch
 
-    from bench.bench_features import flop_bound, matmul_rate
+    from bench.bench_features import flop_bound, idle_bound, matmul_rate
     from recbole_tpad.features import FeaturesConfig, build_backbone, load_items
 
     settings = FeaturesConfig.from_config(config)
@@ -43,7 +43,8 @@ def encoding_speed(config, dataset, item_views, view_info):
     bound = flop_bound(backbone, items, settings.batch_size, rate)
     n_items = len(items) - 1
     return {"encode_items_per_s": round(n_items / manifest["seconds"], 2),
-            "flop_bound_items_per_s": round(n_items / bound["seconds"], 1)}
+            "flop_bound_items_per_s": round(n_items / bound["seconds"], 1),
+            **idle_bound(bound, n_items, rate, settings.dtype)}
 
 
 def main():

@@ -250,3 +250,12 @@ def test_report_only_runs_nothing_and_rebuilds_the_tables_from_the_csv(tmp_path,
     monkeypatch.setattr(run_benchmark, "run_header", lambda args, common: {})
     assert run_benchmark.main(["--dataset=hm-fashion", f"--out={tmp_path}", "--report_only"]) == 0
     assert [row["model"] for row in reports[-1]] == ["GRU4Rec"]
+
+
+def test_the_idle_bound_rescales_the_measured_bound_to_the_idle_rate():
+    from bench.bench_features import IDLE_BF16_GFLOPS, idle_bound
+
+    # measured at half the idle rate, the bound takes 2 s for 100 items; at the idle rate 1 s
+    assert idle_bound({"seconds": 2.0}, 100, IDLE_BF16_GFLOPS / 2, "bf16") == {
+        "idle_bound_items_per_s": 100.0, "idle_gflops": IDLE_BF16_GFLOPS}
+    assert idle_bound({"seconds": 2.0}, 100, 150.0, "fp32") == {}
