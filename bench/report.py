@@ -33,12 +33,18 @@ def _markdown(rows, columns):
     return "\n".join(lines)
 
 
-def headline(rows):
-    """Mean and std over seeds of each model's quality metrics (models run with several seeds)."""
+def _finished_by_model(rows):
+    """``{model: its rows without an error}``, in the rows' order (one row per seed)."""
     by_model = {}
     for row in rows:
         if not row.get("error"):
             by_model.setdefault(row["model"], []).append(row)
+    return by_model
+
+
+def headline(rows):
+    """Mean and std over seeds of each model's quality metrics (models run with several seeds)."""
+    by_model = _finished_by_model(rows)
     table = []
     for model, runs in by_model.items():
         entry = {"model": model, "seeds": len(runs)}
@@ -102,10 +108,7 @@ def significance_rows(rows, out_dir, dataset, reference=SIGNIFICANCE_REFERENCE):
     """Paired tests of ``reference`` against each other headline model and the best other stock model
     (by mean test MRR@20), on the seed-averaged per-session outcomes (bench/significance.py); one row
     per model and metric. Models without per-session files are listed with a note instead."""
-    by_model = {}
-    for row in rows:
-        if not row.get("error"):
-            by_model.setdefault(row["model"], []).append(row)
+    by_model = _finished_by_model(rows)
     if reference not in by_model:
         return []
     others = [model for model in by_model if model in HEADLINE_MODELS and model != reference]
@@ -147,10 +150,7 @@ def ablation_rows(rows, out_dir, dataset, reference="TPAD"):
     the difference, the pooled std over seeds (sqrt of the mean of the two variances) and whether the
     difference is beyond seed noise (more than twice the pooled std; it needs 2+ seeds on each side),
     beside the paired Wilcoxon p over the seed-averaged test sessions."""
-    by_model = {}
-    for row in rows:
-        if not row.get("error"):
-            by_model.setdefault(row["model"], []).append(row)
+    by_model = _finished_by_model(rows)
     if reference not in by_model:
         return []
     ours = _outcomes(by_model[reference], out_dir, dataset)

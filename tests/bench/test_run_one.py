@@ -11,7 +11,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from bench.run_one import write_without_transition  # noqa: E402
-from bench.session_outcomes import load_session_outcomes  # noqa: E402
+from bench.session_outcomes import load_session_outcomes, ranks_from_topk  # noqa: E402
 from tests.stages.stage_keys import STAGE_KEYS  # noqa: E402
 
 
@@ -37,8 +37,7 @@ def test_the_derived_row_is_the_row_of_a_run_trained_without_the_transition_scor
         assert derived[metric.lower()] == pytest.approx(value)
     assert derived["params"] == 1  # the rest of the row is the trained run's
     ranks = load_session_outcomes(sessions_file)["rank"]
-    assert np.array_equal(ranks, (np.asarray(without["test_topk"])[:, :-1].argmax(1) + 1)
-                          * np.asarray(without["test_topk"])[:, :-1].any(1))
+    assert np.array_equal(ranks, ranks_from_topk(without["test_topk"].numpy()))  # session for session
 
 
 def test_nothing_is_derived_for_a_model_that_does_not_pick_the_scale_on_validation(tmp_path):
