@@ -42,12 +42,15 @@ def _finished_by_model(rows):
     return by_model
 
 
-def headline(rows):
-    """Mean and std over seeds of each model's quality metrics (models run with several seeds)."""
+def headline(rows, epoch_limit=None):
+    """Mean and std over seeds of each model's quality metrics (models run with several seeds); with
+    ``epoch_limit``, how many of its seeds trained up to it instead of stopping early."""
     by_model = _finished_by_model(rows)
     table = []
     for model, runs in by_model.items():
         entry = {"model": model, "seeds": len(runs)}
+        if epoch_limit:
+            entry["at epoch limit"] = f"{sum(r.get('epochs', 0) >= epoch_limit for r in runs)} of {len(runs)}"
         for metric in ["recall@10", "recall@20", "mrr@20", "ndcg@10", "ndcg@20", "cold_recall@20", "cold_mrr@20"]:
             values = [r[metric] for r in runs if isinstance(r.get(metric), (int, float))]
             if values:
@@ -61,6 +64,15 @@ STAGE_FIGURES = ["stage1_heldout_answer_ce_untrained", "stage1_heldout_answer_ce
                  "stage2_heldout_recall@10_untrained", "stage2_heldout_recall@10_trained",
                  "stage2_heldout_recall@10_popularity", "stage2_heldout_mrr_untrained", "stage2_heldout_mrr_trained",
                  "stage2_heldout_mrr_popularity", "stage2_amie_recall@10"]
+
+
+def row_hours(rows):
+    """Hours of row time of the finished rows (the sum of their ``total_s``), and the number of runs. A
+    derived row (TPAD-no_transition from TPAD's run of its seed) repeats its run's seed and ``total_s``,
+    so each (seed, total_s) counts once."""
+    runs = {(row["seed"], row["total_s"]) for row in rows
+            if not row.get("error") and isinstance(row.get("total_s"), (int, float))}
+    return sum(total for _, total in runs) / 3600, len(runs)
 
 
 def _mean_std(values):
@@ -222,15 +234,22 @@ def paired_section(rows, out_dir, dataset):
             ""]
 
 
-def write_report(rows, out_dir, dataset, header, smoke=False):
+def write_report(rows, out_dir, dataset, header, smoke=False, epoch_limit=None):
+    """``<dataset>.csv`` and ``<dataset>.md`` with the figures; ``epoch_limit``, the rows' maximum
+    epochs, marks the models whose rows trained up to it (not converged by early stopping)."""
     out_dir = Path(out_dir)
     write_csv(rows, out_dir / f"{dataset}.csv")
     first_seed = {}
     for row in rows:
         first_seed.setdefault(row["model"], row)
     singles = list(first_seed.values())
-    heads = headline(rows)
-    head_columns = ["model", "seeds"] + [c for c in table_columns(heads) if c.endswith(("mean", "std"))]
+    heads = headline(rows, epoch_limit)
+    head_columns = (["model", "seeds"] + (["at epoch limit"] if epoch_limit else [])
+                    + [c for c in table_columns(heads) if c.endswith(("mean", "std"))])
+    hours, runs = row_hours(rows)
+    if runs:
+        header = {**header, "row time": f"{hours:.1f} h over {runs} runs (the sum of each run's total_s; "
+                                        "rows run side by side share the machine, so the wall time is less)"}
     title = f"# Benchmark: {dataset}" + (" (SMOKE RUN: small sample, 1 epoch, tiny backbone; not results)" if smoke else "")
     paired, anchors = paired_section(rows, out_dir, dataset), anchors_section(dataset, rows)
     if anchors and not smoke:  # docs/results.md carries the same table between its markers
@@ -242,6 +261,8 @@ def write_report(rows, out_dir, dataset, header, smoke=False):
         "- rows: one per model; seeds beyond the first only for the headline models. Cold start = test targets whose item has at most 5 training interactions.",
         "",
         "## Headline (mean and std over seeds)",
+        *([f"`at epoch limit`: the seeds whose row trained all {epoch_limit} epochs instead of stopping early "
+           "(not converged: read those means as lower bounds)."] if epoch_limit else []),
         _markdown(heads, head_columns),
         "",
         *paired,

@@ -126,7 +126,8 @@ def main(argv=None):
             if key in wanted_overrides and (key not in results or results[key].get("error")):
                 results[key] = row
         ordered = [results[key] for key in order if key in results]
-        write_report(ordered, out_dir, args.dataset, header=with_missing_rows(header, order, results), smoke=args.quick)
+        write_report(ordered, out_dir, args.dataset, header=with_missing_rows(header, order, results), smoke=args.quick,
+                     epoch_limit=row_defaults(args.dataset, common)["epochs"])
         return ordered
 
     with ThreadPoolExecutor(max_workers=max(args.jobs, 1)) as pool:
@@ -256,8 +257,8 @@ def run_header(args, common):
     }
 
 
-def settings_line(dataset, common):
-    """The epoch limit and any setting that overrides the YAML defaults for every row, in words."""
+def row_defaults(dataset, common):
+    """The training settings every row of the dataset runs with: overall.yaml, the dataset's YAML, then ``common``."""
     import yaml
 
     from recbole_tpad.utils import PROPERTIES_DIR
@@ -266,11 +267,16 @@ def settings_line(dataset, common):
     dataset_yaml = PROPERTIES_DIR / "dataset" / f"{dataset}.yaml"
     if dataset_yaml.is_file():
         overall.update(yaml.safe_load(dataset_yaml.read_text()) or {})
-    epochs = common.get("epochs", overall["epochs"])
-    stopping = common.get("stopping_step", overall["stopping_step"])
+    return {**overall, **common}
+
+
+def settings_line(dataset, common):
+    """The epoch limit and any setting that overrides the YAML defaults for every row, in words."""
+    settings = row_defaults(dataset, common)
+    epochs, stopping = settings["epochs"], settings["stopping_step"]
     extra = {key: value for key, value in common.items() if key not in ("show_progress", "data_path", "epochs")}
     return (f"at most {epochs} epochs, early stopping after {stopping} evaluations without a better valid "
-            f"{overall['valid_metric']}" + (f"; on top of the YAML defaults: {json.dumps(extra, sort_keys=True)}" if extra else ""))
+            f"{settings['valid_metric']}" + (f"; on top of the YAML defaults: {json.dumps(extra, sort_keys=True)}" if extra else ""))
 
 
 if __name__ == "__main__":

@@ -259,3 +259,21 @@ def test_the_idle_bound_rescales_the_measured_bound_to_the_idle_rate():
     assert idle_bound({"seconds": 2.0}, 100, IDLE_BF16_GFLOPS / 2, "bf16") == {
         "idle_bound_items_per_s": 100.0, "idle_gflops": IDLE_BF16_GFLOPS}
     assert idle_bound({"seconds": 2.0}, 100, 150.0, "fp32") == {}
+
+
+def test_report_marks_rows_at_the_epoch_limit_and_counts_each_run_once(tmp_path):
+    from bench.report import headline, row_hours, write_report
+
+    rows = [{"model": "GRU4Rec", "seed": 1, "recall@20": 0.1, "mrr@20": 0.03, "epochs": 50, "total_s": 3600.0},
+            {"model": "GRU4Rec", "seed": 2, "recall@20": 0.1, "mrr@20": 0.03, "epochs": 31, "total_s": 1800.0},
+            {"model": "TPAD", "seed": 1, "recall@20": 0.2, "mrr@20": 0.04, "epochs": 12, "total_s": 7200.0},
+            # TPAD-no_transition comes from TPAD's run of the seed: same seed and total_s, one run
+            {"model": "TPAD-no_transition", "seed": 1, "recall@20": 0.2, "mrr@20": 0.04, "epochs": 12, "total_s": 7200.0},
+            {"model": "SASRec", "seed": 1, "error": "exit 1: boom"}]
+    assert {h["model"]: h["at epoch limit"] for h in headline(rows, epoch_limit=50)}["GRU4Rec"] == "1 of 2"
+    assert "at epoch limit" not in headline(rows)[0]
+    assert row_hours(rows) == (3.5, 3)
+    write_report(rows, tmp_path, "d", header={"date": "today"}, epoch_limit=50)
+    text = (tmp_path / "d.md").read_text()
+    assert "- row time: 3.5 h over 3 runs" in text
+    assert "| GRU4Rec | 2 | 1 of 2 |" in text and "| TPAD | 1 | 0 of 1 |" in text
