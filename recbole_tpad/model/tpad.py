@@ -62,6 +62,12 @@ class TPAD(MultimodalSequentialRecommender):
         then picks ``s_t`` from ``transition_scales`` on the validation split (0 keeps it off), saved with
         the weights; with ``joint`` it is in the training loss, ``s_t`` learned from ``transition_scale``.
         Measured in docs/stages.md.
+
+        ``session_item_bias`` adds one learned offset ``b`` to the score of every item already in the
+        session (its whole history, not only the ``session_length`` items the encoder reads), trained
+        with the rest by the CE loss from 0. Not in the paper: RecBole's full ranking keeps a session's
+        own items as candidates, and where a dataset never repeats an item in a session (amazon-beauty)
+        ``b`` learns to move them out of the way; where items repeat it can learn to favour them.
     """
 
     def __init__(self, config, dataset):
@@ -83,6 +89,7 @@ class TPAD(MultimodalSequentialRecommender):
         self.neighbour_views = list(config["neighbour_views"] or [])
         self.transition_score = self.uses_successor_views(config)
         self.transition_fusion = config["transition_fusion"]
+        self.use_session_item_bias = config["session_item_bias"]
         fusion_weights = dict(config["fusion_weights"] or {})
         fusion_weights = torch.tensor([float(fusion_weights.get(v, 1.0)) for v in self.views])
         self.frozen_views = self.required_views(config)
@@ -106,6 +113,7 @@ class TPAD(MultimodalSequentialRecommender):
                                                      requires_grad=joint)
             # validation: off until TPADTrainer has picked the scale after training (saved with the weights)
             self.register_buffer("transition_ready", torch.tensor(joint))
+        self.session_item_bias = nn.Parameter(torch.zeros(())) if self.use_session_item_bias else None
         if self.fusion == "learned":
             self.fusion_logits = nn.Parameter(fusion_weights.log())
         else:
@@ -304,7 +312,7 @@ class TPAD(MultimodalSequentialRecommender):
 
     def extra_logits(self, item_seq, item_seq_len, candidates=None):
         transition = self.transition_score and bool(self.transition_ready)
-        if not self.neighbour_views and not transition:
+        if not self.neighbour_views and not transition and self.session_item_bias is None:
             return None
         last = item_seq.gather(1, (item_seq_len - 1).unsqueeze(1)).squeeze(1)  # [B]
         pairs = [(scale, getattr(self, f"neighbour_{name}"), getattr(self, f"neighbour_{name}"))
@@ -316,7 +324,18 @@ class TPAD(MultimodalSequentialRecommender):
             # frozen cosines, only the scale learns; predict() needs one candidate per session, not all
             cosine = source[last] @ target.T if candidates is None else (source[last] * target[candidates]).sum(-1)
             logits = logits + scale * cosine
+        if self.session_item_bias is not None:
+            logits = logits + self.session_item_bias * self._in_session(item_seq, candidates)
         return logits
+
+    def _in_session(self, item_seq, candidates=None):
+        """1.0 where an item is in the session (padding aside): ``[B, n_items]``, or ``[B]`` for ``candidates``."""
+        if candidates is not None:
+            return ((item_seq == candidates.unsqueeze(1)) & (item_seq > 0)).any(1).float()
+        member = torch.zeros(item_seq.size(0), self.n_items, device=item_seq.device)
+        member.scatter_(1, item_seq, 1.0)
+        member[:, 0] = 0.0  # the padding item
+        return member
 
     @property
     def picks_transition_scale(self):

@@ -295,6 +295,35 @@ def test_neighbour_views_add_the_scaled_cosine_with_the_last_item(tiny):
     assert model.neighbour_log_scale.grad.abs().sum() > 0  # the scale learns; the cosines stay frozen
 
 
+def test_session_item_bias_offsets_the_session_items_and_learns_to_push_them_down(tiny):
+    views, image_mask = random_views(tiny[1].item_num)
+    plain = build(tiny, TPAD, views=["id"], transition_score=False, with_views_of=(views, image_mask))
+    model = build(tiny, TPAD, views=["id"], transition_score=False, session_item_bias=True,
+                  with_views_of=(views, image_mask))
+    assert float(model.session_item_bias) == 0.0  # starts as the model without it
+    with torch.no_grad():
+        model.session_item_bias.fill_(-2.0)
+    model.eval(), plain.eval()
+    batch = tiny[3]
+    item_seq = batch[model.ITEM_SEQ]
+    member = torch.zeros(len(batch), model.n_items)
+    for row, items in enumerate(item_seq.tolist()):
+        member[row, [i for i in items if i > 0]] = 1.0
+    with torch.no_grad():
+        added = model.full_sort_predict(batch) - plain.full_sort_predict(batch)
+        assert torch.allclose(added, -2.0 * member, atol=1e-5)
+        targets = batch[model.ITEM_ID]
+        assert torch.allclose(model.predict(batch), model.full_sort_predict(batch)[torch.arange(len(batch)), targets], atol=1e-5)
+    model.train()
+    with torch.no_grad():
+        model.session_item_bias.zero_()
+    loss = model.calculate_loss(tiny[2])[0]
+    loss.backward()
+    train_seq, train_targets = tiny[2][model.ITEM_SEQ], tiny[2][model.POS_ITEM_ID]
+    assert not (train_seq == train_targets[:, None]).any()  # no target repeats an item of its session...
+    assert model.session_item_bias.grad > 0  # ...so gradient descent pushes the session's items down
+
+
 def test_transition_score_adds_the_scaled_successor_cosine_where_stage_2_runs(tiny):
     views, image_mask = random_views(tiny[1].item_num)
     plain = build(tiny, TPAD, views=["id"], transition_score=False, with_views_of=(views, image_mask))
