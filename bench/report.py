@@ -8,7 +8,7 @@ from pathlib import Path
 from bench.anchors import PROTOCOL, SOURCES, anchors_table
 from bench.session_outcomes import load_session_outcomes, sessions_path
 from bench.significance import METRICS, compare_models
-from bench.variants import HEADLINE_MODELS, SEEDED_VARIANTS, SIGNIFICANCE_REFERENCE, STOCK_MODELS
+from bench.variants import ADDED_PARTS, HEADLINE_MODELS, SEEDED_VARIANTS, SIGNIFICANCE_REFERENCE, STOCK_MODELS
 from recbole_tpad.atomic import atomic_path
 from recbole_tpad.compare import table_columns, write_csv
 
@@ -158,33 +158,34 @@ def _outcomes(runs, out_dir, dataset):
 
 
 def ablation_rows(rows, out_dir, dataset, reference="TPAD"):
-    """TPAD against each seeded ablation (``SEEDED_VARIANTS``): per metric, the mean over seeds of each,
-    the difference, the pooled std over seeds (sqrt of the mean of the two variances) and whether the
+    """TPAD with each part of ``SEEDED_VARIANTS`` against TPAD without it (a ``no_*`` row removes a
+    part of TPAD; an ``ADDED_PARTS`` row adds one): per metric, the mean over seeds of each, the
+    difference, the pooled std over seeds (sqrt of the mean of the two variances) and whether the
     difference is beyond seed noise (more than twice the pooled std; it needs 2+ seeds on each side),
     beside the paired Wilcoxon p over the seed-averaged test sessions."""
     by_model = _finished_by_model(rows)
     if reference not in by_model:
         return []
-    ours = _outcomes(by_model[reference], out_dir, dataset)
     table = []
     for variant in sorted(SEEDED_VARIANTS):
         name = f"{reference}-{variant}"
         if name not in by_model:
             continue
-        theirs = _outcomes(by_model[name], out_dir, dataset)
+        with_part, without_part = (name, reference) if variant in ADDED_PARTS else (reference, name)
+        ours, theirs = (_outcomes(by_model[m], out_dir, dataset) for m in (with_part, without_part))
         paired = compare_models(ours, theirs) if ours and theirs and ours[0]["digest"] == theirs[0]["digest"] else {}
         for metric in METRICS:
-            (mean_a, std_a), (mean_b, std_b) = (_mean_std([r.get(metric) for r in by_model[m]]) for m in (reference, name))
+            (mean_a, std_a), (mean_b, std_b) = (_mean_std([r.get(metric) for r in by_model[m]]) for m in (with_part, without_part))
             if mean_a is None or mean_b is None:
                 continue
-            diff, seeds = mean_a - mean_b, (len(by_model[reference]), len(by_model[name]))
+            diff, seeds = mean_a - mean_b, (len(by_model[with_part]), len(by_model[without_part]))
             pooled = ((std_a ** 2 + std_b ** 2) / 2) ** 0.5
             if min(seeds) < 2:
                 verdict = "needs 2+ seeds a side"
             else:
                 verdict = ("helps" if diff > 0 else "hurts") if abs(diff) > 2 * pooled else "within seed noise"
-            table.append({"without": variant, "metric": metric, "seeds": f"{seeds[0]} / {seeds[1]}",
-                          reference: mean_a, "without it": mean_b, "diff": diff,
+            table.append({"part": variant.removeprefix("no_"), "row": name, "metric": metric,
+                          "seeds": f"{seeds[0]} / {seeds[1]}", "with it": mean_a, "without it": mean_b, "diff": diff,
                           "rel %": f"{100 * diff / mean_b:+.1f}%" if mean_b else "", "pooled std": pooled,
                           "the part, by seeds": verdict,
                           "Wilcoxon p": f"{paired[metric]['p']:.2g}" if paired else "no per-session files"})
@@ -280,12 +281,14 @@ def write_report(rows, out_dir, dataset, header, smoke=False, epoch_limit=None):
     ablations = ablation_rows(rows, out_dir, dataset)
     if ablations:
         parts += ["## TPAD's parts: seeded ablations",
-                  "Each row: TPAD against TPAD without one part, as the mean over seeds (`seeds`: TPAD's / the "
-                  "ablation's). A part helps beyond seed noise where the difference exceeds twice the pooled std "
-                  "over seeds. Wilcoxon p: paired signed-rank test over the seed-averaged test sessions (as the "
-                  "paired tests above). `no_transition` is TPAD's own trained model tested with the transition "
-                  "score off (bench/run_benchmark.py), so its seeds differ from TPAD's only by the term.",
-                  _markdown(ablations, ["without", "metric", "seeds", "TPAD", "without it", "diff", "rel %",
+                  "Each row: TPAD with one part against TPAD without it, as the mean over seeds (`seeds`: with / "
+                  "without). A `no_*` row is TPAD without a part of its defaults; `session_item_bias` is TPAD with "
+                  "a part its defaults leave out (an addition, not the paper's). A part helps beyond seed noise "
+                  "where the difference exceeds twice the pooled std over seeds. Wilcoxon p: paired signed-rank "
+                  "test over the seed-averaged test sessions (as the paired tests above). `no_transition` is "
+                  "TPAD's own trained model tested with the transition score off (bench/run_benchmark.py), so its "
+                  "seeds differ from TPAD's only by the term.",
+                  _markdown(ablations, ["part", "row", "metric", "seeds", "with it", "without it", "diff", "rel %",
                                         "pooled std", "the part, by seeds", "Wilcoxon p"]), ""]
     stage_columns = [c for c in STAGE_FIGURES if any(c in row for row in rows)]
     if stage_columns:

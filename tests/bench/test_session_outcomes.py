@@ -109,16 +109,20 @@ def test_the_ablation_table_reads_a_part_against_seed_noise(two_runs, tmp_path):
     table_rows = (rows("TPAD", two_runs["SASRec"], [0.030, 0.031, 0.032])
                   + rows("TPAD-no_transition", two_runs["GRU4Rec"], [0.025, 0.026, 0.027])  # 5 std below
                   + rows("TPAD-no_amie", two_runs["SASRec"], [0.029, 0.031, 0.033])  # within the spread
-                  + rows("TPAD-no_gen", two_runs["SASRec"], [0.035]))  # one seed
-    table = {(r["without"], r["metric"]): r for r in ablation_rows(table_rows, tmp_path, "tiny")}
-    assert table[("no_transition", "mrr@20")]["the part, by seeds"] == "helps"
-    assert table[("no_transition", "mrr@20")]["diff"] == pytest.approx(0.005)
-    assert table[("no_transition", "mrr@20")]["pooled std"] == pytest.approx(0.001)
-    assert 0 <= float(table[("no_transition", "mrr@20")]["Wilcoxon p"]) <= 1
-    assert table[("no_amie", "mrr@20")]["the part, by seeds"] == "within seed noise"
-    assert table[("no_amie", "recall@20")]["diff"] == 0  # equal on every seed: no difference, no noise
-    assert table[("no_amie", "recall@20")]["the part, by seeds"] == "within seed noise"
-    assert table[("no_gen", "mrr@20")]["the part, by seeds"] == "needs 2+ seeds a side"
+                  + rows("TPAD-no_gen", two_runs["SASRec"], [0.035])  # one seed
+                  + rows("TPAD-session_item_bias", two_runs["GRU4Rec"], [0.040, 0.041, 0.042]))  # adds a part
+    table = {(r["part"], r["metric"]): r for r in ablation_rows(table_rows, tmp_path, "tiny")}
+    assert table[("transition", "mrr@20")]["the part, by seeds"] == "helps"
+    assert table[("transition", "mrr@20")]["diff"] == pytest.approx(0.005)
+    assert table[("transition", "mrr@20")]["pooled std"] == pytest.approx(0.001)
+    assert 0 <= float(table[("transition", "mrr@20")]["Wilcoxon p"]) <= 1
+    assert table[("amie", "mrr@20")]["the part, by seeds"] == "within seed noise"
+    assert table[("amie", "recall@20")]["diff"] == 0  # equal on every seed: no difference, no noise
+    assert table[("amie", "recall@20")]["the part, by seeds"] == "within seed noise"
+    assert table[("gen", "mrr@20")]["the part, by seeds"] == "needs 2+ seeds a side"
+    added = table[("session_item_bias", "mrr@20")]  # the variant is the side with the part
+    assert (added["with it"], added["without it"]) == (pytest.approx(0.041), pytest.approx(0.031))
+    assert added["diff"] == pytest.approx(0.010) and added["the part, by seeds"] == "helps"
     write_report(table_rows, tmp_path, "tiny", header={})
     assert "## TPAD's parts: seeded ablations" in (tmp_path / "tiny.md").read_text()
 
