@@ -23,12 +23,17 @@ def training_item_counts(train_dataset):
 
 
 @torch.no_grad()
-def test_ranks(model, test_data, device):
-    """(target item ids, 1-based ranks) of every test target under full ranking."""
+def test_ranks(model, test_data, device, drop_session_items=False):
+    """(target item ids, 1-based ranks) of every test target under full ranking; with
+    ``drop_session_items``, ranked among the items that are not in its session (a target that repeats
+    a session item then ranks last)."""
     model.eval()
     targets, ranks = [], []
     for interaction, history_index, positive_u, positive_i in test_data:
-        scores = model.full_sort_predict(interaction.to(device)).view(-1, test_data._dataset.item_num)
+        interaction = interaction.to(device)
+        scores = model.full_sort_predict(interaction).view(-1, test_data._dataset.item_num)
+        if drop_session_items:
+            scores.scatter_(1, interaction[model.ITEM_SEQ], -np.inf)  # padding (item 0) included: dropped below
         scores[:, 0] = -np.inf
         if history_index is not None:
             scores[history_index] = -np.inf
@@ -43,6 +48,14 @@ def metrics_from_ranks(ranks, topk=(10, 20)):
     per-session outcomes (``bench/session_outcomes.py``)."""
     return {name: float(values.mean()) if len(values) else float("nan")
             for name, values in session_outcomes(ranks, topk).items()}
+
+
+def unseen_metrics(model, test_data, device, topk=(10, 20)):
+    """Metrics of the ranking without each session's own items (``unseen_*``): RecBole's full ranking
+    keeps them as candidates, and a set that never repeats an item within a session (amazon-beauty)
+    loses every place they take. The protocol of evaluation code that removes a user's history."""
+    _, ranks = test_ranks(model, test_data, device, drop_session_items=True)
+    return {f"unseen_{name}": value for name, value in metrics_from_ranks(ranks, topk).items()}
 
 
 def cold_start_metrics(model, train_dataset, test_data, device, max_train_interactions=5, topk=(10, 20)):
