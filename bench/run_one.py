@@ -82,6 +82,8 @@ def main():
         peak_rss_mb=round(peak_rss_mb(), 1),
     )
     row.update(run["view_info"])
+    if getattr(model, "session_item_bias", None) is not None:  # TPAD's learned offset of the session's own items
+        row["session_item_offset"] = round(float(model.session_item_offset()), 3)
     row.update(encoding_speed(config, run["train_data"]._dataset, run["item_views"], run["view_info"]))
     row.update(cold_start_metrics(model, run["train_data"]._dataset, run["test_data"], config["device"]))
     row.update(unseen_metrics(model, run["test_data"], config["device"]))

@@ -27,6 +27,9 @@ from recbole_tpad.model.session_encoders import build_session_encoder, keep_rece
 from recbole_tpad.model.view_adapters import ViewAdapter, check_view_adapter, standardize_view, view_statistics
 
 FUSIONS = ("learned", "fixed")
+# The session-item offset is this times its parameter: Adam moves a parameter by about the learning
+# rate a step (1e-3 by default), which would take the offset tens of epochs to reach a few units.
+SESSION_ITEM_BIAS_RATE = 20.0
 TRANSITION_FUSIONS = ("validation", "joint")
 
 
@@ -325,8 +328,12 @@ class TPAD(MultimodalSequentialRecommender):
             cosine = source[last] @ target.T if candidates is None else (source[last] * target[candidates]).sum(-1)
             logits = logits + scale * cosine
         if self.session_item_bias is not None:
-            logits = logits + self.session_item_bias * self._in_session(item_seq, candidates)
+            logits = logits + self.session_item_offset() * self._in_session(item_seq, candidates)
         return logits
+
+    def session_item_offset(self):
+        r"""The learned score offset of a session's own items (``session_item_bias``)."""
+        return SESSION_ITEM_BIAS_RATE * self.session_item_bias
 
     def _in_session(self, item_seq, candidates=None):
         """1.0 where an item is in the session (padding aside): ``[B, n_items]``, or ``[B]`` for ``candidates``."""

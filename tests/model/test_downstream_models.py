@@ -16,7 +16,7 @@ from recbole_tpad.model import renamed_keys
 from recbole_tpad.model.item_views import SUCCESSOR_VIEWS, attach_item_views
 from recbole_tpad.model.kdsr import KDSR
 from recbole_tpad.model.session_encoders import keep_recent_items
-from recbole_tpad.model.tpad import TPAD
+from recbole_tpad.model.tpad import SESSION_ITEM_BIAS_RATE, TPAD
 from recbole_tpad.quick_start import load_config
 
 SMALL = {"TPAD": {"embedding_size": 16, "teacher_dim": 8, "n_sub_vectors": 4, "n_codes": 4, "kmeans_pairs": 2000, "n_pairs": 256},
@@ -302,7 +302,8 @@ def test_session_item_bias_offsets_the_session_items_and_learns_to_push_them_dow
                   with_views_of=(views, image_mask))
     assert float(model.session_item_bias) == 0.0  # starts as the model without it
     with torch.no_grad():
-        model.session_item_bias.fill_(-2.0)
+        model.session_item_bias.fill_(-2.0 / SESSION_ITEM_BIAS_RATE)
+    assert float(model.session_item_offset()) == pytest.approx(-2.0)
     model.eval(), plain.eval()
     batch = tiny[3]
     item_seq = batch[model.ITEM_SEQ]
