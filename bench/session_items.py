@@ -7,7 +7,7 @@ amazon-beauty never repeats an item within a session, so every place such an ite
 20 is lost. This prints, on the test sessions of RecBole's own test loader (same split as every
 row), the model's recall@20 and MRR@20 as RecBole ranks (they match the run's test result) beside
 the same ranking with the session's items dropped (``SessionRecommender.recommend(exclude_seen=True)``),
-and how often the top-1 item is one of the session's. The dropped ranking is an upper bound of what a
+how often the top-1 item is one of the session's, and how often the target is (a repeat). The dropped ranking is an upper bound of what a
 model can gain by learning to rank those items low (TPAD's ``session_item_bias``); it is not a
 protocol change for the benchmark.
 """
@@ -56,7 +56,8 @@ def session_item_effect(recommender, sessions, targets, k=20):
 
     (recall, mrr), (recall_dropped, mrr_dropped) = metrics(plain), metrics(dropped)
     top1_seen = float(np.mean([bool(r.items) and r.items[0] in set(s) for r, s in zip(plain, sessions)]))
-    return {"sessions": len(sessions), f"recall@{k}": recall, f"mrr@{k}": mrr,
+    repeats = float(np.mean([t in set(s) for s, t in zip(sessions, targets)]))
+    return {"sessions": len(sessions), "target_is_a_session_item": repeats, f"recall@{k}": recall, f"mrr@{k}": mrr,
             f"recall@{k}_session_items_dropped": recall_dropped, f"mrr@{k}_session_items_dropped": mrr_dropped,
             "top1_is_a_session_item": top1_seen}
 

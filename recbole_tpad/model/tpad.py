@@ -92,7 +92,6 @@ class TPAD(MultimodalSequentialRecommender):
         self.neighbour_views = list(config["neighbour_views"] or [])
         self.transition_score = self.uses_successor_views(config)
         self.transition_fusion = config["transition_fusion"]
-        self.use_session_item_bias = config["session_item_bias"]
         fusion_weights = dict(config["fusion_weights"] or {})
         fusion_weights = torch.tensor([float(fusion_weights.get(v, 1.0)) for v in self.views])
         self.frozen_views = self.required_views(config)
@@ -116,7 +115,7 @@ class TPAD(MultimodalSequentialRecommender):
                                                      requires_grad=joint)
             # validation: off until TPADTrainer has picked the scale after training (saved with the weights)
             self.register_buffer("transition_ready", torch.tensor(joint))
-        self.session_item_bias = nn.Parameter(torch.zeros(())) if self.use_session_item_bias else None
+        self.session_item_bias = nn.Parameter(torch.zeros(())) if config["session_item_bias"] else None
         if self.fusion == "learned":
             self.fusion_logits = nn.Parameter(fusion_weights.log())
         else:

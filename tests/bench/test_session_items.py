@@ -23,4 +23,4 @@ def test_dropping_the_session_items_moves_the_targets_up():
     assert result["recall@2"] == 1 / 3 and result["mrr@2"] == (1 / 2) / 3  # only b, at rank 2, is in a top 2
     # dropped: b is first in session 1; session 3's top 2 are c, d (e still out)
     assert result["recall@2_session_items_dropped"] == 1 / 3 and result["mrr@2_session_items_dropped"] == 1 / 3
-    assert result["top1_is_a_session_item"] == 2 / 3
+    assert result["top1_is_a_session_item"] == 2 / 3 and result["target_is_a_session_item"] == 0
