@@ -1,4 +1,5 @@
-"""Test metrics restricted to targets whose item is rare in training (cold-start targets).
+"""Test metrics recomputed from one full-sort pass: over all targets, over targets whose item is rare
+in training (cold-start targets), and over the ranking without the session's own items.
 
 RecBole's evaluator reports over all test sessions; this recomputes Recall/MRR/NDCG/Hit from the
 same full-sort scores for a subset of targets. With one target per session, Recall@K = Hit@K.
@@ -23,24 +24,25 @@ def training_item_counts(train_dataset):
 
 
 @torch.no_grad()
-def test_ranks(model, test_data, device, drop_session_items=False):
-    """(target item ids, 1-based ranks) of every test target under full ranking; with
-    ``drop_session_items``, ranked among the items that are not in its session (a target that repeats
-    a session item then ranks last)."""
+def test_ranks(model, test_data, device):
+    """(target item ids, 1-based ranks, 1-based ranks without the session's own items) of every test
+    target under full ranking, from one pass of ``full_sort_predict``. In the second ranking the
+    session's items are no candidates (a target that repeats one then ranks last)."""
     model.eval()
-    targets, ranks = [], []
+    targets, ranks, unseen_ranks = [], [], []
     for interaction, history_index, positive_u, positive_i in test_data:
         interaction = interaction.to(device)
         scores = model.full_sort_predict(interaction).view(-1, test_data._dataset.item_num)
-        if drop_session_items:
-            scores.scatter_(1, interaction[model.ITEM_SEQ], -np.inf)  # padding (item 0) included: dropped below
         scores[:, 0] = -np.inf
         if history_index is not None:
             scores[history_index] = -np.inf
-        target_scores = scores[positive_u, positive_i]
-        ranks.append(((scores[positive_u] > target_scores[:, None]).sum(dim=1) + 1).cpu())
+        target_scores = scores[positive_u, positive_i][:, None]
+        ranks.append(((scores[positive_u] > target_scores).sum(dim=1) + 1).cpu())
+        scores.scatter_(1, interaction[model.ITEM_SEQ], -np.inf)  # padding (item 0) is already out
+        target_scores = scores[positive_u, positive_i][:, None]
+        unseen_ranks.append(((scores[positive_u] > target_scores).sum(dim=1) + 1).cpu())
         targets.append(positive_i.cpu())
-    return torch.cat(targets).numpy(), torch.cat(ranks).numpy()
+    return torch.cat(targets).numpy(), torch.cat(ranks).numpy(), torch.cat(unseen_ranks).numpy()
 
 
 def metrics_from_ranks(ranks, topk=(10, 20)):
@@ -50,21 +52,18 @@ def metrics_from_ranks(ranks, topk=(10, 20)):
             for name, values in session_outcomes(ranks, topk).items()}
 
 
-def unseen_metrics(model, test_data, device, topk=(10, 20)):
-    """Metrics of the ranking without each session's own items (``unseen_*``): RecBole's full ranking
-    keeps them as candidates, and a set that never repeats an item within a session (amazon-beauty)
-    loses every place they take. The protocol of evaluation code that removes a user's history."""
-    _, ranks = test_ranks(model, test_data, device, drop_session_items=True)
-    return {f"unseen_{name}": value for name, value in metrics_from_ranks(ranks, topk).items()}
-
-
-def cold_start_metrics(model, train_dataset, test_data, device, max_train_interactions=5, topk=(10, 20)):
-    """Metrics over all test targets (as recomputed here) and over the cold-start ones."""
+def ranking_metrics(model, train_dataset, test_data, device, max_train_interactions=5, topk=(10, 20)):
+    """From one test pass: metrics over all test targets (as recomputed here, ``all_*``), over the
+    cold-start ones (``cold_*``), and of the ranking without each session's own items (``unseen_*``).
+    RecBole's full ranking keeps a session's items as candidates, and a set that never repeats an item
+    within a session (amazon-beauty) loses every place they take; ``unseen_*`` is the protocol of
+    evaluation code that removes a user's history."""
     counts = training_item_counts(train_dataset)
-    targets, ranks = test_ranks(model, test_data, device)
+    targets, ranks, unseen_ranks = test_ranks(model, test_data, device)
     cold = counts[targets] <= max_train_interactions
     result = {f"all_{name}": value for name, value in metrics_from_ranks(ranks, topk).items()}
     result.update({f"cold_{name}": value for name, value in metrics_from_ranks(ranks[cold], topk).items()})
     result["cold_targets"] = int(cold.sum())
     result["test_targets"] = int(len(targets))
+    result.update({f"unseen_{name}": value for name, value in metrics_from_ranks(unseen_ranks, topk).items()})
     return result

@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.cold_start import cold_start_metrics, unseen_metrics  # noqa: E402
+from bench.cold_start import ranking_metrics  # noqa: E402
 from bench.session_outcomes import write_session_outcomes  # noqa: E402
 from recbole_tpad import compat  # noqa: E402
 from recbole_tpad.quick_start import run_recbole_tpad  # noqa: E402
@@ -85,8 +85,7 @@ def main():
     if getattr(model, "session_item_bias", None) is not None:  # TPAD's learned offset of the session's own items
         row["session_item_offset"] = round(float(model.session_item_offset()), 3)
     row.update(encoding_speed(config, run["train_data"]._dataset, run["item_views"], run["view_info"]))
-    row.update(cold_start_metrics(model, run["train_data"]._dataset, run["test_data"], config["device"]))
-    row.update(unseen_metrics(model, run["test_data"], config["device"]))
+    row.update(ranking_metrics(model, run["train_data"]._dataset, run["test_data"], config["device"]))
     if args.sessions:
         write_session_outcomes(args.sessions, run)
     if args.embeddings and "id" in getattr(model, "views", ()):
@@ -125,8 +124,7 @@ def write_without_transition(run, row, out, sessions=None):
                                                 show_progress=False)
     derived = {**row, **{metric.lower(): float(value) for metric, value in metrics.items()}}
     derived.update(eval_s=round(seconds, 2), s_per_1000_sessions=round(1000 * seconds / max(run["test_sessions"], 1), 3))
-    derived.update(cold_start_metrics(model, run["train_data"]._dataset, run["test_data"], run["config"]["device"]))
-    derived.update(unseen_metrics(model, run["test_data"], run["config"]["device"]))
+    derived.update(ranking_metrics(model, run["train_data"]._dataset, run["test_data"], run["config"]["device"]))
     if sessions:
         write_session_outcomes(sessions, {**run, "test_topk": topk})
     Path(out).write_text(json.dumps(derived, indent=1))

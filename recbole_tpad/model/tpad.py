@@ -327,21 +327,24 @@ class TPAD(MultimodalSequentialRecommender):
             cosine = source[last] @ target.T if candidates is None else (source[last] * target[candidates]).sum(-1)
             logits = logits + scale * cosine
         if self.session_item_bias is not None:
-            logits = logits + self.session_item_offset() * self._in_session(item_seq, candidates)
+            logits = self._add_session_item_offset(logits, item_seq, candidates)
         return logits
 
     def session_item_offset(self):
         r"""The learned score offset of a session's own items (``session_item_bias``)."""
         return SESSION_ITEM_BIAS_RATE * self.session_item_bias
 
-    def _in_session(self, item_seq, candidates=None):
-        """1.0 where an item is in the session (padding aside): ``[B, n_items]``, or ``[B]`` for ``candidates``."""
+    def _add_session_item_offset(self, logits, item_seq, candidates=None):
+        """``logits`` (``[B, n_items]``, ``[B]`` for ``candidates``, or 0) with the offset added where an
+        item is in the session, once however often it occurs there (padding aside)."""
+        offset = self.session_item_offset()
         if candidates is not None:
-            return ((item_seq == candidates.unsqueeze(1)) & (item_seq > 0)).any(1).float()
-        member = torch.zeros(item_seq.size(0), self.n_items, device=item_seq.device)
-        member.scatter_(1, item_seq, 1.0)
-        member[:, 0] = 0.0  # the padding item
-        return member
+            return logits + offset * ((item_seq == candidates.unsqueeze(1)) & (item_seq > 0)).any(1)
+        if not torch.is_tensor(logits):
+            logits = offset.new_zeros(item_seq.size(0), self.n_items)
+        # written, not accumulated, per position: an item the session holds twice gets the offset once
+        shifted = logits.gather(1, item_seq) + (offset * (item_seq > 0)).to(logits.dtype)
+        return logits.scatter(1, item_seq, shifted)
 
     @property
     def picks_transition_scale(self):

@@ -60,26 +60,27 @@ def test_the_file_reproduces_recboles_metrics_in_its_test_order(two_runs, tmp_pa
     for metric, value in run["test_result"].items():  # RecBole's numbers, to its 4 decimals
         assert saved["outcomes"][metric].mean() == pytest.approx(value, abs=6e-5), metric
     # the same sessions in the same order as a pass of RecBole's test loader ranks them
-    _, ranks = test_ranks(run["model"], run["test_data"], "cpu")
+    _, ranks, _ = test_ranks(run["model"], run["test_data"], "cpu")
     assert (np.where(ranks <= 20, ranks, 0) == saved["rank"]).mean() > 0.95  # score ties may break otherwise
 
 
 def test_unseen_ranking_drops_the_session_items_and_only_moves_targets_up(two_runs, tmp_path):
-    from bench.cold_start import test_ranks, unseen_metrics
+    from bench.cold_start import ranking_metrics, test_ranks
     from bench.report import write_report
 
     run = two_runs["SASRec"]
     model, test_data = run["model"], run["test_data"]
-    _, ranks = test_ranks(model, test_data, "cpu")
-    _, unseen = test_ranks(model, test_data, "cpu", drop_session_items=True)
+    _, ranks, unseen = test_ranks(model, test_data, "cpu")
     repeats = np.concatenate([(batch[0][model.ITEM_SEQ] == batch[3][:, None]).any(1).numpy() for batch in test_data])
     assert (unseen[~repeats] <= ranks[~repeats]).all() and (unseen[repeats] > ranks[repeats]).all()
     # each session's top item, if one of its own, is gone from the unseen ranking
     items_above = ranks - unseen
     lengths = np.concatenate([batch[0][model.ITEM_SEQ_LEN].numpy() for batch in test_data])
     assert (items_above[~repeats] <= lengths[~repeats]).all()
-    metrics = unseen_metrics(model, test_data, "cpu")
+    metrics = ranking_metrics(model, run["train_data"]._dataset, test_data, "cpu")
     assert metrics["unseen_mrr@20"] >= 0 and set(metrics) >= {"unseen_recall@20", "unseen_mrr@20", "unseen_ndcg@20"}
+    assert metrics["all_mrr@20"] == pytest.approx(float(np.where(ranks <= 20, 1.0 / ranks, 0).mean()))
+    assert metrics["unseen_mrr@20"] == pytest.approx(float(np.where(unseen <= 20, 1.0 / unseen, 0).mean()))
     rows = [{"model": "SASRec", "seed": 1, "recall@20": 0.1, "mrr@20": 0.03, **metrics},
             {"model": "GRU4Rec", "seed": 1, "recall@20": 0.1, "mrr@20": 0.03}]  # made before the column existed
     write_report(rows, tmp_path, "tiny", header={})

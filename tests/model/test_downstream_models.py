@@ -313,6 +313,10 @@ def test_session_item_bias_offsets_the_session_items_and_learns_to_push_them_dow
     with torch.no_grad():
         added = model.full_sort_predict(batch) - plain.full_sort_predict(batch)
         assert torch.allclose(added, -2.0 * member, atol=1e-5)
+        repeated = torch.tensor([[3, 3, 5, 0, 0]])  # an item twice gets the offset once; padding none
+        expected = torch.zeros(1, model.n_items)
+        expected[0, [3, 5]] = -2.0
+        assert torch.equal(model.extra_logits(repeated, torch.tensor([3])), expected)
         targets = batch[model.ITEM_ID]
         assert torch.allclose(model.predict(batch), model.full_sort_predict(batch)[torch.arange(len(batch)), targets], atol=1e-5)
     model.train()
