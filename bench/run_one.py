@@ -11,11 +11,14 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.cold_start import ranking_metrics  # noqa: E402
 from bench.session_outcomes import write_session_outcomes  # noqa: E402
 from recbole_tpad import compat  # noqa: E402
+from recbole_tpad.precision import native_bf16  # noqa: E402
 from recbole_tpad.quick_start import run_recbole_tpad  # noqa: E402
 
 
@@ -31,8 +34,6 @@ def encoding_speed(config, dataset, item_views, view_info):
     # encoded in this run: the stage took at least the encode loop's time (a cache load takes far less)
     if not manifest.get("seconds") or representation_s is None or representation_s < manifest["seconds"]:
         return {}
-    import torch
-
     from bench.bench_features import flop_bound, idle_bound, matmul_rate
     from recbole_tpad.features import FeaturesConfig, build_backbone, load_items
 
@@ -82,6 +83,9 @@ def main():
         peak_rss_mb=round(peak_rss_mb(), 1),
     )
     row.update(run["view_info"])
+    # the hardware and precision the row ran with: enable_amp as the run applied it (recbole_tpad/precision.py)
+    row.update(cpu=torch.backends.cpu.get_cpu_capability() + ("+bf16" if native_bf16("cpu") else ""),
+               enable_amp=bool(config["enable_amp"]))
     if getattr(model, "session_item_bias", None) is not None:  # TPAD's learned offset of the session's own items
         row["session_item_offset"] = round(float(model.session_item_offset()), 3)
     row.update(encoding_speed(config, run["train_data"]._dataset, run["item_views"], run["view_info"]))
@@ -90,7 +94,6 @@ def main():
         write_session_outcomes(args.sessions, run)
     if args.embeddings and "id" in getattr(model, "views", ()):
         import numpy as np
-        import torch
 
         from bench.report import tsne_items
 

@@ -22,6 +22,7 @@ from recbole_tpad.data.tie_order import apply_tie_order
 from recbole_tpad.errors import ConfigError
 from recbole_tpad.model_defaults import build_model, model_defaults, user_settings
 from recbole_tpad.model.item_views import prepare_item_views
+from recbole_tpad.precision import fit_amp_to_hardware
 from recbole_tpad.recommend.sidecar import write_sidecar
 from recbole_tpad.settings import warn_unread_keys
 from recbole_tpad.utils import PROPERTIES_DIR, get_model, get_trainer, resolve_data_path
@@ -162,6 +163,7 @@ def run_recbole_tpad(model, dataset, config_file_list=None, config_dict=None, sa
     logger.info(sys.argv)
     logger.info(config)
     warn_unread_keys(config_file_list, config_dict)  # RecBole ignores a misspelt key without a word
+    fit_amp_to_hardware(config)
 
     for note in check_dataset_files(config):
         logger.warning(note)

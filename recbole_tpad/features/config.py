@@ -10,13 +10,14 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from recbole_tpad.errors import ConfigError
+from recbole_tpad.precision import resolve_dtype
 from recbole_tpad.settings import read_keys
 
 CAUSAL_KINDS = ("smollm2-efficientnet", "causal", "tiny-llama")
 NATIVE_KINDS = ("mllm", "tiny-qwen2-vl", "tiny-llava", "tiny-smolvlm", "tiny-idefics3")
 BACKBONE_KINDS = CAUSAL_KINDS + NATIVE_KINDS
 IMAGE_ENCODERS = ("efficientnet-lite0", "tiny", "none")
-DTYPES = ("bf16", "fp32")
+DTYPES = ("auto", "bf16", "fp32")
 
 
 def default_cache_root():
@@ -66,6 +67,7 @@ class FeaturesConfig:
             )
         if self.dtype not in DTYPES:
             raise ConfigError(f"feature_dtype='{self.dtype}' is not known; use one of: {', '.join(DTYPES)}.")
+        self.dtype = resolve_dtype(self.dtype, self.device)  # 'auto': bf16 where the hardware has it natively
         if not isinstance(self.threads, int) or self.threads < 0:
             raise ConfigError(f"feature_threads must be an integer >= 0 (0: torch's default), got {self.threads!r}.")
         for key in ("num_visual_tokens", "image_size", "mllm_max_pixels", "max_field_chars", "max_length",

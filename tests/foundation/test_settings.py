@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from recbole_tpad.features.config import FeaturesConfig
+from recbole_tpad.precision import resolve_dtype
 from recbole_tpad.settings import unread_keys, warn_unread_keys, yaml_defaults
 from recbole_tpad.stages.config import _KEYS, StageConfig
 
@@ -20,8 +21,9 @@ def test_features_defaults_are_the_yaml():
     settings = FeaturesConfig.from_config({"device": "cpu"})
     for key, value in yaml_defaults("features.yaml").items():
         name = key[len("feature_"):]
-        if value is not None:
+        if value is not None and key != "feature_dtype":
             assert getattr(settings, name) == value, key
+    assert settings.dtype == resolve_dtype("auto", "cpu")  # the YAML's 'auto', resolved for this machine
     assert settings.device == "cpu" and settings.text_fields == []  # None: RecBole's device, ITEM_TEXT_FIELDS
     assert FeaturesConfig.from_config({"ITEM_TEXT_FIELDS": ["title"]}).text_fields == ["title"]
     assert {f"feature_{f.name}" for f in dataclasses.fields(FeaturesConfig)} == set(yaml_defaults("features.yaml"))

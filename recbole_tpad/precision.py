@@ -1,0 +1,43 @@
+"""Which float precision the hardware computes fast: bf16 where it is native, float32 elsewhere.
+
+A bf16 matmul is fast only on hardware built for it: GPUs from Ampere on, and CPUs with AMX or
+AVX512-BF16 (about 6x float32 on AMX). Elsewhere (an AVX2-only CPU, many laptops) PyTorch runs it
+through a slow fallback, about 70x slower than float32 on an AVX2 AMD EPYC (1 thread: 0.8 against
+57 GFLOP/s at SmolLM2's layer shapes). ``feature_dtype: auto`` and RecBole's ``enable_amp`` on a
+CPU therefore ask this module before they use bf16.
+"""
+
+from logging import getLogger
+
+import torch
+
+
+def native_bf16(device):
+    """True where ``device`` (a ``torch.device`` or its name) computes bf16 matmuls natively."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+    if device.type != "cpu":
+        return False
+    # private but stable since torch 2.1; a torch without them is taken as without native bf16
+    checks = (getattr(torch.cpu, "_is_amx_tile_supported", None), getattr(torch.cpu, "_is_avx512_bf16_supported", None))
+    return any(check is not None and check() for check in checks)
+
+
+def resolve_dtype(dtype, device):
+    """``'bf16'`` or ``'fp32'`` for a ``feature_dtype`` value: ``'auto'`` picks by :func:`native_bf16`."""
+    if dtype != "auto":
+        return dtype
+    return "bf16" if native_bf16(device) else "fp32"
+
+
+def fit_amp_to_hardware(config):
+    """Turn RecBole's ``enable_amp`` off, with a warning, for a CPU run on a CPU without native bf16.
+
+    RecBole's CPU autocast is bf16: there it would make training many times slower, not faster.
+    On a GPU ``enable_amp`` is float16 autocast and stays as set.
+    """
+    if config["enable_amp"] and torch.device(config["device"]).type == "cpu" and not native_bf16("cpu"):
+        config["enable_amp"] = False
+        getLogger().warning("enable_amp=True is off for this run: this CPU has no native bf16 (AMX or "
+                            "AVX512-BF16), where bf16 autocast is many times slower than float32.")
