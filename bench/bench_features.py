@@ -3,6 +3,7 @@
     python bench/bench_features.py --dataset=amazon-beauty --sample=512
     python bench/bench_features.py --dataset=hm-fashion --sample=256 --dtype=fp32
     python bench/bench_features.py --dataset=amazon-beauty --full      # whole catalogue, via the cache
+    python bench/bench_features.py --rates --threads=1                  # bf16 and fp32 matmul rates only
 
 FLOP bound: the forward pass costs about 2 x (non-embedding LLM params) FLOPs per token (text +
 visual tokens, padding included, as run), plus the image encoder per image; divided by the
@@ -41,6 +42,25 @@ def matmul_rate(dtype, n=1024, m=576, k=1536, repeats=20):
     for _ in range(repeats):
         a @ b
     return 2 * n * m * k * repeats / (time.perf_counter() - start) / 1e9
+
+
+def print_rates(runs=5):
+    """This CPU's bf16 and fp32 matmul rates at SmolLM2's layer shapes, measured in turn (the median of
+    ``runs`` each), and the precision ``feature_dtype: auto`` picks here (recbole_tpad/precision.py)."""
+    import statistics
+
+    import torch
+
+    from recbole_tpad.precision import native_bf16, resolve_dtype
+
+    rates = {"bf16": [], "fp32": []}
+    for _ in range(runs):
+        rates["bf16"].append(matmul_rate(torch.bfloat16, repeats=3))
+        rates["fp32"].append(matmul_rate(torch.float32, repeats=3))
+    bf16, fp32 = (statistics.median(rates[name]) for name in ("bf16", "fp32"))
+    print(json.dumps({"cpu": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads(),
+                      "native_bf16": native_bf16("cpu"), "bf16_gflops": round(bf16, 1), "fp32_gflops": round(fp32, 1),
+                      "bf16_over_fp32": round(bf16 / fp32, 3), "auto_picks": resolve_dtype("auto", "cpu")}))
 
 
 def subset(items, rows):
@@ -91,15 +111,19 @@ def flop_bound(backbone, items, batch_size, rate):
 def main():
     compat.apply()  # RecBole 1.2.1 shims (recbole_tpad/compat.py) before any RecBole call
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--dataset", default=None, help="dataset whose items are encoded (not with --rates)")
+    parser.add_argument("--rates", action="store_true", help="print this CPU's bf16 and fp32 matmul rates (median "
+                        "of 5, alternating) and the feature_dtype 'auto' picks here, encode nothing")
     parser.add_argument("--sample", type=int, default=512, help="items to encode (fixed seed); 0 = all")
     parser.add_argument("--full", action="store_true", help="time a full extraction through get_item_views")
-    parser.add_argument("--dtype", default="bf16", choices=["bf16", "fp32"])
+    parser.add_argument("--dtype", default="auto", choices=["auto", "bf16", "fp32"])
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--backbone", default="smollm2-efficientnet")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--out", default=None, help="append the result as one JSON line to this file")
     args = parser.parse_args()
+    if not args.rates and not args.dataset:
+        parser.error("--dataset is needed to encode items (or give --rates)")
 
     import torch
     from recbole.data import create_dataset
@@ -112,6 +136,9 @@ def main():
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.rates:
+        print_rates()
+        return
     overrides = {"feature_backbone": args.backbone, "feature_dtype": args.dtype,
                  "feature_batch_size": args.batch_size, "state": "WARNING"}
     config = load_config("SASRec", args.dataset, config_dict=overrides)
@@ -120,7 +147,7 @@ def main():
     start = time.perf_counter()
     backbone = build_backbone(settings)
     load_seconds = time.perf_counter() - start
-    rate = matmul_rate(torch.bfloat16 if args.dtype == "bf16" else torch.float32)
+    rate = matmul_rate(torch.bfloat16 if settings.dtype == "bf16" else torch.float32)
     items = load_items(config, dataset, settings)
     n_all = len(items) - 1
     if args.full:
@@ -141,13 +168,13 @@ def main():
     n = len(table) - 1
     bound = flop_bound(backbone, table, args.batch_size, rate)
     result = dict(
-        dataset=args.dataset, backbone=args.backbone, dtype=args.dtype, items=n, of_items=n_all, images=bound["images"],
+        dataset=args.dataset, backbone=args.backbone, dtype=settings.dtype, items=n, of_items=n_all, images=bound["images"],
         full=args.full, batch_size=args.batch_size, threads=torch.get_num_threads(), seconds=round(seconds, 2),
         items_per_s=round(n / seconds, 2), tokens=bound["tokens"], tokens_per_item=round(bound["tokens"] / n, 1),
         llm_params_non_embedding=bound["params"], matmul_gflops=round(rate, 1),
         flop_bound_seconds=round(bound["seconds"], 2), flop_bound_items_per_s=round(n / bound["seconds"], 1),
         fraction_of_bound=round(bound["seconds"] / seconds, 3),
-        **idle_bound(bound, n, rate, args.dtype),
+        **idle_bound(bound, n, rate, settings.dtype),
         model_load_seconds=round(load_seconds, 2), load_avg=os.getloadavg()[0], **result_extra,
     )
     print(json.dumps(result))
