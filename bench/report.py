@@ -76,6 +76,20 @@ def row_hours(rows):
     return sum(total for _, total in runs) / 3600, len(runs)
 
 
+def fp32_note(rows):
+    """A header line naming the rows that asked for ``enable_amp`` but trained in fp32, their CPU having no
+    native bf16 (recbole_tpad/precision.py turns it off there); None when there are none."""
+    fp32 = {}
+    for row in rows:
+        asked = '"enable_amp": true' in str(row.get("overrides") or "")
+        if asked and not row.get("error") and str(row.get("enable_amp")).lower() == "false":
+            fp32.setdefault(row.get("cpu") or "?", []).append(f"{row['model']} {row['seed']}")
+    if not fp32:
+        return None
+    return ("; ".join(f"{', '.join(names)}: fp32 on a CPU without native bf16 ({cpu})" for cpu, names in fp32.items())
+            + ". enable_amp was off for them; their quality is comparable, their times are not")
+
+
 def _mean_std(values):
     values = [v for v in values if isinstance(v, (int, float))]
     if not values:
@@ -253,6 +267,9 @@ def write_report(rows, out_dir, dataset, header, smoke=False, epoch_limit=None):
     if runs:
         header = {**header, "row time": f"{hours:.1f} h over {runs} runs (the sum of each run's total_s; "
                                         "rows run side by side share the machine, so the wall time is less)"}
+    note = fp32_note(rows)
+    if note:
+        header = {**header, "precision": note}
     title = f"# Benchmark: {dataset}" + (" (SMOKE RUN: small sample, 1 epoch, tiny backbone; not results)" if smoke else "")
     paired, anchors = paired_section(rows, out_dir, dataset), anchors_section(dataset, rows)
     if anchors and not smoke:  # docs/results.md carries the same table between its markers

@@ -277,3 +277,20 @@ def test_report_marks_rows_at_the_epoch_limit_and_counts_each_run_once(tmp_path)
     text = (tmp_path / "d.md").read_text()
     assert "- row time: 3.5 h over 3 runs" in text
     assert "| GRU4Rec | 2 | 1 of 2 |" in text and "| TPAD | 1 | 0 of 1 |" in text
+
+
+def test_report_names_the_rows_that_trained_in_fp32_for_want_of_native_bf16(tmp_path):
+    from bench.report import fp32_note, write_report
+
+    asked = '{"enable_amp": true}'
+    rows = [{"model": "SASRec", "seed": 1, "recall@20": 0.1, "mrr@20": 0.03, "overrides": asked},  # before the column
+            {"model": "SASRec", "seed": 2, "recall@20": 0.1, "mrr@20": 0.03, "overrides": asked,
+             "cpu": "AVX512+bf16", "enable_amp": True},
+            {"model": "SRGNN", "seed": 2, "recall@20": 0.1, "mrr@20": 0.03, "overrides": asked,
+             "cpu": "AVX2", "enable_amp": "False"},  # as read back from the CSV
+            {"model": "GRU4Rec", "seed": 1, "recall@20": 0.1, "mrr@20": 0.03, "overrides": "{}",
+             "cpu": "AVX2", "enable_amp": False}]  # never asked for it
+    assert fp32_note(rows).startswith("SRGNN 2: fp32 on a CPU without native bf16 (AVX2).")
+    assert fp32_note(rows[:2]) is None
+    write_report(rows, tmp_path, "d", header={"date": "today"})
+    assert "- precision: SRGNN 2: fp32 on a CPU without native bf16 (AVX2)." in (tmp_path / "d.md").read_text()
