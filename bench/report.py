@@ -278,7 +278,7 @@ def write_report(rows, out_dir, dataset, header, smoke=False, epoch_limit=None):
         title,
         "",
         "\n".join(f"- {key}: `{value}`" if key == "command" else f"- {key}: {value}" for key, value in header.items()),
-        "- rows: one per model; seeds beyond the first only for the headline models. Cold start = test targets whose item has at most 5 training interactions.",
+        "- rows: one per model; seeds beyond the first only for the headline models and the best other stock model. Cold start = test targets whose item has at most 5 training interactions.",
         "",
         "## Headline (mean and std over seeds)",
         *([f"`at epoch limit`: the seeds whose row trained all {epoch_limit} epochs instead of stopping early "

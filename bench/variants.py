@@ -5,7 +5,8 @@ settings of ``properties/overall.yaml`` apply to all of them.
 """
 
 STOCK_MODELS = ["GRU4Rec", "NARM", "STAMP", "SRGNN", "GCSAN", "SASRec", "BERT4Rec", "FDSA"]
-# Rows run with every seed (mean and std in the headline table); the rest with the first seed.
+# Rows run with every seed (mean and std in the headline table), as does the best other stock model
+# (bench/run_benchmark.py: best_other_stock); the rest with the first seed.
 HEADLINE_MODELS = {"GRU4Rec", "SASRec", "SRGNN", "KDSR", "TPAD"}
 # TPAD's stage ablations: with every seed, so that a part's effect is read against seed noise.
 SEEDED_VARIANTS = {"no_gen", "no_amie", "no_hmie", "no_distill", "no_transition", "session_item_bias"}

@@ -294,3 +294,15 @@ def test_report_names_the_rows_that_trained_in_fp32_for_want_of_native_bf16(tmp_
     assert fp32_note(rows[:2]) is None
     write_report(rows, tmp_path, "d", header={"date": "today"})
     assert "- precision: SRGNN 2: fp32 on a CPU without native bf16 (AVX2)." in (tmp_path / "d.md").read_text()
+
+
+def test_the_best_other_stock_model_runs_with_every_seed():
+    finished = {("NARM", 1): {"mrr@20": 0.017}, ("STAMP", 1): {"mrr@20": 0.005},
+                ("SASRec", 1): {"mrr@20": 0.05},  # a headline model: not a candidate
+                ("BERT4Rec", 2): {"mrr@20": 0.09}}  # not the first seed
+    assert run_benchmark.best_other_stock(finished, first_seed=1) == "NARM"
+    assert run_benchmark.best_other_stock({}, first_seed=1) is None
+    seeds = {}
+    for name, _, seed, _ in run_benchmark.benchmark_rows("hm-fashion", False, [1, 2, 3], False, best_other="NARM"):
+        seeds.setdefault(name, []).append(seed)
+    assert seeds["NARM"] == [1, 2, 3] and seeds["SASRec"] == [1, 2, 3] and seeds["STAMP"] == [1]
