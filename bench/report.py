@@ -8,7 +8,7 @@ from pathlib import Path
 from bench.anchors import PROTOCOL, SOURCES, anchors_table
 from bench.session_outcomes import load_session_outcomes, sessions_path
 from bench.significance import METRICS, compare_models
-from bench.variants import ADDED_PARTS, HEADLINE_MODELS, SEEDED_VARIANTS, SIGNIFICANCE_REFERENCE, STOCK_MODELS
+from bench.variants import ADDED_PARTS, HEADLINE_MODELS, SEEDED_VARIANTS, SIGNIFICANCE_REFERENCE, best_other_stock
 from recbole_tpad.atomic import atomic_path
 from recbole_tpad.compare import table_columns, write_csv
 
@@ -134,15 +134,16 @@ def stage2_curve(rows, default_pairs=None):
 
 def significance_rows(rows, out_dir, dataset, reference=SIGNIFICANCE_REFERENCE):
     """Paired tests of ``reference`` against each other headline model and the best other stock model
-    (by mean test MRR@20), on the seed-averaged per-session outcomes (bench/significance.py); one row
+    (``best_other_stock``), on the seed-averaged per-session outcomes (bench/significance.py); one row
     per model and metric. Models without per-session files are listed with a note instead."""
     by_model = _finished_by_model(rows)
     if reference not in by_model:
         return []
     others = [model for model in by_model if model in HEADLINE_MODELS and model != reference]
-    rest = [model for model in by_model if model in STOCK_MODELS and model not in HEADLINE_MODELS]
-    if rest:
-        others.append(max(rest, key=lambda m: statistics.mean(r.get("mrr@20", 0) for r in by_model[m])))
+    # the benchmark's rule (the first seed's test MRR@20); its seeds are given in ascending order
+    best = best_other_stock(rows, min(row["seed"] for row in rows)) if rows else None
+    if best:
+        others.append(best)
 
     ours = _outcomes(by_model[reference], out_dir, dataset)
     table = []

@@ -48,6 +48,7 @@ from bench.variants import (  # noqa: E402
     QUICK_OVERRIDES,
     STOCK_MODELS,
     TRANSITION_KEYS,
+    best_other_stock,
     tpad_variants,
     variant_seeds,
 )
@@ -70,17 +71,6 @@ def parse_args(argv=None):
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="config override (YAML value) for every row, e.g. --set enable_amp=True")
     return parser.parse_args(argv)
-
-
-def best_other_stock(finished, first_seed):
-    """The stock model outside ``HEADLINE_MODELS`` with the best test MRR@20 of the first seed among the
-    ``finished`` rows, or None before any has run. It gets every seed, as the headline models do: the
-    strongest baseline besides them is the one TPAD's margins must hold against (chosen on its own
-    result, so the choice can only favour the baseline)."""
-    scores = {model: row["mrr@20"] for (model, seed), row in finished.items()
-              if model in STOCK_MODELS and model not in HEADLINE_MODELS and seed == first_seed
-              and isinstance(row.get("mrr@20"), (int, float))}
-    return max(scores, key=scores.get) if scores else None
 
 
 def benchmark_rows(dataset, quick, seeds, has_images, best_other=None):
@@ -113,7 +103,7 @@ def main(argv=None):
     dataset_dir = Path(resolve_data_path(args.dataset, data_path)) / args.dataset
     has_images = (dataset_dir / "images").is_dir()
     csv_path = out_dir / f"{args.dataset}.csv"
-    best_other = best_other_stock(finished_rows(csv_path), seeds[0]) if args.resume or args.report_only else None
+    best_other = best_other_stock(finished_rows(csv_path).values(), seeds[0]) if args.resume or args.report_only else None
     rows = benchmark_rows(args.dataset, args.quick, seeds, has_images, best_other)
     order = [(name, seed) for name, _, seed, _ in rows]
     wanted_overrides = {(name, seed): row_overrides(common, overrides) for name, _, seed, overrides in rows}

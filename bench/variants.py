@@ -6,7 +6,7 @@ settings of ``properties/overall.yaml`` apply to all of them.
 
 STOCK_MODELS = ["GRU4Rec", "NARM", "STAMP", "SRGNN", "GCSAN", "SASRec", "BERT4Rec", "FDSA"]
 # Rows run with every seed (mean and std in the headline table), as does the best other stock model
-# (bench/run_benchmark.py: best_other_stock); the rest with the first seed.
+# (best_other_stock, below); the rest with the first seed.
 HEADLINE_MODELS = {"GRU4Rec", "SASRec", "SRGNN", "KDSR", "TPAD"}
 # TPAD's stage ablations: with every seed, so that a part's effect is read against seed noise.
 SEEDED_VARIANTS = {"no_gen", "no_amie", "no_hmie", "no_distill", "no_transition", "session_item_bias"}
@@ -68,3 +68,14 @@ QUICK_OVERRIDES = {
 
 # The model the benchmark's paired tests compare against each other headline model (bench/report.py).
 SIGNIFICANCE_REFERENCE = "TPAD"
+
+
+def best_other_stock(rows, first_seed):
+    """The stock model outside ``HEADLINE_MODELS`` with the best test MRR@20 of the first seed among the
+    finished ``rows`` (dicts), or None before any has run. It gets every seed, as the headline models do: the
+    strongest baseline besides them is the one TPAD's margins must hold against (chosen on its own
+    result, so the choice can only favour the baseline)."""
+    scores = {row["model"]: row["mrr@20"] for row in rows
+              if row["model"] in STOCK_MODELS and row["model"] not in HEADLINE_MODELS and row["seed"] == first_seed
+              and not row.get("error") and isinstance(row.get("mrr@20"), (int, float))}
+    return max(scores, key=scores.get) if scores else None

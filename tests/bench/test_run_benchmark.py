@@ -297,11 +297,13 @@ def test_report_names_the_rows_that_trained_in_fp32_for_want_of_native_bf16(tmp_
 
 
 def test_the_best_other_stock_model_runs_with_every_seed():
-    finished = {("NARM", 1): {"mrr@20": 0.017}, ("STAMP", 1): {"mrr@20": 0.005},
-                ("SASRec", 1): {"mrr@20": 0.05},  # a headline model: not a candidate
-                ("BERT4Rec", 2): {"mrr@20": 0.09}}  # not the first seed
-    assert run_benchmark.best_other_stock(finished, first_seed=1) == "NARM"
-    assert run_benchmark.best_other_stock({}, first_seed=1) is None
+    from bench.variants import best_other_stock
+
+    finished = [{"model": "NARM", "seed": 1, "mrr@20": 0.017}, {"model": "STAMP", "seed": 1, "mrr@20": 0.005},
+                {"model": "SASRec", "seed": 1, "mrr@20": 0.05},  # a headline model: not a candidate
+                {"model": "BERT4Rec", "seed": 2, "mrr@20": 0.09}]  # not the first seed
+    assert best_other_stock(finished, first_seed=1) == "NARM"
+    assert best_other_stock([], first_seed=1) is None
     seeds = {}
     for name, _, seed, _ in run_benchmark.benchmark_rows("hm-fashion", False, [1, 2, 3], False, best_other="NARM"):
         seeds.setdefault(name, []).append(seed)
