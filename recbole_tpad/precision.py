@@ -2,9 +2,10 @@
 
 A bf16 matmul is fast only on hardware built for it: GPUs from Ampere on, and CPUs with AMX or
 AVX512-BF16 (about 6x float32 on AMX). Elsewhere (an AVX2-only CPU, many laptops) PyTorch runs it
-through a slow fallback, about 70x slower than float32 on an AVX2 AMD EPYC (1 thread: 0.8 against
-57 GFLOP/s at SmolLM2's layer shapes). ``feature_dtype: auto`` and RecBole's ``enable_amp`` on a
-CPU therefore ask this module before they use bf16.
+through a slow fallback, 50x or more slower than float32 on an AVX2 AMD EPYC (1 thread: 0.7 against
+38 GFLOP/s at SmolLM2's layer shapes, `python bench/bench_features.py --rates --threads=1`).
+``feature_dtype: auto`` and RecBole's ``enable_amp`` on a CPU therefore ask this module before they
+use bf16.
 """
 
 from logging import getLogger
