@@ -1,5 +1,6 @@
 """Tables (CSV, Markdown) and figures of a benchmark run."""
 
+import json
 import os
 import re
 import statistics
@@ -8,7 +9,7 @@ from pathlib import Path
 from bench.anchors import PROTOCOL, SOURCES, anchors_table
 from bench.session_outcomes import load_session_outcomes, sessions_path
 from bench.significance import METRICS, compare_models
-from bench.variants import ADDED_PARTS, HEADLINE_MODELS, SEEDED_VARIANTS, SIGNIFICANCE_REFERENCE, best_other_stock
+from bench.variants import ADDED_PARTS, HEADLINE_MODELS, SEEDED_VARIANTS, SIGNIFICANCE_REFERENCE
 from recbole_tpad.atomic import atomic_path
 from recbole_tpad.compare import table_columns, write_csv
 
@@ -81,7 +82,7 @@ def fp32_note(rows):
     native bf16 (recbole_tpad/precision.py turns it off there); None when there are none."""
     fp32 = {}
     for row in rows:
-        asked = '"enable_amp": true' in str(row.get("overrides") or "")
+        asked = bool(json.loads(row.get("overrides") or "{}").get("enable_amp"))
         if asked and not row.get("error") and str(row.get("enable_amp")).lower() == "false":
             fp32.setdefault(row.get("cpu") or "?", []).append(f"{row['model']} {row['seed']}")
     if not fp32:
@@ -132,18 +133,16 @@ def stage2_curve(rows, default_pairs=None):
     return points
 
 
-def significance_rows(rows, out_dir, dataset, reference=SIGNIFICANCE_REFERENCE):
-    """Paired tests of ``reference`` against each other headline model and the best other stock model
-    (``best_other_stock``), on the seed-averaged per-session outcomes (bench/significance.py); one row
+def significance_rows(rows, out_dir, dataset, reference=SIGNIFICANCE_REFERENCE, best_other=None):
+    """Paired tests of ``reference`` against each other headline model and ``best_other``, the best other
+    stock model as the benchmark chose it (``bench.variants.best_other_stock``), on the seed-averaged per-session outcomes (bench/significance.py); one row
     per model and metric. Models without per-session files are listed with a note instead."""
     by_model = _finished_by_model(rows)
     if reference not in by_model:
         return []
     others = [model for model in by_model if model in HEADLINE_MODELS and model != reference]
-    # the benchmark's rule (the first seed's test MRR@20); its seeds are given in ascending order
-    best = best_other_stock(rows, min(row["seed"] for row in rows)) if rows else None
-    if best:
-        others.append(best)
+    if best_other in by_model:
+        others.append(best_other)
 
     ours = _outcomes(by_model[reference], out_dir, dataset)
     table = []
@@ -233,9 +232,9 @@ def anchors_section(dataset, rows):
                       "", SOURCES[dataset], "", f"What differs in protocol: {PROTOCOL[dataset]}"])
 
 
-def paired_section(rows, out_dir, dataset):
+def paired_section(rows, out_dir, dataset, best_other=None):
     """The Markdown lines of the paired tests (``significance_rows``); none without the reference model."""
-    table = significance_rows(rows, out_dir, dataset)
+    table = significance_rows(rows, out_dir, dataset, best_other=best_other)
     if not table:
         return []
     ref = SIGNIFICANCE_REFERENCE
@@ -252,9 +251,10 @@ def paired_section(rows, out_dir, dataset):
             ""]
 
 
-def write_report(rows, out_dir, dataset, header, smoke=False, epoch_limit=None):
+def write_report(rows, out_dir, dataset, header, smoke=False, epoch_limit=None, best_other=None):
     """``<dataset>.csv`` and ``<dataset>.md`` with the figures; ``epoch_limit``, the rows' maximum
-    epochs, marks the models whose rows trained up to it (not converged by early stopping)."""
+    epochs, marks the models whose rows trained up to it (not converged by early stopping);
+    ``best_other``, the benchmark's best other stock model, is paired with TPAD beside the headline models."""
     out_dir = Path(out_dir)
     write_csv(rows, out_dir / f"{dataset}.csv")
     first_seed = {}
@@ -272,7 +272,7 @@ def write_report(rows, out_dir, dataset, header, smoke=False, epoch_limit=None):
     if note:
         header = {**header, "precision": note}
     title = f"# Benchmark: {dataset}" + (" (SMOKE RUN: small sample, 1 epoch, tiny backbone; not results)" if smoke else "")
-    paired, anchors = paired_section(rows, out_dir, dataset), anchors_section(dataset, rows)
+    paired, anchors = paired_section(rows, out_dir, dataset, best_other), anchors_section(dataset, rows)
     if anchors and not smoke:  # docs/results.md carries the same table between its markers
         replace_marked_block(out_dir.parent / "results.md", f"anchors-{dataset}", anchors)
     parts = [

@@ -135,7 +135,7 @@ def main(argv=None):
                 results[key] = row
         ordered = [results[key] for key in order if key in results]
         write_report(ordered, out_dir, args.dataset, header=with_missing_rows(header, order, results), smoke=args.quick,
-                     epoch_limit=row_defaults(args.dataset, common)["epochs"])
+                     epoch_limit=row_defaults(args.dataset, common)["epochs"], best_other=best_other)
         return ordered
 
     with ThreadPoolExecutor(max_workers=max(args.jobs, 1)) as pool:
