@@ -18,6 +18,8 @@ smoke run. ``--jobs=N`` runs N rows at once, each with cores/N torch threads (pe
 then share the machine; the Markdown says so). ``--resume`` keeps the rows of an existing
 ``<dataset>.csv`` that finished without error with the same config overrides (column
 ``overrides``) and runs only the others: use it after an interruption, not after changing the code.
+A row's fit saves its state after every validation (``train_state_file``, under
+``<out>/state/<dataset>/``), so a row cut off mid-fit goes on from its last validation when run again.
 Every row runs with ``DATASET_SETTINGS[dataset]`` (bench/variants.py), then ``--epochs`` and
 ``--set``, on top of the YAML defaults; the Markdown header lists them. ``TPAD-no_transition`` of a
 seed comes from TPAD's run of that seed (its trained model tested with the transition score off,
@@ -53,6 +55,7 @@ from bench.variants import (  # noqa: E402
     variant_seeds,
 )
 from recbole_tpad.compare import finished_rows  # noqa: E402
+from recbole_tpad.store import stable_hash  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -192,6 +195,7 @@ def run_row(row, args, common, work_dir, out_dir, first_seed, threads, derived=N
         sys.executable, str(REPO / "bench" / "run_one.py"), f"--model={model}", f"--dataset={args.dataset}",
         f"--seed={seed}", f"--overrides={json.dumps({**common, **overrides})}", f"--out={result_file}",
         f"--sessions={sessions_path(out_dir, args.dataset, name, seed)}",
+        f"--train_state={train_state_path(out_dir, args.dataset, name, seed, row_overrides(common, overrides))}",
     ] + ([f"--embeddings={embeddings}"] if embeddings else [])
     if derived:
         derived_file = work_dir / f"{derived[0]}-{seed}.json"
@@ -219,6 +223,12 @@ def run_row(row, args, common, work_dir, out_dir, first_seed, threads, derived=N
     else:  # an error row is not kept: a --resume run then trains this row on its own
         other["error"] = f"not derived from {name} seed {seed}: " + result.get("error", "its model did not pick the scale")
     return [result, other]
+
+
+def train_state_path(out_dir, dataset, name, seed, overrides):
+    """Where a row's fit keeps its state (``train_state_file``), so that a row cut off by the end of a
+    session goes on after its last validation when ``--resume`` runs it again; one file per overrides."""
+    return out_dir / "state" / dataset / f"{name}-{seed}-{stable_hash(overrides, length=8)}.pth"
 
 
 def every_row_settings(args):

@@ -62,9 +62,13 @@ def main():
     parser.add_argument("--without_transition", default=None, metavar="JSON[,NPZ]",
                         help="TPAD with transition_fusion: validation: also test the trained model with the "
                         "transition score off and write that row (and its per-session outcomes) here")
+    parser.add_argument("--train_state", default=None, help="train_state_file of the fit: a rerun of the row goes on "
+                        "after the last validation an interrupted one saved; deleted once the row is written")
     args = parser.parse_args()
 
     config_dict = dict(json.loads(args.overrides), seed=args.seed)
+    if args.train_state:
+        config_dict["train_state_file"] = args.train_state
     start = time.perf_counter()
     run = run_recbole_tpad(args.model, args.dataset, config_dict=config_dict)
     total_seconds = time.perf_counter() - start
@@ -79,7 +83,7 @@ def main():
         epochs=len(epochs),
         eval_s=round(run["eval_seconds"], 2),
         s_per_1000_sessions=round(1000 * run["eval_seconds"] / max(n_test_sessions, 1), 3),
-        total_s=round(total_seconds, 1),
+        total_s=round(total_seconds + run["earlier_fit_seconds"], 1),  # a resumed fit's earlier processes count
         peak_rss_mb=round(peak_rss_mb(), 1),
     )
     row.update(run["view_info"])
@@ -103,9 +107,13 @@ def main():
         pick = tsne_items(reps.shape[1])  # only the items the figure draws: the snapshot stays small
         if len(reps) == len(model.views):  # one representation per view (TPAD; KDSR fuses its views into one)
             np.savez_compressed(args.embeddings, **{view: rep[pick] for view, rep in zip(model.views, reps)})
+    if run["resumed_after_epoch"] is not None:
+        row["resumed_after_epoch"] = run["resumed_after_epoch"]
     if args.without_transition:
         write_without_transition(run, row, *args.without_transition.split(","))
     Path(args.out).write_text(json.dumps(row, indent=1))
+    if args.train_state:  # the row is written: its fit will not be resumed again
+        Path(args.train_state).unlink(missing_ok=True)
 
 
 def write_without_transition(run, row, out, sessions=None):

@@ -25,6 +25,7 @@ from recbole_tpad.model.item_views import prepare_item_views
 from recbole_tpad.precision import fit_amp_to_hardware
 from recbole_tpad.recommend.sidecar import write_sidecar
 from recbole_tpad.settings import warn_unread_keys
+from recbole_tpad.trainer.train_state import TrainState
 from recbole_tpad.utils import PROPERTIES_DIR, get_model, get_trainer, resolve_data_path
 
 
@@ -187,9 +188,14 @@ def run_recbole_tpad(model, dataset, config_file_list=None, config_dict=None, sa
         write_sidecar(trainer.saved_model_file, config, train_data._dataset, item_views,
                       item_views.knowledge_mllm if item_views is not None and hasattr(model, "add_items") else None)
     epoch_timer = _EpochTimer(trainer)
+    # train_state_file: the fit resumes after the last validation an earlier run of it saved
+    train_state = TrainState(config, trainer, train_data, epoch_timer.seconds) if config["train_state_file"] else None
+    if train_state is not None:
+        train_state.resume()
 
     best_valid_score, best_valid_result = trainer.fit(
-        train_data, valid_data, saved=saved, show_progress=config["show_progress"]
+        train_data, valid_data, saved=saved, show_progress=config["show_progress"],
+        callback_fn=train_state.save if train_state is not None else None,
     )
     test_result, test_topk, eval_seconds = evaluate_with_topk(
         trainer, test_data, load_best_model=saved, show_progress=config["show_progress"]
@@ -213,4 +219,7 @@ def run_recbole_tpad(model, dataset, config_file_list=None, config_dict=None, sa
         "params": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "epoch_seconds": epoch_timer.seconds,
         "eval_seconds": eval_seconds,
+        # with train_state_file: the fit's seconds in the processes before this one, and where it resumed
+        "earlier_fit_seconds": train_state.earlier_seconds if train_state is not None else 0.0,
+        "resumed_after_epoch": train_state.resumed_epoch if train_state is not None else None,
     }

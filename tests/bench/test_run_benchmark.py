@@ -308,3 +308,15 @@ def test_the_best_other_stock_model_runs_with_every_seed():
     for name, _, seed, _ in run_benchmark.benchmark_rows("hm-fashion", False, [1, 2, 3], False, best_other="NARM"):
         seeds.setdefault(name, []).append(seed)
     assert seeds["NARM"] == [1, 2, 3] and seeds["SASRec"] == [1, 2, 3] and seeds["STAMP"] == [1]
+
+
+def test_each_row_keeps_its_train_state_under_the_out_dir_one_file_per_overrides(tmp_path, monkeypatch):
+    commands = []
+    monkeypatch.setattr(run_benchmark.subprocess, "run", lambda command, **kw: commands.append(command)
+                        or subprocess.CompletedProcess(command, 1))
+    args = run_benchmark.parse_args(["--dataset=hm-fashion"])
+    for overrides in ({}, {"epochs": 3}):
+        run_benchmark.run_row(("SASRec", "SASRec", 2020, overrides), args, {}, tmp_path, tmp_path / "out", 2020, 1)
+    states = [arg.split("=", 1)[1] for command in commands for arg in command if arg.startswith("--train_state=")]
+    assert len(states) == 2 and states[0] != states[1]
+    assert all(Path(state).parent == tmp_path / "out" / "state" / "hm-fashion" for state in states)

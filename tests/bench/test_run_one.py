@@ -1,6 +1,8 @@
-"""bench/run_one.py: TPAD's row without the transition score, derived from the same trained model."""
+"""bench/run_one.py: TPAD's row without the transition score, derived from the same trained model; a row
+whose fit was cut off goes on from its train state."""
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -46,3 +48,22 @@ def test_nothing_is_derived_for_a_model_that_does_not_pick_the_scale_on_validati
 
     write_without_transition({"model": Model()}, {}, str(tmp_path / "derived.json"))
     assert not (tmp_path / "derived.json").exists()
+
+
+def test_a_row_cut_off_mid_fit_goes_on_from_its_train_state_which_is_then_deleted(tiny_dataset, tmp_path, monkeypatch):
+    from tests.robustness.test_train_state import _interrupted
+
+    _, config_dict = tiny_dataset
+    config_dict = dict(config_dict, epochs=4)
+    state = tmp_path / "state" / "SASRec-2020.pth"
+    _interrupted(monkeypatch, dict(config_dict, seed=2020, train_state_file=str(state)), "SASRec", at_epoch=2)
+    assert state.is_file()
+    out = tmp_path / "row.json"
+    command = [sys.executable, str(Path(__file__).resolve().parents[2] / "bench" / "run_one.py"), "--model=SASRec",
+               "--dataset=tiny", "--seed=2020", f"--overrides={json.dumps(config_dict)}", f"--out={out}",
+               f"--train_state={state}"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    row = json.loads(out.read_text())
+    assert row["resumed_after_epoch"] == 1 and row["epochs"] == 4
+    assert not state.exists()  # the row is written: nothing left to resume

@@ -1,0 +1,172 @@
+"""A downstream fit that outlives its process: the trainer's state after every validation, and the resume from it.
+
+RecBole's ``Trainer`` keeps only the best epoch's checkpoint, and its ``resume_checkpoint`` restarts
+from that epoch: the epochs trained since, the random generators and the best valid result are lost.
+A fit of hours (GRU4Rec or SASRec on amazon-beauty on a CPU without native bf16) then cannot cross
+the end of a session. With ``train_state_file`` set, :class:`TrainState` writes to that file, after
+every validation (RecBole's ``callback_fn``), what the rest of the fit depends on: the epoch, the
+early-stopping counters, the best valid result, the model's and the optimizer's state, the best
+epoch's weights, the random generators (torch, numpy, random and the training loader's) and the
+seconds spent so far. A run started with the same file and the same settings resumes after the last
+validation the file holds and ends as the uninterrupted run would
+(tests/robustness/test_train_state.py). The file is written atomically (``recbole_tpad.atomic``).
+
+The settings are every key of the run's config except where things live and how they are shown
+(``LOCATION_KEYS``), plus the hashes of the dataset's atomic files. A state of other settings stops
+the run with an error that names the keys; an unreadable state is logged and the fit starts over.
+The plugin's code is not part of the settings: resuming across a code change is the user's call.
+"""
+
+import json
+import random
+import time
+from logging import getLogger
+from pathlib import Path
+
+import numpy as np
+import torch
+from recbole.utils import set_color
+
+from recbole_tpad import distributed
+from recbole_tpad.atomic import atomic_path
+from recbole_tpad.errors import ConfigError
+
+FORMAT = 1
+# keys that say where files live or how the run is shown, not what it computes
+LOCATION_KEYS = {
+    "train_state_file", "checkpoint_dir", "data_path", "config_files", "feature_cache_dir", "show_progress",
+    "state", "log_wandb", "wandb_project", "device", "gpu_id", "use_gpu", "local_rank",
+}
+
+
+def run_settings(config):
+    """``{key: canonical JSON of its value}`` of the config keys that decide what a fit computes."""
+    from recbole_tpad.features.cache import data_fingerprint
+
+    settings = {key: json.dumps(value, sort_keys=True, default=str)
+                for key, value in config.final_config_dict.items() if key not in LOCATION_KEYS}
+    settings["dataset files"] = json.dumps(data_fingerprint(config["data_path"], config["dataset"]), sort_keys=True)
+    return settings
+
+
+def _rng_state(train_data):
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "random": random.getstate(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "train_loader": train_data.generator.get_state()}
+
+
+def _set_rng_state(state, train_data):
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["random"])
+    if state["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    train_data.generator.set_state(state["train_loader"])
+
+
+class TrainState:
+    r"""The state of one fit in ``config['train_state_file']``: :meth:`resume` before ``trainer.fit``,
+    :meth:`save` as its ``callback_fn``.
+
+    Args:
+        config (Config): the run's config.
+        trainer (Trainer): the run's trainer, built, before its fit.
+        train_data (DataLoader): the fit's training data (its loader's random generator is saved).
+        epoch_seconds (list of float): the run's seconds per training epoch; a resume puts the earlier
+            epochs' in front.
+    """
+
+    def __init__(self, config, trainer, train_data, epoch_seconds):
+        if distributed.is_distributed():
+            raise ConfigError("train_state_file: a resumable fit runs in one process; unset it for a distributed run "
+                              "(each rank has random generators of its own, which the file does not hold).")
+        self.path = config["train_state_file"]
+        self.trainer = trainer
+        self.train_data = train_data
+        self.epoch_seconds = epoch_seconds
+        self.settings = run_settings(config)
+        self.best = None  # the best epoch: (epoch, its state_dict, its other_parameter)
+        self.earlier_seconds = 0.0  # fit seconds of the processes before this one, up to their last save
+        self.resumed_epoch = None  # the last epoch the resumed state held
+        self._started = time.perf_counter()
+        self.logger = getLogger()
+
+    def resume(self):
+        """Load the file when it exists: restore the trainer, model, optimizer and random generators,
+        write the best epoch's weights as RecBole's checkpoint, and return the epoch to go on from
+        (the fit's ``epochs`` when it had ended); ``None`` when there is nothing to resume."""
+        try:
+            state = torch.load(self.path, map_location=self.trainer.device, weights_only=False)
+        except FileNotFoundError:
+            return None
+        except Exception as error:  # noqa: BLE001 - a damaged state is replaced, never read
+            self.logger.warning(f"train_state_file {self.path}: unreadable ({type(error).__name__}: {error}); "
+                                "the fit starts from its first epoch and overwrites it")
+            return None
+        if not isinstance(state, dict) or state.get("format") != FORMAT:
+            self.logger.warning(f"train_state_file {self.path}: not a train state of this plugin's format; "
+                                "the fit starts from its first epoch and overwrites it")
+            return None
+        differ = sorted(key for key in set(state["settings"]) | set(self.settings)
+                        if state["settings"].get(key) != self.settings.get(key))
+        if differ:
+            shown = "; ".join(f"{key}: {state['settings'].get(key, '(unset)')} then, {self.settings.get(key, '(unset)')} now"
+                              for key in differ[:5])
+            raise ConfigError(f"train_state_file {self.path} holds a fit with other settings ({shown}"
+                              f"{'; ...' if len(differ) > 5 else ''}). Run with the settings it was made with, "
+                              "or delete the file (or point train_state_file elsewhere) to train from the start.")
+        trainer, model = self.trainer, self.trainer.model
+        trainer.optimizer.load_state_dict(state["optimizer"])
+        trainer.cur_step, trainer.best_valid_score = state["cur_step"], state["best_valid_score"]
+        trainer.best_valid_result = state["best_valid_result"]
+        self.best = state["best"]
+        if self.best is not None:  # RecBole's checkpoint of the best epoch, which its test loads
+            model.load_state_dict(self.best[1])
+            model.load_other_parameter(self.best[2])
+            trainer._save_checkpoint(self.best[0], verbose=False)
+        if not state["finished"]:  # go on from the last epoch's weights; an ended fit keeps the best ones
+            model.load_state_dict(state["state_dict"])
+            model.load_other_parameter(state["other_parameter"])
+        trainer.train_loss_dict = state["train_loss_dict"]
+        trainer.start_epoch = trainer.epochs if state["finished"] else state["epoch"] + 1
+        _set_rng_state(state["rng"], self.train_data)
+        self.epoch_seconds[:0] = state["epoch_seconds"]
+        self.earlier_seconds = state["seconds"]
+        self.resumed_epoch = state["epoch"]
+        self.logger.info(set_color("train state", "yellow") + f": resuming the fit of {self.path} after epoch "
+                         f"{state['epoch']} (best valid score {state['best_valid_score']:.4f}"
+                         + (f" at epoch {self.best[0]}" if self.best is not None else "")
+                         + ("; it had ended" if state["finished"] else "") + ")")
+        return trainer.start_epoch
+
+    def save(self, epoch_idx, valid_score):
+        """RecBole's ``callback_fn``: called after each validation, once the best result is updated."""
+        trainer, model = self.trainer, self.trainer.model
+        if trainer.cur_step == 0:  # this epoch is the new best (RecBole's early_stopping resets the count)
+            weights = {name: value.detach().clone() for name, value in model.state_dict().items()}
+            self.best = (epoch_idx, weights, model.other_parameter())
+        state = {
+            "format": FORMAT,
+            "settings": self.settings,
+            "epoch": epoch_idx,
+            # RecBole stops once the count of evaluations without a better score passes stopping_step
+            "finished": trainer.cur_step > trainer.stopping_step or epoch_idx + 1 >= trainer.epochs,
+            "cur_step": trainer.cur_step,
+            "best_valid_score": trainer.best_valid_score,
+            "best_valid_result": trainer.best_valid_result,
+            "train_loss_dict": trainer.train_loss_dict,
+            "state_dict": model.state_dict(),
+            "other_parameter": model.other_parameter(),
+            "optimizer": trainer.optimizer.state_dict(),
+            "best": self.best,
+            "rng": _rng_state(self.train_data),
+            "epoch_seconds": list(self.epoch_seconds),
+            "seconds": self.fit_seconds(),
+        }
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(self.path) as tmp:
+            torch.save(state, tmp, pickle_protocol=4)
+
+    def fit_seconds(self):
+        """Seconds this fit has run, the earlier processes' (up to their last save) included."""
+        return self.earlier_seconds + time.perf_counter() - self._started
