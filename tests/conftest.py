@@ -2,6 +2,7 @@
 
 import os
 import random
+import tempfile
 
 import pytest
 
@@ -79,6 +80,8 @@ def tiny_config(data_root, tmp_path, name="tiny", **overrides):
 def _run_in_tmp_dir(tmp_path, monkeypatch):
     # RecBole writes ./log and ./log_tensorboard relative to the working directory.
     monkeypatch.chdir(tmp_path)
+    # temporary folders (the benchmark's work folder, bench/run_benchmark.py) go where pytest cleans up
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
 
 
 @pytest.fixture
