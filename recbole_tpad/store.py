@@ -9,13 +9,17 @@ The folder is built under a temporary name (``recbole_tpad.atomic``, the plugin'
 writer, which also removes the temporaries of writers killed mid-write) and moved into place, so a
 reader sees a whole entry or none. On read the manifest is checked (present, complete, of this key,
 every file listed there with its size and hash): an entry that fails is logged and built again,
-never read. Users of the store: item views (``features.cache``), stage results
+never read. Work that builds an entry for long (a stage's training, the encoding of every item) may
+keep a resumable checkpoint beside it, ``<root>/<kind>-<key>.partial/checkpoint.pt`` (written
+through the atomic writer), with its step and step count, validated before a restart resumes from it
+and removed once the entry is committed. Users of the store: item views (``features.cache``), stage results
 (``stages.stage_cache``), the pointer to TPAD's final views (``stages.representation``),
 correlation codes (``model.correlation_supervision``) and converted models (``features.sources``).
 """
 
 import hashlib
 import json
+import shutil
 import time
 from logging import getLogger
 from pathlib import Path
@@ -23,6 +27,7 @@ from pathlib import Path
 from recbole_tpad.atomic import atomic_path
 
 MANIFEST = "manifest.json"
+CHECKPOINT = "checkpoint.pt"
 FORMAT_VERSION = 2  # bump when an entry's layout changes: every key changes with it
 KEY_LENGTH = 20  # hex digits of a key (80 bits)
 
@@ -67,6 +72,7 @@ class CacheEntry:
         self.identity = identity
         self.key = stable_hash({"format": FORMAT_VERSION, "kind": kind, "identity": identity})
         self.folder = self.root / f"{kind}-{self.key}"
+        self.partial = self.root / f"{kind}-{self.key}.partial"  # the resumable checkpoint's folder
         self.verify = verify
         self._checked = None  # (manifest mtime, manifest) of the last successful check
         self.logger = getLogger()
@@ -117,7 +123,44 @@ class CacheEntry:
             }
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, default=str), encoding="utf-8")
         self._checked = None
+        self.clear_checkpoint()
         return manifest
+
+    # ---- resumable checkpoints of the work that builds the entry ---------------------------------
+    def save_checkpoint(self, step, total_steps, state):
+        """Write ``state`` (a dict of tensors / numbers / lists) as the checkpoint after ``step``."""
+        import torch
+
+        payload = {"key": self.key, "step": int(step), "total_steps": int(total_steps), "state": state}
+        with atomic_path(self.partial / CHECKPOINT) as tmp:  # also removes a checkpoint torn by a kill
+            torch.save(payload, tmp)
+
+    def load_checkpoint(self, total_steps):
+        """The state of a valid checkpoint of this key and schedule, as ``(step, state)``, else ``None``."""
+        import torch
+
+        path = self.partial / CHECKPOINT
+        if not path.is_file():
+            return None
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # a torn or foreign file: start over
+            self.logger.warning(f"checkpoint {path} is unreadable ({e}); the work restarts")
+            return None
+        step = payload.get("step") if isinstance(payload, dict) else None
+        if (
+            payload.get("key") != self.key
+            or payload.get("total_steps") != total_steps
+            or not isinstance(step, int)
+            or not 0 < step < total_steps
+            or not isinstance(payload.get("state"), dict)
+        ):
+            self.logger.warning(f"checkpoint {path} does not match this run (step {step!r}); the work restarts")
+            return None
+        return step, payload["state"]
+
+    def clear_checkpoint(self):
+        shutil.rmtree(self.partial, ignore_errors=True)
 
 
 def read_manifest(folder, key=None, verify="sha256"):

@@ -386,10 +386,10 @@ class Backbone(nn.Module):
             self.projector.load_state_dict(torch.load(path, map_location=self.device, weights_only=True))
 
     # ----------------------------------------------------------------------------- item encoding
-    def encode_items(self, items, batch_size=None, adapter=None, progress=True):
+    def encode_items(self, items, batch_size=None, adapter=None, progress=True, checkpoint=None):
         from recbole_tpad.features.encode import encode_items
 
-        return encode_items(self, items, batch_size=batch_size, adapter=adapter, progress=progress)
+        return encode_items(self, items, batch_size=batch_size, adapter=adapter, progress=progress, checkpoint=checkpoint)
 
 
 def masked_mean(hidden, mask):

@@ -185,7 +185,8 @@ def get_item_views(config, dataset, settings, backbone=None, adapter=None, cache
             backbone = build_backbone(settings)
     items = items if items is not None else load_items(config, dataset, settings)
     start = time.perf_counter()
-    arrays = encoder(items) if encoder is not None else backbone.encode_items(items, adapter=adapter, progress=progress)
+    arrays = (encoder(items) if encoder is not None
+              else backbone.encode_items(items, adapter=adapter, progress=progress, checkpoint=entry))
     seconds = time.perf_counter() - start
     items.log_summary(logger)  # after encoding: damaged images are only found when opened
     info = dict(

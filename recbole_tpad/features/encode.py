@@ -1,8 +1,11 @@
 """Encode every item once: batched, length-bucketed, ``torch.inference_mode`` + autocast; in a
-distributed run each rank encodes its share of the batches and the ranks gather every row."""
+distributed run each rank encodes its share of the batches and the ranks gather every row. A
+one-process encoding into the cache keeps a resumable checkpoint of the rows done so far (an hour
+and more on a CPU without native bf16), so a run killed halfway goes on from there."""
 
 import logging
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -10,10 +13,11 @@ import torch
 from recbole.utils import set_color
 from tqdm import tqdm
 
-from recbole_tpad.distributed import gather_item_rows, shard
+from recbole_tpad.distributed import gather_item_rows, is_distributed, shard
 from recbole_tpad.features.prompt import format_item_prompt
 
 VIEWS = ("text", "image", "fused")
+CHECKPOINT_EVERY_S = 300  # seconds of encoding between two checkpoints of the rows done
 
 
 def item_prompts(backbone, items):
@@ -31,8 +35,12 @@ def bucketed_batches(lengths, has_image, batch_size):
     return [rows[i: i + batch_size] for i in range(0, len(rows), batch_size)]
 
 
-def encode_items(backbone, items, batch_size=None, adapter=None, progress=True):
-    """Views of every item row: ``{'text','image','fused': [N,H] float32, 'image_mask': [N] bool}``."""
+def encode_items(backbone, items, batch_size=None, adapter=None, progress=True, checkpoint=None):
+    """Views of every item row: ``{'text','image','fused': [N,H] float32, 'image_mask': [N] bool}``.
+
+    ``checkpoint``: the store entry (``recbole_tpad.store.CacheEntry``) the views are for; a one-process
+    run resumes from its checkpoint and writes one every ``CHECKPOINT_EVERY_S`` seconds.
+    """
     batch_size = batch_size or backbone.settings.batch_size
     num_items = len(items)
     hidden = backbone.hidden_size
@@ -42,6 +50,8 @@ def encode_items(backbone, items, batch_size=None, adapter=None, progress=True):
     lengths = [len(ids) for ids in backbone.tokenizer(prompts, add_special_tokens=False)["input_ids"]]
     may_have_image = [rec.image_path is not None for rec in items.records]
     batches = shard(bucketed_batches(lengths, may_have_image, batch_size))  # this rank's share of a distributed run
+    checkpoint = None if is_distributed() else checkpoint  # a rank's share is not the whole schedule
+    done = _resume(checkpoint, len(batches), views)
     threads = backbone.settings.threads
     previous_threads = torch.get_num_threads()
     if threads:
@@ -64,9 +74,12 @@ def encode_items(backbone, items, batch_size=None, adapter=None, progress=True):
         return [pool.submit(load, r) if may_have_image[r] else None for r in rows]
 
     try:
-        pending = submit(batches[0]) if batches else []
+        pending = submit(batches[done]) if done < len(batches) else []
+        saved_at = time.perf_counter()
         with torch.inference_mode():
             for index, rows in enumerate(iterator):
+                if index < done:  # encoded before the checkpoint this run resumed from
+                    continue
                 images = [f.result() if f is not None else None for f in pending]
                 if index + 1 < len(batches):
                     pending = submit(batches[index + 1])
@@ -76,6 +89,9 @@ def encode_items(backbone, items, batch_size=None, adapter=None, progress=True):
                 views["image"][rows] = as_numpy(out.image_view)
                 views["fused"][rows] = as_numpy(out.summary)
                 views["image_mask"][rows] = out.image_mask.cpu().numpy()
+                if checkpoint is not None and index + 1 < len(batches) and time.perf_counter() - saved_at >= CHECKPOINT_EVERY_S:
+                    checkpoint.save_checkpoint(index + 1, len(batches), {name: torch.from_numpy(views[name]) for name in views})
+                    saved_at = time.perf_counter()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         torch.set_num_threads(previous_threads)
@@ -93,3 +109,19 @@ def encode_items(backbone, items, batch_size=None, adapter=None, progress=True):
         f"{int(image_mask.sum())} with an image."
     )
     return views
+
+
+def _resume(checkpoint, total_batches, views):
+    """Fill ``views`` with the rows of a valid checkpoint of ``checkpoint`` and return the batches it
+    holds (0: none, or no checkpoint asked for)."""
+    resumed = checkpoint.load_checkpoint(total_batches) if checkpoint is not None else None
+    if resumed is None:
+        return 0
+    done, state = resumed
+    if set(state) != set(views) or any(tuple(state[name].shape) != views[name].shape for name in views):
+        logging.getLogger().warning(f"checkpoint of {checkpoint.folder} holds views of other shapes; encoding restarts")
+        return 0
+    for name in views:
+        views[name][:] = state[name].numpy()
+    logging.getLogger().info(set_color(f"Encoding items: resuming at batch {done}/{total_batches}", "yellow"))
+    return done

@@ -121,3 +121,38 @@ def test_command_prints_the_folder_last(setup, capsys, tmp_path):
     assert code == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert read_cache(last) is not None and str(tmp_path / "cli_cache") in last
+
+
+def test_encoding_killed_halfway_resumes_from_its_checkpoint_to_the_same_views(setup, tmp_path, monkeypatch, caplog):
+    from recbole_tpad.features import encode as encode_module
+
+    _, dataset, _, config_dict = setup
+    config_dict = dict(config_dict, feature_batch_size=4)  # 8 batches of the tiny dataset's 30 items
+    clean_config = load_config("SASRec", "tiny", config_dict=dict(config_dict, feature_cache_dir=str(tmp_path / "clean")))
+    clean = get_item_views(clean_config, dataset, FeaturesConfig.from_config(clean_config), progress=False)
+    config = load_config("SASRec", "tiny", config_dict=config_dict)
+    settings = FeaturesConfig.from_config(config)
+    monkeypatch.setattr(encode_module, "CHECKPOINT_EVERY_S", 0)  # a checkpoint after every batch
+    as_numpy, calls = encode_module.as_numpy, []
+
+    def dies_in_fourth_batch(tensor):
+        calls.append(1)
+        if len(calls) == 3 * 3 + 1:  # three views a batch: the first view of the 4th batch
+            raise KeyboardInterrupt
+        return as_numpy(tensor)
+
+    monkeypatch.setattr(encode_module, "as_numpy", dies_in_fourth_batch)
+    with pytest.raises(KeyboardInterrupt):
+        get_item_views(config, dataset, settings, progress=False)
+    partial = list((tmp_path / "cache").rglob("*.partial"))
+    assert len(partial) == 1 and (partial[0] / "checkpoint.pt").is_file()
+
+    rerun = []
+    monkeypatch.setattr(encode_module, "as_numpy", lambda tensor: rerun.append(1) or as_numpy(tensor))
+    with caplog.at_level("INFO"):
+        views = get_item_views(config, dataset, settings, progress=False)
+    assert "Encoding items: resuming at batch 3/8" in caplog.text
+    assert len(rerun) == (8 - 3) * 3  # only the batches after the checkpoint are encoded again
+    assert not partial[0].exists()  # the committed entry clears its checkpoint
+    for name in ("text", "image", "fused"):
+        np.testing.assert_allclose(views.views[name], clean.views[name], rtol=1e-5, atol=1e-5)
