@@ -66,6 +66,8 @@ class CacheEntry:
             its size only (large, rarely edited entries: converted model weights).
     """
 
+    checkpoint_every_s = 300  # seconds of work between two checkpoints of a long build (item encoding)
+
     def __init__(self, root, kind, identity, verify="sha256"):
         self.root = Path(root)
         self.kind = kind

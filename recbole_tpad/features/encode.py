@@ -17,7 +17,6 @@ from recbole_tpad.distributed import gather_item_rows, is_distributed, shard
 from recbole_tpad.features.prompt import format_item_prompt
 
 VIEWS = ("text", "image", "fused")
-CHECKPOINT_EVERY_S = 300  # seconds of encoding between two checkpoints of the rows done
 
 
 def item_prompts(backbone, items):
@@ -39,7 +38,7 @@ def encode_items(backbone, items, batch_size=None, adapter=None, progress=True, 
     """Views of every item row: ``{'text','image','fused': [N,H] float32, 'image_mask': [N] bool}``.
 
     ``checkpoint``: the store entry (``recbole_tpad.store.CacheEntry``) the views are for; a one-process
-    run resumes from its checkpoint and writes one every ``CHECKPOINT_EVERY_S`` seconds.
+    run resumes from its checkpoint and writes one every ``checkpoint.checkpoint_every_s`` seconds.
     """
     batch_size = batch_size or backbone.settings.batch_size
     num_items = len(items)
@@ -89,7 +88,7 @@ def encode_items(backbone, items, batch_size=None, adapter=None, progress=True, 
                 views["image"][rows] = as_numpy(out.image_view)
                 views["fused"][rows] = as_numpy(out.summary)
                 views["image_mask"][rows] = out.image_mask.cpu().numpy()
-                if checkpoint is not None and index + 1 < len(batches) and time.perf_counter() - saved_at >= CHECKPOINT_EVERY_S:
+                if checkpoint is not None and index + 1 < len(batches) and time.perf_counter() - saved_at >= checkpoint.checkpoint_every_s:
                     checkpoint.save_checkpoint(index + 1, len(batches), {name: torch.from_numpy(views[name]) for name in views})
                     saved_at = time.perf_counter()
     finally:

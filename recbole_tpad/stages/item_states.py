@@ -29,7 +29,7 @@ import torch
 from recbole.utils import set_color
 from tqdm import tqdm
 
-from recbole_tpad.distributed import all_gather_object, gather_item_rows, shard
+from recbole_tpad.distributed import all_gather_object, gather_item_rows, is_distributed, shard
 from recbole_tpad.features.backbone import IGNORE_INDEX, masked_mean
 from recbole_tpad.features.encode import VIEWS, as_numpy, bucketed_batches
 from recbole_tpad.features.prompt import item_prompt_spans
@@ -123,17 +123,25 @@ def item_inputs(backbone, items, rows, settings):
                "knowledge_mask": [first_words(p[0], p[2], settings.answer_words) for p in parts]})
 
 
-def compute_item_states(backbone, items, top_layers, settings, batch_size, show_progress=True):
-    r"""The :class:`ItemStates` of every item row (row 0, RecBole's padding item, holds no token)."""
+def compute_item_states(backbone, items, top_layers, settings, batch_size, show_progress=True, checkpoint=None):
+    r"""The :class:`ItemStates` of every item row (row 0, RecBole's padding item, holds no token).
+
+    ``checkpoint``: the store entry the states are for; a one-process run resumes from its checkpoint
+    and writes one, of the rows done, every ``checkpoint.checkpoint_every_s`` seconds.
+    """
     labels = backbone.settings.field_labels
     prompts = [item_prompt_spans(rec, labels)[0] for rec in items.records]
     lengths = [len(ids) for ids in backbone.tokenizer(prompts, add_special_tokens=False)["input_ids"]]
     has_image = [rec.image_path is not None for rec in items.records]
     batches = shard(bucketed_batches(lengths, has_image, batch_size))  # this rank's share of a distributed run
+    checkpoint = None if is_distributed() else checkpoint  # a rank's share is not the whole schedule
     per_row = [None] * len(items.records)
-    start = time.perf_counter()
+    done = _resume(checkpoint, batches, per_row)
+    start = saved_at = time.perf_counter()
     iterator = tqdm(batches, ncols=100, desc=set_color("Item states", "pink")) if show_progress else batches
-    for rows in iterator:
+    for index, rows in enumerate(iterator):
+        if index < done:  # computed before the checkpoint this run resumed from
+            continue
         inputs = item_inputs(backbone, items, rows, settings)
         states, positions = backbone.lower_states(inputs, top_layers)
         positions = positions if positions.dim() == 3 else positions.unsqueeze(0)  # [P, B, T]
@@ -145,20 +153,49 @@ def compute_item_states(backbone, items, top_layers, settings, batch_size, show_
                 "positions": positions[:, b][:, keep].cpu(),
                 **{name: inputs[name][b][keep].cpu() for name in MASKS},
             }
+        if checkpoint is not None and index + 1 < len(batches) and time.perf_counter() - saved_at >= checkpoint.checkpoint_every_s:
+            done_rows = [r for rows in batches[: index + 1] for r in rows]
+            checkpoint.save_checkpoint(index + 1, len(batches), {**_flat([per_row[r] for r in done_rows]),
+                                                                 "rows": torch.tensor(done_rows)})
+            saved_at = time.perf_counter()
     for part in all_gather_object({r: per_row[r] for rows in batches for r in rows}):  # every rank's rows
         for r, tensors in part.items():
             per_row[r] = tensors
     first = per_row[1]  # the padding row 0 holds no token, in the tensors' dtypes and position axes
-    empty = {name: value[..., :0] if name == "positions" else value[:0] for name, value in first.items()}
-    per_row[0] = empty
-    tensors = {name: torch.cat([row[name] for row in per_row], dim=-1 if name == "positions" else 0)
-               for name in empty}
-    counts = torch.tensor([0] + [int(row["input_ids"].numel()) for row in per_row])
-    tensors["offsets"] = counts.cumsum(0)
+    per_row[0] = {name: value[..., :0] if name == "positions" else value[:0] for name, value in first.items()}
+    tensors = _flat(per_row)
+    tensors["offsets"] = torch.cat([torch.zeros(1, dtype=torch.long), tensors.pop("counts").cumsum(0)])
     getLogger().info(set_color("Item states", "green") + f": {len(per_row) - 1} items, "
                      f"{int(tensors['offsets'][-1])} tokens below the top {top_layers} layers in "
                      f"{time.perf_counter() - start:.1f} s")
     return ItemStates(tensors, top_layers)
+
+
+def _flat(per_row):
+    """One flat tensor per name of the rows' per-token tensors (``positions`` along its last axis),
+    and ``counts``, each row's tokens."""
+    tensors = {name: torch.cat([row[name] for row in per_row], dim=-1 if name == "positions" else 0)
+               for name in per_row[0]}
+    tensors["counts"] = torch.tensor([int(row["input_ids"].numel()) for row in per_row])
+    return tensors
+
+
+def _resume(checkpoint, batches, per_row):
+    """Fill ``per_row`` with the rows of a valid checkpoint of ``checkpoint``; return the batches it holds."""
+    resumed = checkpoint.load_checkpoint(len(batches)) if checkpoint is not None else None
+    if resumed is None:
+        return 0
+    done, state = resumed
+    rows = [r for rows in batches[:done] for r in rows]
+    if state["rows"].tolist() != rows:
+        getLogger().warning(f"checkpoint of {checkpoint.folder} holds other rows; the item states restart")
+        return 0
+    ends = state["counts"].cumsum(0).tolist()
+    for r, stop, count in zip(rows, ends, state["counts"].tolist()):
+        per_row[r] = {name: value[..., stop - count: stop] if name == "positions" else value[stop - count: stop]
+                      for name, value in state.items() if name not in ("rows", "counts")}
+    getLogger().info(set_color(f"Item states: resuming at batch {done}/{len(batches)}", "yellow"))
+    return done
 
 
 @torch.no_grad()

@@ -188,7 +188,8 @@ class StagePipeline:
         if self.store_states.is_complete():
             return load_item_states(self.store_states.folder)
         start = time.perf_counter()
-        states = compute_item_states(backbone, items, top, self.settings, self.features.batch_size, self.show_progress)
+        states = compute_item_states(backbone, items, top, self.settings, self.features.batch_size, self.show_progress,
+                                     checkpoint=self.store_states)
         write_once(self.store_states.commit, lambda folder: save_item_states(states, folder),
                    info={"items": len(states), "tokens": int(states.offsets[-1]),
                          "seconds": round(time.perf_counter() - start, 2)})

@@ -12,6 +12,7 @@ from recbole_tpad.features.build import build_backbone
 from recbole_tpad.features.cache import get_item_views, read_cache
 from recbole_tpad.features.config import FeaturesConfig
 from recbole_tpad.quick_start import load_config
+from recbole_tpad.store import CacheEntry
 
 
 @pytest.fixture
@@ -132,7 +133,7 @@ def test_encoding_killed_halfway_resumes_from_its_checkpoint_to_the_same_views(s
     clean = get_item_views(clean_config, dataset, FeaturesConfig.from_config(clean_config), progress=False)
     config = load_config("SASRec", "tiny", config_dict=config_dict)
     settings = FeaturesConfig.from_config(config)
-    monkeypatch.setattr(encode_module, "CHECKPOINT_EVERY_S", 0)  # a checkpoint after every batch
+    monkeypatch.setattr(CacheEntry, "checkpoint_every_s", 0)  # a checkpoint after every batch
     as_numpy, calls = encode_module.as_numpy, []
 
     def dies_in_fourth_batch(tensor):

@@ -126,6 +126,41 @@ def test_top_layers_on_cached_states_equal_the_whole_model(tiny_dataset, tmp_pat
     assert torch.allclose(summary, whole.summary, atol=1e-5)
 
 
+def test_item_states_stopped_halfway_resume_from_their_checkpoint_to_the_same_tensors(tiny_dataset, tmp_path, monkeypatch):
+    from recbole_tpad.features import build_backbone, load_items
+    from recbole_tpad.stages.item_states import compute_item_states
+    from recbole_tpad.store import CacheEntry
+
+    config, dataset, _ = _setup(tiny_dataset, tmp_path, feature_dtype="fp32")
+    backbone = build_backbone(config)
+    items = load_items(config, dataset, FeaturesConfig.from_config(config))
+    settings = StageConfig.from_config(config)
+    top = settings.lora_layers or backbone.num_layers
+    clean = compute_item_states(backbone, items, top, settings, 4, False)  # 8 batches of 30 items
+
+    entry = CacheEntry(tmp_path / "stages", "states", {"test": 1})
+    monkeypatch.setattr(CacheEntry, "checkpoint_every_s", 0)  # a checkpoint after every batch
+    lower_states, calls = backbone.lower_states, []
+
+    def stops_in_fourth_batch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return lower_states(*args, **kwargs)
+
+    monkeypatch.setattr(backbone, "lower_states", stops_in_fourth_batch)
+    with pytest.raises(KeyboardInterrupt):
+        compute_item_states(backbone, items, top, settings, 4, False, checkpoint=entry)
+    assert entry.load_checkpoint(8)[0] == 3
+    calls.clear()
+    monkeypatch.setattr(backbone, "lower_states", lambda *a, **k: calls.append(1) or lower_states(*a, **k))
+    resumed = compute_item_states(backbone, items, top, settings, 4, False, checkpoint=entry)
+    assert len(calls) == 8 - 3  # only the batches after the checkpoint
+    assert resumed.tensors.keys() == clean.tensors.keys()
+    for name, tensor in clean.tensors.items():
+        assert torch.equal(resumed.tensors[name], tensor), name
+
+
 # ---- caching -------------------------------------------------------------------------------------------
 def _no_training(*args, **kwargs):
     raise AssertionError("a cached stage was trained again")
