@@ -12,9 +12,10 @@ overrides.
 FLOP bound: every pass is counted as it runs (padded tokens x 2 x the parameters of the layers it
 goes through; backward through the frozen top layers costs one more forward, as only input
 gradients and the small LoRA weights need one; the LM head 2 x vocabulary x hidden per answer
-token, twice with backward), divided by the bf16 matmul rate of SmolLM2's layer shapes, measured
-here before anything else runs (``matmul_gflops``) and, beside it, the idle-machine rate
-``--idle_gflops`` (about 860 GFLOP/s on 2 threads of this CPU). Prints one JSON line (and writes --out).
+token, twice with backward), divided by the matmul rate of SmolLM2's layer shapes in the stages'
+precision (bf16, or fp32 where ``feature_dtype: auto`` resolves to it), measured here before the
+stages run (``matmul_gflops``) and, for bf16, beside it the idle-machine rate ``--idle_gflops``
+(about 860 GFLOP/s on 2 threads of the AMX CPU). Prints one JSON line (and writes --out).
 """
 
 import argparse
@@ -67,11 +68,16 @@ class FlopCounter:
 
 
 def config_overrides(arguments):
-    """``{key: value}`` of ``--key=value`` arguments (JSON values where they parse as such)."""
+    """``{key: value}`` of ``--key=value`` arguments, each value read as RecBole reads a YAML value
+    (``tiny-llama`` a string, ``1e-3`` a number, ``[1, 2]`` a list)."""
+    import yaml
+
+    from recbole_tpad.settings import yaml_loader
+
     overrides = {}
     for item in arguments:
         key, _, value = item.lstrip("-").partition("=")
-        overrides[key] = json.loads(value) if value[:1] in "[{0123456789-tfn" and value not in ("", "-") else value
+        overrides[key] = yaml.load(value, Loader=yaml_loader()) if value else value
     return overrides
 
 
@@ -90,6 +96,7 @@ def main():
     import torch
     from recbole.data import create_dataset, data_preparation
 
+    from recbole_tpad.features import FeaturesConfig
     from recbole_tpad.quick_start import load_config
     from recbole_tpad.stages.item_states import compute_item_states, encode_item_views
     from recbole_tpad.stages.knowledge_acquisition import KNOWLEDGE, KnowledgeAcquisition
@@ -99,17 +106,20 @@ def main():
     from recbole_tpad.stages.stage_cache import StageStore
     from recbole_tpad.stages.transition_distillation import TransitionDistillation, heldout_pairs
 
-    rate = matmul_rate(torch.bfloat16)
     tmp = Path(tempfile.mkdtemp(prefix="bench_stages_"))
     config = load_config("TPAD", args.dataset, config_dict=dict(
         overrides, show_progress=False, stage_checkpoint_steps=0, stage1_items_per_epoch=args.items,
         stage2_sessions_per_epoch=args.sessions, stage1_epochs=1, stage2_epochs=1))
+    # the rate of the precision the stages run in (feature_dtype: auto is fp32 on a CPU without native bf16)
+    bf16 = FeaturesConfig.from_config(config).dtype == "bf16"
+    rate = matmul_rate(torch.bfloat16 if bf16 else torch.float32)
+    idle = args.idle_gflops if bf16 else None  # the idle figure is a bf16 one
     dataset = create_dataset(config)
     train, _, _ = data_preparation(config, dataset)
     pipeline = StagePipeline(config, dataset, train._dataset, show_progress=False)
     s = pipeline.settings
     result = {"dataset": args.dataset, "torch_threads": torch.get_num_threads(), "dtype": pipeline.features.dtype,
-              "lora_layers": s.lora_layers, "matmul_gflops": round(rate, 1), "idle_gflops": args.idle_gflops}
+              "lora_layers": s.lora_layers, "matmul_gflops": round(rate, 1), "idle_gflops": idle}
     clock = time.perf_counter()
     backbone, items = pipeline._backbone_and_items()
     result["load_s"] = time.perf_counter() - clock
@@ -119,8 +129,9 @@ def main():
         flops = counter.take()
         result[name] = {"seconds": round(seconds, 2), unit: count, f"{unit}_per_s": round(count / seconds, 2),
                         "gflop": round(flops / 1e9, 1), "gflops_per_s": round(flops / 1e9 / seconds, 1),
-                        "of_measured_bound": round(flops / 1e9 / seconds / rate, 3),
-                        "of_idle_bound": round(flops / 1e9 / seconds / args.idle_gflops, 3)}
+                        "of_measured_bound": round(flops / 1e9 / seconds / rate, 3)}
+        if idle:
+            result[name]["of_idle_bound"] = round(flops / 1e9 / seconds / idle, 3)
 
     rows = np.random.default_rng(0).choice(np.arange(1, len(items)), size=min(args.items, len(items) - 1), replace=False)
     clock = time.perf_counter()
