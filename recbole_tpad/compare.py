@@ -20,7 +20,7 @@ LEADING_COLUMNS = ["model", "dataset", "seed"]
 COST_COLUMNS = ["params", "train_s_per_epoch", "epochs", "eval_s"]
 # Keys that change how a run is shown, or where its ranks meet, not what it computes: they may differ
 # between a run and its resume.
-DISPLAY_KEYS = {"show_progress", "state", "local_rank", "ip", "port", "offset"}
+DISPLAY_KEYS = {"show_progress", "state", "local_rank", "ip", "port", "offset", "train_state_file"}
 TEXT_COLUMNS = ("model", "dataset", "loss_type", "settings", "overrides")  # read back as text: a hex fingerprint may look like a number
 
 
@@ -106,6 +106,15 @@ def settings_fingerprint(dataset, config_file_list, config_dict):
                         "overrides": overrides}, length=12)
 
 
+def model_state_file(config_dict, model):
+    """``config_dict`` with ``train_state_file`` made the model's own (``<stem>-<model><suffix>``): one
+    state file holds one fit, and the models of a comparison differ in their settings."""
+    if not config_dict.get("train_state_file"):
+        return config_dict
+    path = Path(config_dict["train_state_file"])
+    return dict(config_dict, train_state_file=str(path.with_name(f"{path.stem}-{model}{path.suffix}")))
+
+
 def compare_models(models, dataset, config_file_list=None, config_dict=None, results_file=None, resume=False):
     """Run ``models`` one after another; a failing model gets a row with ``error`` filled.
 
@@ -128,7 +137,7 @@ def compare_models(models, dataset, config_file_list=None, config_dict=None, res
             rows.append(kept[model])
             continue
         try:
-            run = run_recbole_tpad(model, dataset, config_file_list, config_dict)
+            run = run_recbole_tpad(model, dataset, config_file_list, model_state_file(config_dict, model))
             rows.append(dict(result_row(model, dataset, run["config"]["seed"], run), settings=settings))
         except Exception as error:  # one model's failure must not lose the others' rows
             # a user error (a setting the model cannot run with) is its message; anything else, a bug

@@ -53,6 +53,14 @@ def test_compare_writes_csv_and_keeps_rows_of_failures(tiny_dataset, tmp_path):
     assert "| GRU4Rec |" in table
 
 
+def test_compare_gives_each_model_its_own_train_state_file(tiny_dataset, tmp_path):
+    _, config = tiny_dataset
+    config = dict(config, train_state_file=str(tmp_path / "states" / "fit.pth"))
+    rows, _, _ = compare_models(["GRU4Rec", "SASRec"], "tiny", config_dict=config, results_file=str(tmp_path / "cmp.csv"))
+    assert not any(row.get("error") for row in rows), rows  # one shared file would refuse the second model
+    assert sorted(p.name for p in (tmp_path / "states").iterdir()) == ["fit-GRU4Rec.pth", "fit-SASRec.pth"]
+
+
 def test_compare_resume_keeps_finished_rows_of_the_same_settings(tiny_dataset, tmp_path, monkeypatch):
     root, config = tiny_dataset
     out = tmp_path / "cmp.csv"
