@@ -9,7 +9,9 @@ early-stopping counters, the best valid result, the model's and the optimizer's 
 epoch's weights, the random generators (torch, numpy, random and the training loader's) and the
 seconds spent so far. A run started with the same file and the same settings resumes after the last
 validation the file holds and ends as the uninterrupted run would
-(tests/robustness/test_train_state.py). The file is written atomically (``recbole_tpad.atomic``).
+(tests/robustness/test_train_state.py). The file is written atomically (``recbole_tpad.atomic``). In a
+distributed run rank 0 writes it, with every rank's random generators, and each rank resumes its own;
+the number of processes is one of the settings.
 
 The settings are every key of the run's config except where things live and how they are shown
 (``LOCATION_KEYS``), plus the hashes of the dataset's atomic files. A state of other settings stops
@@ -35,7 +37,7 @@ FORMAT = 1
 # keys that say where files live or how the run is shown, not what it computes
 LOCATION_KEYS = {
     "train_state_file", "checkpoint_dir", "data_path", "config_files", "feature_cache_dir", "show_progress",
-    "state", "log_wandb", "wandb_project", "device", "gpu_id", "use_gpu", "local_rank",
+    "state", "verbose", "log_wandb", "wandb_project", "device", "gpu_id", "use_gpu", "local_rank", "ip", "port", "offset",
 }
 
 
@@ -77,9 +79,6 @@ class TrainState:
     """
 
     def __init__(self, config, trainer, train_data, epoch_seconds):
-        if distributed.is_distributed():
-            raise ConfigError("train_state_file: a resumable fit runs in one process; unset it for a distributed run "
-                              "(each rank has random generators of its own, which the file does not hold).")
         self.path = config["train_state_file"]
         self.trainer = trainer
         self.train_data = train_data
@@ -129,7 +128,7 @@ class TrainState:
             model.load_other_parameter(state["other_parameter"])
         trainer.train_loss_dict = state["train_loss_dict"]
         trainer.start_epoch = trainer.epochs if state["finished"] else state["epoch"] + 1
-        _set_rng_state(state["rng"], self.train_data)
+        _set_rng_state(state["rng"][distributed.get_rank()], self.train_data)  # each rank its own generators
         self.epoch_seconds[:0] = state["epoch_seconds"]
         self.earlier_seconds = state["seconds"]
         self.resumed_epoch = state["epoch"]
@@ -159,10 +158,13 @@ class TrainState:
             "other_parameter": model.other_parameter(),
             "optimizer": trainer.optimizer.state_dict(),
             "best": self.best,
-            "rng": _rng_state(self.train_data),
+            "rng": distributed.all_gather_object(_rng_state(self.train_data)),  # every rank's, in rank order
             "epoch_seconds": list(self.epoch_seconds),
             "seconds": self.fit_seconds(),
         }
+        distributed.write_once(self._write, state)  # rank 0 writes; every rank goes on once it is written
+
+    def _write(self, state):
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(self.path) as tmp:
             torch.save(state, tmp, pickle_protocol=4)

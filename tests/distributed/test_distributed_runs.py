@@ -88,6 +88,19 @@ def test_a_rank_that_raises_ends_the_run_naming_it(odd_dataset):  # a killed ran
     assert time.perf_counter() - start < 300  # bounded (the hang it guards against never ends), with room for a loaded machine
 
 
+def test_a_distributed_fit_cut_off_resumes_from_its_train_state_to_the_uninterrupted_metrics(odd_dataset, tmp_path):
+    config = dict(odd_dataset, epochs=3, shuffle=True)  # shuffled: the loaders' generators must resume too
+    clean = two_ranks(train_and_test, ("GRU4Rec", "tiny"), config)
+    config = dict(config, train_state_file=str(tmp_path / "state.pth"))
+    with pytest.raises(DistributedError, match="injected fault"):  # rank 1 fails as epoch 1 starts
+        two_ranks(train_with_fault, ("raise", "GRU4Rec", "tiny"), config)
+    state = torch.load(tmp_path / "state.pth", weights_only=False)
+    assert state["epoch"] == 0 and len(state["rng"]) == 2  # after epoch 0's validation, both ranks' generators
+    resumed = two_ranks(train_and_test, ("GRU4Rec", "tiny"), config)
+    assert resumed["test_result"] == clean["test_result"]
+    assert resumed["valid_result"] == clean["valid_result"]
+
+
 def test_busy_port_and_short_gpu_list_are_clear_errors(monkeypatch):
     import socket
 
