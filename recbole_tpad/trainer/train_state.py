@@ -34,6 +34,8 @@ from recbole_tpad.atomic import atomic_path
 from recbole_tpad.errors import ConfigError
 
 FORMAT = 1
+STATE_KEYS = {"settings", "epoch", "finished", "cur_step", "best_valid_score", "best_valid_result", "train_loss_dict",
+              "state_dict", "other_parameter", "optimizer", "best", "rng", "epoch_seconds", "seconds"}
 # keys that say where files live or how the run is shown, not what it computes
 LOCATION_KEYS = {
     "train_state_file", "checkpoint_dir", "data_path", "config_files", "feature_cache_dir", "show_progress",
@@ -95,14 +97,15 @@ class TrainState:
         write the best epoch's weights as RecBole's checkpoint, and return the epoch to go on from
         (the fit's ``epochs`` when it had ended); ``None`` when there is nothing to resume."""
         try:
-            state = torch.load(self.path, map_location=self.trainer.device, weights_only=False)
+            # on the CPU: the random generators' states are CPU tensors; load_state_dict moves the rest
+            state = torch.load(self.path, map_location="cpu", weights_only=False)
         except FileNotFoundError:
             return None
         except Exception as error:  # noqa: BLE001 - a damaged state is replaced, never read
             self.logger.warning(f"train_state_file {self.path}: unreadable ({type(error).__name__}: {error}); "
                                 "the fit starts from its first epoch and overwrites it")
             return None
-        if not isinstance(state, dict) or state.get("format") != FORMAT:
+        if not isinstance(state, dict) or state.get("format") != FORMAT or not STATE_KEYS <= set(state):
             self.logger.warning(f"train_state_file {self.path}: not a train state of this plugin's format; "
                                 "the fit starts from its first epoch and overwrites it")
             return None
