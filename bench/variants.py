@@ -35,6 +35,8 @@ def tpad_variants(has_images):
         # one modality: no other view, and no neighbour or transition term beside it (hm-fashion's neighbour is fused)
         "text_only": {"views": ["id", "text"], "neighbour_views": [], "transition_score": False},  # ID + text view
         "id_only": {"views": ["id"], "neighbour_views": [], "transition_score": False},  # ID embeddings alone
+        # the downstream session encoder of STAMP, the stock model with amazon-beauty's best first-seed MRR@20
+        "stamp_encoder": {"session_encoder": "STAMP"},
     }
     if has_images:
         variants["image_only"] = {"views": ["id", "image"], "neighbour_views": [], "transition_score": False}

@@ -3,23 +3,23 @@ r"""
 Session encoders
 ################################################
 
-The session encoders of RecBole's GRU4Rec, SASRec and SRGNN, detached from their item
+The session encoders of RecBole's GRU4Rec, SASRec, SRGNN and STAMP, detached from their item
 embedding tables so that one encoder can run on any item representation (an ID table, an
 adapted text or image view, a gated fusion).
 
 Every encoder works in two steps:
 
 - ``prepare(item_seq)`` returns the ids whose embeddings the encoder needs (``item_seq`` itself
-  for GRU4Rec and SASRec, the session graph's unique nodes for SRGNN) and a context (the
-  attention mask, the session graph). Both depend on the session only, so a model computes
+  for GRU4Rec, SASRec and STAMP, the session graph's unique nodes for SRGNN) and a context (the
+  attention mask, the session graph, the mask of real items). Both depend on the session only, so a model computes
   them once per batch and shares them across views.
 - ``forward(context, item_seq_len, emb)`` encodes ``emb`` of shape ``[V, B, L, H]``: ``V``
   item representations (views) of the same ``B`` sessions, stacked along the batch. It returns
   ``[V, B, H]``. A shared encoder runs all views in one call; one encoder per view runs ``V=1``.
 
 The layers are RecBole's own (``recbole.model.layers.TransformerEncoder``, SRGNN's ``GNN`` and
-its graph construction ``SRGNN._get_slice``, ``torch.nn.GRU``), initialised as the stock models
-initialise them (``reset_parameters``).
+its graph construction ``SRGNN._get_slice``, ``torch.nn.GRU``; STAMP's attention written as RecBole's
+``STAMP.forward`` computes it), initialised as the stock models initialise them (``reset_parameters``).
 """
 
 import math
@@ -182,7 +182,46 @@ class SRGNNEncoder(nn.Module):
         return seq_output.view(n_views, -1, self.hidden_size)
 
 
-SESSION_ENCODERS = ("GRU4Rec", "SASRec", "SRGNN")
+class STAMPEncoder(nn.Module):
+    r"""STAMP's encoder (Liu et al., KDD 2018, as RecBole's ``STAMP.forward``): attention over the session's
+    items from the last item and the session mean (long-term memory), times the last item (short-term
+    memory), each through its MLP. Padding positions are masked out: a view's padding row need not be
+    zero, as STAMP's ID table's is."""
+
+    def __init__(self, config, hidden_size):
+        super().__init__()
+        self.w1 = nn.Linear(hidden_size, hidden_size, bias=False)
+        self.w2 = nn.Linear(hidden_size, hidden_size, bias=False)
+        self.w3 = nn.Linear(hidden_size, hidden_size, bias=False)
+        self.w0 = nn.Linear(hidden_size, 1, bias=False)
+        self.b_a = nn.Parameter(torch.zeros(hidden_size))
+        self.mlp_a = nn.Linear(hidden_size, hidden_size)
+        self.mlp_b = nn.Linear(hidden_size, hidden_size)
+
+    def reset_parameters(self):
+        for module in self.modules():  # STAMP._init_weights
+            if isinstance(module, nn.Linear):
+                module.weight.data.normal_(0, 0.05)
+                if module.bias is not None:
+                    module.bias.data.fill_(0.0)
+        self.b_a.data.zero_()
+
+    def prepare(self, item_seq):
+        return item_seq, (item_seq > 0).unsqueeze(-1)  # [B, L, 1]
+
+    def forward(self, context, item_seq_len, emb):
+        n_views = emb.size(0)
+        memory = _fold(emb) * context.repeat(n_views, 1, 1).to(emb.dtype)  # [V*B, L, H], padding zeroed
+        lengths = item_seq_len.repeat(n_views)
+        last = _gather_last(memory, lengths)  # [V*B, H]
+        mean = memory.sum(1) / lengths.unsqueeze(1).to(emb.dtype)
+        alpha = self.w0(torch.sigmoid(self.w1(memory) + self.w2(last).unsqueeze(1) + self.w3(mean).unsqueeze(1) + self.b_a))
+        attended = (alpha * memory).sum(1) + mean  # [V*B, H]
+        seq_output = torch.tanh(self.mlp_a(attended)) * torch.tanh(self.mlp_b(last))
+        return seq_output.view(n_views, -1, seq_output.size(-1))
+
+
+SESSION_ENCODERS = ("GRU4Rec", "SASRec", "SRGNN", "STAMP")
 
 
 def session_encoder_name(config):
@@ -200,4 +239,6 @@ def build_session_encoder(config, hidden_size, max_seq_length):
         return GRU4RecEncoder(config, hidden_size)
     if name == "SASRec":
         return SASRecEncoder(config, hidden_size, max_seq_length)
+    if name == "STAMP":
+        return STAMPEncoder(config, hidden_size)
     return SRGNNEncoder(config, hidden_size)

@@ -21,7 +21,7 @@ from recbole_tpad.quick_start import load_config
 
 SMALL = {"TPAD": {"embedding_size": 16, "teacher_dim": 8, "n_sub_vectors": 4, "n_codes": 4, "kmeans_pairs": 2000, "n_pairs": 256},
          "KDSR": {"embedding_size": 16, "n_sub_vectors": 4, "n_codes": 4, "kmeans_pairs": 2000, "n_pairs": 256}}
-SESSION_ENCODERS = ["SASRec", "GRU4Rec", "SRGNN"]
+SESSION_ENCODERS = ["SASRec", "GRU4Rec", "SRGNN", "STAMP"]
 
 
 
@@ -373,3 +373,24 @@ def test_transition_score_picked_on_validation_is_off_until_the_scale_is_set(tin
         assert torch.allclose(added, 3.0 * source[last] @ target.T, atol=1e-5)
     state = model.state_dict()  # the picked scale travels with the weights
     assert bool(state["transition_ready"]) and state["transition_log_scale"].exp().item() == pytest.approx(3.0)
+
+
+def test_stamp_encoder_is_recboles_stamp_on_the_same_weights(tiny):
+    from recbole.model.sequential_recommender.stamp import STAMP
+
+    from recbole_tpad.model.session_encoders import STAMPEncoder
+
+    config_dict, dataset, batch, _ = tiny
+    torch.manual_seed(0)
+    stamp = STAMP(load_config("STAMP", "tiny", config_dict=dict(config_dict, embedding_size=16)), dataset)
+    stamp.item_embedding.weight.data.normal_()  # away from STAMP's near-zero init, padding row kept at 0
+    stamp.item_embedding.weight.data[0] = 0
+    encoder = STAMPEncoder(None, 16)
+    encoder.load_state_dict({k: v for k, v in stamp.state_dict().items() if not k.startswith("item_embedding")})
+    item_seq, item_seq_len = batch["item_id_list"], batch["item_length"]
+    ids, context = encoder.prepare(item_seq)
+    ours = encoder(context, item_seq_len, stamp.item_embedding(ids).unsqueeze(0))[0]
+    torch.testing.assert_close(ours, stamp.forward(item_seq, item_seq_len))
+    # a padding row that is not zero (an adapted view's) changes nothing: padding is masked
+    shifted = stamp.item_embedding(ids) + (item_seq == 0).unsqueeze(-1) * 5.0
+    torch.testing.assert_close(encoder(context, item_seq_len, shifted.unsqueeze(0))[0], ours)
