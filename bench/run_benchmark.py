@@ -41,7 +41,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.report import write_report  # noqa: E402
+from bench.report import at_epoch_limit, write_report  # noqa: E402
 from bench.sample import write_sample  # noqa: E402
 from bench.session_outcomes import sessions_path  # noqa: E402
 from bench.variants import (  # noqa: E402
@@ -115,8 +115,11 @@ def main(argv=None):
         # seed-major, so that an interrupted run has every named model of its first seeds (paired tests)
         rows = sorted((row for row in rows if row[0] in wanted), key=lambda row: (seeds.index(row[2]), wanted.index(row[0])))
 
-    # --resume keeps every finished row of the CSV, also those outside --models, so subsets add up
-    finished = reusable_rows(csv_path, wanted_overrides, log=True) if args.resume or args.report_only else {}
+    # --resume keeps every finished row of the CSV, also those outside --models, so subsets add up; a row
+    # that trained to a lower epoch limit than this run's runs on (its train state goes on from there)
+    epoch_limit = row_defaults(args.dataset, common)["epochs"]
+    finished = (reusable_rows(csv_path, wanted_overrides, None if args.report_only else epoch_limit, log=True)
+                if args.resume or args.report_only else {})
     results = {key: finished[key] for key in order if key in finished}
     for name, seed in results:
         print(f"[bench] {name} seed={seed}: kept from the existing CSV (--resume)", flush=True)
@@ -133,12 +136,12 @@ def main(argv=None):
 
     def report():  # after each row, so an interrupted run keeps a table of what finished
         # rows that another --resume run of this dataset finished meanwhile are merged, not dropped
-        for key, row in (reusable_rows(csv_path, wanted_overrides) if args.resume else {}).items():
+        for key, row in (reusable_rows(csv_path, wanted_overrides, epoch_limit) if args.resume else {}).items():
             if key in wanted_overrides and (key not in results or results[key].get("error")):
                 results[key] = row
         ordered = [results[key] for key in order if key in results]
         write_report(ordered, out_dir, args.dataset, header=with_missing_rows(header, order, results), smoke=args.quick,
-                     epoch_limit=row_defaults(args.dataset, common)["epochs"], best_other=best_other)
+                     epoch_limit=epoch_limit, best_other=best_other)
         return ordered
 
     with ThreadPoolExecutor(max_workers=max(args.jobs, 1)) as pool:
@@ -159,15 +162,20 @@ def main(argv=None):
     return 1 if args.quick and failed else 0
 
 
-def reusable_rows(csv_path, wanted_overrides, log=False):
-    """Finished rows of an existing CSV, less those made with other overrides than this run's."""
+def reusable_rows(csv_path, wanted_overrides, epoch_limit=None, log=False):
+    """Finished rows of an existing CSV, less those made with other overrides than this run's and, with
+    ``epoch_limit``, those that trained up to a lower epoch limit than it (they are to train on)."""
     finished = finished_rows(csv_path)
     for key, row in list(finished.items()):  # also rows outside --models: a table never mixes settings
         if key in wanted_overrides and row.get("overrides") != wanted_overrides[key]:
-            if log:
-                print(f"[bench] {key[0]} seed={key[1]}: not kept, its CSV row was made with overrides "
-                      f"{row.get('overrides', '(not recorded)')}, not {wanted_overrides[key]}", flush=True)
-            del finished[key]
+            why = f"its CSV row was made with overrides {row.get('overrides', '(not recorded)')}, not {wanted_overrides[key]}"
+        elif epoch_limit and row.get("epoch_limit") and at_epoch_limit(row, None) and row["epoch_limit"] < epoch_limit:
+            why = f"it trained to its epoch limit {row['epoch_limit']} and runs on to {epoch_limit}"
+        else:
+            continue
+        if log:
+            print(f"[bench] {key[0]} seed={key[1]}: not kept, {why}", flush=True)
+        del finished[key]
     return finished
 
 
@@ -293,7 +301,8 @@ def settings_line(dataset, common):
     settings = row_defaults(dataset, common)
     epochs, stopping = settings["epochs"], settings["stopping_step"]
     extra = {key: value for key, value in common.items() if key not in ("show_progress", "data_path", "epochs")}
-    return (f"at most {epochs} epochs, early stopping after {stopping} evaluations without a better valid "
+    return (f"at most {epochs} epochs (a row made under a lower limit records it in `epoch_limit`), early "
+            f"stopping after {stopping} evaluations without a better valid "
             f"{settings['valid_metric']}" + (f"; on top of the YAML defaults: {json.dumps(extra, sort_keys=True)}" if extra else ""))
 
 

@@ -20,6 +20,7 @@ from bench.session_outcomes import write_session_outcomes  # noqa: E402
 from recbole_tpad import compat  # noqa: E402
 from recbole_tpad.precision import native_bf16  # noqa: E402
 from recbole_tpad.quick_start import run_recbole_tpad  # noqa: E402
+from recbole_tpad.trainer.train_state import stopped_early  # noqa: E402
 
 
 def peak_rss_mb():
@@ -78,6 +79,7 @@ def main():
     row = {metric.lower(): float(value) for metric, value in run["test_result"].items()}
     n_test_sessions = run["test_sessions"]
     row.update(
+        epoch_limit=config["epochs"],  # a row whose epochs reach it did not stop early
         params=run["params"],
         train_s_per_epoch=round(sum(epochs) / max(len(epochs), 1), 2),
         epochs=len(epochs),
@@ -112,7 +114,9 @@ def main():
     if args.without_transition:
         write_without_transition(run, row, *args.without_transition.split(","))
     Path(args.out).write_text(json.dumps(row, indent=1))
-    if args.train_state:  # the row is written: its fit will not be resumed again
+    # the row is written: a fit that early stopping ended is done; one that ended at its epoch limit keeps
+    # its state, so that a run under a higher limit goes on from there (bench/run_benchmark.py)
+    if args.train_state and stopped_early(run["trainer"].cur_step, run["trainer"].stopping_step):
         Path(args.train_state).unlink(missing_ok=True)
 
 

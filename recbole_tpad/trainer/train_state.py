@@ -14,7 +14,9 @@ distributed run rank 0 writes it, with every rank's random generators, and each 
 the number of processes is one of the settings.
 
 The settings are every key of the run's config except where things live and how they are shown
-(``LOCATION_KEYS``), plus the hashes of the dataset's atomic files. A state of other settings stops
+(``LOCATION_KEYS``) and ``epochs``, plus the hashes of the dataset's atomic files. The epoch limit may
+change: a fit that ended at its limit (not by early stopping) goes on to a higher one, as if that had
+been the limit from the start; a fit that early stopping ended stays ended. A state of other settings stops
 the run with an error that names the keys; an unreadable state is logged and the fit starts over.
 The plugin's code is not part of the settings: resuming across a code change is the user's call.
 """
@@ -44,11 +46,12 @@ LOCATION_KEYS = {
 
 
 def run_settings(config):
-    """``{key: canonical JSON of its value}`` of the config keys that decide what a fit computes."""
+    """``{key: canonical JSON of its value}`` of the config keys that decide what a fit computes (the epoch
+    limit aside: a fit ended at its limit goes on to a higher one)."""
     from recbole_tpad.features.cache import data_fingerprint
 
     settings = {key: json.dumps(value, sort_keys=True, default=str)
-                for key, value in config.final_config_dict.items() if key not in LOCATION_KEYS}
+                for key, value in config.final_config_dict.items() if key not in LOCATION_KEYS | {"epochs"}}
     settings["dataset files"] = json.dumps(data_fingerprint(config["data_path"], config["dataset"]), sort_keys=True)
     return settings
 
@@ -95,7 +98,7 @@ class TrainState:
     def resume(self):
         """Load the file when it exists: restore the trainer, model, optimizer and random generators,
         write the best epoch's weights as RecBole's checkpoint, and return the epoch to go on from
-        (the fit's ``epochs`` when it had ended); ``None`` when there is nothing to resume."""
+        (the fit's ``epochs`` when it has ended); ``None`` when there is nothing to resume."""
         try:
             # on the CPU: the random generators' states are CPU tensors; load_state_dict moves the rest
             state = torch.load(self.path, map_location="cpu", weights_only=False)
@@ -118,6 +121,8 @@ class TrainState:
                               f"{'; ...' if len(differ) > 5 else ''}). Run with the settings it was made with, "
                               "or delete the file (or point train_state_file elsewhere) to train from the start.")
         trainer, model = self.trainer, self.trainer.model
+        # ended: stopped early, or no epoch left under this run's limit
+        ended = stopped_early(state["cur_step"], trainer.stopping_step) or state["epoch"] + 1 >= trainer.epochs
         trainer.optimizer.load_state_dict(state["optimizer"])
         trainer.cur_step, trainer.best_valid_score = state["cur_step"], state["best_valid_score"]
         trainer.best_valid_result = state["best_valid_result"]
@@ -126,11 +131,11 @@ class TrainState:
             model.load_state_dict(self.best[1])
             model.load_other_parameter(self.best[2])
             trainer._save_checkpoint(self.best[0], verbose=False)
-        if not state["finished"]:  # go on from the last epoch's weights; an ended fit keeps the best ones
+        if not ended:  # go on from the last epoch's weights; an ended fit keeps the best ones
             model.load_state_dict(state["state_dict"])
             model.load_other_parameter(state["other_parameter"])
         trainer.train_loss_dict = state["train_loss_dict"]
-        trainer.start_epoch = trainer.epochs if state["finished"] else state["epoch"] + 1
+        trainer.start_epoch = trainer.epochs if ended else state["epoch"] + 1
         _set_rng_state(state["rng"][distributed.get_rank()], self.train_data)  # each rank its own generators
         self.epoch_seconds[:0] = state["epoch_seconds"]
         self.earlier_seconds = state["seconds"]
@@ -138,7 +143,7 @@ class TrainState:
         self.logger.info(set_color("train state", "yellow") + f": resuming the fit of {self.path} after epoch "
                          f"{state['epoch']} (best valid score {state['best_valid_score']:.4f}"
                          + (f" at epoch {self.best[0]}" if self.best is not None else "")
-                         + ("; it had ended" if state["finished"] else "") + ")")
+                         + ("; it has ended" if ended else "") + ")")
         return trainer.start_epoch
 
     def save(self, epoch_idx, valid_score):
@@ -151,8 +156,8 @@ class TrainState:
             "format": FORMAT,
             "settings": self.settings,
             "epoch": epoch_idx,
-            # RecBole stops once the count of evaluations without a better score passes stopping_step
-            "finished": trainer.cur_step > trainer.stopping_step or epoch_idx + 1 >= trainer.epochs,
+            # informational: whether the fit ended here (a resume decides again, under its own epoch limit)
+            "finished": stopped_early(trainer.cur_step, trainer.stopping_step) or epoch_idx + 1 >= trainer.epochs,
             "cur_step": trainer.cur_step,
             "best_valid_score": trainer.best_valid_score,
             "best_valid_result": trainer.best_valid_result,
@@ -175,3 +180,9 @@ class TrainState:
     def fit_seconds(self):
         """Seconds this fit has run, the earlier processes' (up to their last save) included."""
         return self.earlier_seconds + time.perf_counter() - self._started
+
+
+def stopped_early(cur_step, stopping_step):
+    """Whether early stopping ended a fit, rather than its epoch limit: RecBole stops once its count of
+    evaluations without a better score (``trainer.cur_step``) passes ``stopping_step``."""
+    return cur_step > stopping_step

@@ -125,7 +125,8 @@ def test_every_row_settings_layer_dataset_defaults_epochs_and_set():
     assert settings == {**run_benchmark.DATASET_SETTINGS["amazon-beauty"], "epochs": 7, "learning_rate": 0.01,
                         "views": ["id", "text"]}
     line = run_benchmark.settings_line("amazon-beauty", settings)
-    assert line.startswith("at most 7 epochs, early stopping after 5 evaluations without a better valid MRR@20")
+    assert line.startswith("at most 7 epochs (a row made under a lower limit records it in `epoch_limit`), early stopping "
+                           "after 5 evaluations without a better valid MRR@20")
     assert '"learning_rate": 0.01' in line and '"epochs"' not in line
     assert "after 10 evaluations" in run_benchmark.settings_line("hm-fashion", {})  # hm-fashion.yaml's stopping_step
     bad = run_benchmark.parse_args(["--dataset=hm-fashion", "--set", "epochs"])
@@ -320,3 +321,31 @@ def test_each_row_keeps_its_train_state_under_the_out_dir_one_file_per_overrides
     states = [arg.split("=", 1)[1] for command in commands for arg in command if arg.startswith("--train_state=")]
     assert len(states) == 2 and states[0] != states[1]
     assert all(Path(state).parent == tmp_path / "out" / "state" / "hm-fashion" for state in states)
+
+
+def test_a_row_at_a_lower_epoch_limit_trains_on_and_the_report_reads_each_rows_own_limit(tmp_path, monkeypatch):
+    from bench.report import headline
+
+    rows = [{"model": "STAMP", "seed": 2020, "recall@20": 0.09, "mrr@20": 0.03, "epochs": 50, "epoch_limit": 50},
+            {"model": "SRGNN", "seed": 2020, "recall@20": 0.08, "mrr@20": 0.02, "epochs": 26, "epoch_limit": 50},
+            {"model": "NARM", "seed": 2020, "recall@20": 0.08, "mrr@20": 0.02, "epochs": 300, "epoch_limit": 300}]
+    assert {h["model"]: h["at epoch limit"] for h in headline(rows, epoch_limit=300)} == {
+        "STAMP": "1 of 1", "SRGNN": "0 of 1", "NARM": "1 of 1"}
+    with open(tmp_path / "hm-fashion.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=[*rows[0], "dataset", "overrides"])
+        writer.writeheader()
+        writer.writerows(dict(row, dataset="hm-fashion", overrides="{}") for row in rows)
+    ran = []
+
+    def fake_run_row(row, args, common, work_dir, out_dir, first_seed, threads, derived):
+        ran.append(row[0])
+        return [{"model": row[0], "dataset": args.dataset, "seed": row[2], "recall@20": 0.1, "mrr@20": 0.05}]
+
+    monkeypatch.setattr(run_benchmark, "run_row", fake_run_row)
+    monkeypatch.setattr(run_benchmark, "write_report", lambda *a, **k: None)
+    monkeypatch.setattr(run_benchmark, "run_header", lambda args, common: {})
+    assert run_benchmark.main(["--dataset=hm-fashion", f"--out={tmp_path}", "--seeds=2020", "--models=STAMP,SRGNN,NARM",
+                               "--resume"]) == 0
+    # STAMP reached its limit of 50, below this run's 300: it trains on; SRGNN stopped early and NARM's limit
+    # is this run's: both kept
+    assert ran == ["STAMP"]

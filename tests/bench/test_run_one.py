@@ -50,7 +50,16 @@ def test_nothing_is_derived_for_a_model_that_does_not_pick_the_scale_on_validati
     assert not (tmp_path / "derived.json").exists()
 
 
-def test_a_row_cut_off_mid_fit_goes_on_from_its_train_state_which_is_then_deleted(tiny_dataset, tmp_path, monkeypatch):
+def _run_one(config_dict, out, state):
+    command = [sys.executable, str(Path(__file__).resolve().parents[2] / "bench" / "run_one.py"), "--model=SASRec",
+               "--dataset=tiny", "--seed=2020", f"--overrides={json.dumps(config_dict)}", f"--out={out}",
+               f"--train_state={state}"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return json.loads(out.read_text())
+
+
+def test_a_row_cut_off_mid_fit_goes_on_from_its_train_state_kept_only_while_it_may_train_on(tiny_dataset, tmp_path, monkeypatch):
     from tests.robustness.test_train_state import _interrupted
 
     _, config_dict = tiny_dataset
@@ -58,12 +67,10 @@ def test_a_row_cut_off_mid_fit_goes_on_from_its_train_state_which_is_then_delete
     state = tmp_path / "state" / "SASRec-2020.pth"
     _interrupted(monkeypatch, dict(config_dict, seed=2020, train_state_file=str(state)), "SASRec", at_epoch=2)
     assert state.is_file()
-    out = tmp_path / "row.json"
-    command = [sys.executable, str(Path(__file__).resolve().parents[2] / "bench" / "run_one.py"), "--model=SASRec",
-               "--dataset=tiny", "--seed=2020", f"--overrides={json.dumps(config_dict)}", f"--out={out}",
-               f"--train_state={state}"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    row = json.loads(out.read_text())
-    assert row["resumed_after_epoch"] == 1 and row["epochs"] == 4
-    assert not state.exists()  # the row is written: nothing left to resume
+    row = _run_one(config_dict, tmp_path / "row.json", state)
+    assert row["resumed_after_epoch"] == 1 and row["epochs"] == 4 and row["epoch_limit"] == 4
+    assert state.exists()  # it trained to its limit: kept, so that a run under a higher limit goes on from it
+    # early stopping ends it (stopping_step 0, a learning rate at which the tiny fit stops early): nothing to keep
+    row = _run_one(dict(config_dict, epochs=20, stopping_step=0, learning_rate=0.1), tmp_path / "row2.json",
+                   tmp_path / "state2.pth")
+    assert row["epochs"] < 20 and not (tmp_path / "state2.pth").exists()

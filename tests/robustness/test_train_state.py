@@ -81,3 +81,20 @@ def test_damaged_state_is_replaced_by_a_fit_from_the_start(tiny_dataset, tmp_pat
     assert run["resumed_after_epoch"] is None
     assert run["test_result"] == clean["test_result"]
     assert state_file.stat().st_size > 100  # overwritten by the new fit's state
+
+
+def test_fit_at_its_epoch_limit_goes_on_under_a_higher_one_to_the_uninterrupted_result(tiny_dataset, tmp_path):
+    clean = run_recbole_tpad("SASRec", "tiny", config_dict=_config(tiny_dataset, tmp_path))  # EPOCHS epochs
+    state = str(tmp_path / "state.pth")
+    first = run_recbole_tpad("SASRec", "tiny", config_dict=_config(tiny_dataset, tmp_path, epochs=2, train_state_file=state))
+    assert len(first["epoch_seconds"]) == 2
+    longer = run_recbole_tpad("SASRec", "tiny", config_dict=_config(tiny_dataset, tmp_path, train_state_file=state))
+    assert longer["resumed_after_epoch"] == 1 and len(longer["epoch_seconds"]) == EPOCHS
+    assert longer["test_result"] == clean["test_result"]
+
+
+def test_early_stopped_fit_stays_ended_under_a_higher_epoch_limit(tiny_dataset, tmp_path):
+    config = _config(tiny_dataset, tmp_path, epochs=20, stopping_step=0, learning_rate=0.1, train_state_file=str(tmp_path / "s.pth"))
+    first = run_recbole_tpad("SASRec", "tiny", config_dict=config)
+    again = run_recbole_tpad("SASRec", "tiny", config_dict=dict(config, epochs=40))
+    assert again["epoch_seconds"] == first["epoch_seconds"] and again["test_result"] == first["test_result"]
