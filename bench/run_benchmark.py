@@ -115,11 +115,14 @@ def main(argv=None):
         # seed-major, so that an interrupted run has every named model of its first seeds (paired tests)
         rows = sorted((row for row in rows if row[0] in wanted), key=lambda row: (seeds.index(row[2]), wanted.index(row[0])))
 
-    # --resume keeps every finished row of the CSV, also those outside --models, so subsets add up; a row
-    # that trained to a lower epoch limit than this run's runs on (its train state goes on from there)
+    # --resume keeps every finished row of the CSV, also those outside --models, so subsets add up
+    finished = reusable_rows(csv_path, wanted_overrides, log=True) if args.resume or args.report_only else {}
     epoch_limit = row_defaults(args.dataset, common)["epochs"]
-    finished = (reusable_rows(csv_path, wanted_overrides, None if args.report_only else epoch_limit, log=True)
-                if args.resume or args.report_only else {})
+    for key in [] if args.report_only else [(r[0], r[2]) for r in rows if (r[0], r[2]) in finished]:
+        if below_epoch_limit(finished[key], epoch_limit):  # it trains on; the CSV keeps its row until then
+            print(f"[bench] {key[0]} seed={key[1]}: trained to its epoch limit {finished[key]['epoch_limit']}, "
+                  f"trains on to {epoch_limit}", flush=True)
+            del finished[key]
     results = {key: finished[key] for key in order if key in finished}
     for name, seed in results:
         print(f"[bench] {name} seed={seed}: kept from the existing CSV (--resume)", flush=True)
@@ -136,7 +139,7 @@ def main(argv=None):
 
     def report():  # after each row, so an interrupted run keeps a table of what finished
         # rows that another --resume run of this dataset finished meanwhile are merged, not dropped
-        for key, row in (reusable_rows(csv_path, wanted_overrides, epoch_limit) if args.resume else {}).items():
+        for key, row in (reusable_rows(csv_path, wanted_overrides) if args.resume else {}).items():
             if key in wanted_overrides and (key not in results or results[key].get("error")):
                 results[key] = row
         ordered = [results[key] for key in order if key in results]
@@ -162,21 +165,22 @@ def main(argv=None):
     return 1 if args.quick and failed else 0
 
 
-def reusable_rows(csv_path, wanted_overrides, epoch_limit=None, log=False):
-    """Finished rows of an existing CSV, less those made with other overrides than this run's and, with
-    ``epoch_limit``, those that trained up to a lower epoch limit than it (they are to train on)."""
+def reusable_rows(csv_path, wanted_overrides, log=False):
+    """Finished rows of an existing CSV, less those made with other overrides than this run's."""
     finished = finished_rows(csv_path)
     for key, row in list(finished.items()):  # also rows outside --models: a table never mixes settings
         if key in wanted_overrides and row.get("overrides") != wanted_overrides[key]:
-            why = f"its CSV row was made with overrides {row.get('overrides', '(not recorded)')}, not {wanted_overrides[key]}"
-        elif epoch_limit and row.get("epoch_limit") and at_epoch_limit(row, None) and row["epoch_limit"] < epoch_limit:
-            why = f"it trained to its epoch limit {row['epoch_limit']} and runs on to {epoch_limit}"
-        else:
-            continue
-        if log:
-            print(f"[bench] {key[0]} seed={key[1]}: not kept, {why}", flush=True)
-        del finished[key]
+            if log:
+                print(f"[bench] {key[0]} seed={key[1]}: not kept, its CSV row was made with overrides "
+                      f"{row.get('overrides', '(not recorded)')}, not {wanted_overrides[key]}", flush=True)
+            del finished[key]
     return finished
+
+
+def below_epoch_limit(row, epoch_limit):
+    """Whether ``row`` trained up to an epoch limit lower than ``epoch_limit`` (its ``epoch_limit`` column):
+    a run under ``epoch_limit`` trains it on, from its train state where run_one kept one."""
+    return bool(row.get("epoch_limit")) and at_epoch_limit(row, None) and row["epoch_limit"] < epoch_limit
 
 
 def derived_rows(todo, common):

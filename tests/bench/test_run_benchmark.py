@@ -341,11 +341,14 @@ def test_a_row_at_a_lower_epoch_limit_trains_on_and_the_report_reads_each_rows_o
         ran.append(row[0])
         return [{"model": row[0], "dataset": args.dataset, "seed": row[2], "recall@20": 0.1, "mrr@20": 0.05}]
 
+    reports = []
     monkeypatch.setattr(run_benchmark, "run_row", fake_run_row)
-    monkeypatch.setattr(run_benchmark, "write_report", lambda *a, **k: None)
+    monkeypatch.setattr(run_benchmark, "write_report", lambda rows, *a, **k: reports.append({r["model"]: r for r in rows}))
     monkeypatch.setattr(run_benchmark, "run_header", lambda args, common: {})
-    assert run_benchmark.main(["--dataset=hm-fashion", f"--out={tmp_path}", "--seeds=2020", "--models=STAMP,SRGNN,NARM",
-                               "--resume"]) == 0
+    argv = ["--dataset=hm-fashion", f"--out={tmp_path}", "--seeds=2020", "--resume"]
+    assert run_benchmark.main(argv + ["--models=SRGNN"]) == 0
+    assert ran == [] and reports[-1]["STAMP"]["recall@20"] == 0.09  # not run: STAMP keeps its row
+    assert run_benchmark.main(argv + ["--models=STAMP,SRGNN,NARM"]) == 0
     # STAMP reached its limit of 50, below this run's 300: it trains on; SRGNN stopped early and NARM's limit
     # is this run's: both kept
-    assert ran == ["STAMP"]
+    assert ran == ["STAMP"] and reports[-1]["STAMP"]["recall@20"] == 0.1
