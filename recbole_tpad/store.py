@@ -151,7 +151,8 @@ class CacheEntry:
             return None
         step = payload.get("step") if isinstance(payload, dict) else None
         if (
-            payload.get("key") != self.key
+            not isinstance(payload, dict)
+            or payload.get("key") != self.key
             or payload.get("total_steps") != total_steps
             or not isinstance(step, int)
             or not 0 < step < total_steps
