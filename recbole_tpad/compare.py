@@ -13,6 +13,7 @@ from recbole_tpad.distributed import is_main_process
 from recbole_tpad.errors import PluginError
 from recbole_tpad.model_defaults import trained_loss
 from recbole_tpad.quick_start import run_recbole_tpad
+from recbole_tpad.settings import DISPLAY_KEYS
 from recbole_tpad.store import file_sha256, stable_hash
 from recbole_tpad.utils import PROPERTIES_DIR
 
@@ -20,7 +21,6 @@ LEADING_COLUMNS = ["model", "dataset", "seed"]
 COST_COLUMNS = ["params", "train_s_per_epoch", "epochs", "eval_s"]
 # Keys that change how a run is shown, or where its ranks meet, not what it computes: they may differ
 # between a run and its resume.
-DISPLAY_KEYS = {"show_progress", "state", "local_rank", "ip", "port", "offset", "train_state_file"}
 TEXT_COLUMNS = ("model", "dataset", "loss_type", "settings", "overrides")  # read back as text: a hex fingerprint may look like a number
 
 

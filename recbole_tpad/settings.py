@@ -31,6 +31,12 @@ RUNTIME_KEYS = (
 )
 
 
+# keys that change how a run is shown or where its processes meet, not what it computes: a comparison's
+# settings fingerprint (recbole_tpad.compare) and a train state's settings (recbole_tpad.trainer.train_state)
+# leave them out
+DISPLAY_KEYS = frozenset({"show_progress", "state", "verbose", "local_rank", "ip", "port", "offset", "train_state_file"})
+
+
 def yaml_loader():
     """RecBole's YAML loader (its floats: ``1e-12`` is a number, not a string)."""
     from recbole.config import Config

@@ -76,6 +76,7 @@ class CacheEntry:
         self.folder = self.root / f"{kind}-{self.key}"
         self.partial = self.root / f"{kind}-{self.key}.partial"  # the resumable checkpoint's folder
         self.verify = verify
+        self._saved_at = time.perf_counter()  # the clock of save_checkpoint_when_due
         self._checked = None  # (manifest mtime, manifest) of the last successful check
         self.logger = getLogger()
 
@@ -137,10 +138,18 @@ class CacheEntry:
         with atomic_path(self.partial / CHECKPOINT) as tmp:  # also removes a checkpoint torn by a kill
             torch.save(payload, tmp)
 
+    def save_checkpoint_when_due(self, step, total_steps, state):
+        """``save_checkpoint(step, total_steps, state())`` when ``checkpoint_every_s`` have passed since the
+        last one (or since ``load_checkpoint``, where the work starts), never after the last step."""
+        if step < total_steps and time.perf_counter() - self._saved_at >= self.checkpoint_every_s:
+            self.save_checkpoint(step, total_steps, state())
+            self._saved_at = time.perf_counter()
+
     def load_checkpoint(self, total_steps):
         """The state of a valid checkpoint of this key and schedule, as ``(step, state)``, else ``None``."""
         import torch
 
+        self._saved_at = time.perf_counter()  # the work starts (again) here
         path = self.partial / CHECKPOINT
         if not path.is_file():
             return None

@@ -5,7 +5,6 @@ and more on a CPU without native bf16), so a run killed halfway goes on from the
 
 import logging
 import os
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -38,7 +37,7 @@ def encode_items(backbone, items, batch_size=None, adapter=None, progress=True, 
     """Views of every item row: ``{'text','image','fused': [N,H] float32, 'image_mask': [N] bool}``.
 
     ``checkpoint``: the store entry (``recbole_tpad.store.CacheEntry``) the views are for; a one-process
-    run resumes from its checkpoint and writes one every ``checkpoint.checkpoint_every_s`` seconds.
+    run resumes from its checkpoint and writes one when due (``CacheEntry.save_checkpoint_when_due``).
     """
     batch_size = batch_size or backbone.settings.batch_size
     num_items = len(items)
@@ -74,7 +73,6 @@ def encode_items(backbone, items, batch_size=None, adapter=None, progress=True, 
 
     try:
         pending = submit(batches[done]) if done < len(batches) else []
-        saved_at = time.perf_counter()
         with torch.inference_mode():
             for index, rows in enumerate(iterator):
                 if index < done:  # encoded before the checkpoint this run resumed from
@@ -88,9 +86,9 @@ def encode_items(backbone, items, batch_size=None, adapter=None, progress=True, 
                 views["image"][rows] = as_numpy(out.image_view)
                 views["fused"][rows] = as_numpy(out.summary)
                 views["image_mask"][rows] = out.image_mask.cpu().numpy()
-                if checkpoint is not None and index + 1 < len(batches) and time.perf_counter() - saved_at >= checkpoint.checkpoint_every_s:
-                    checkpoint.save_checkpoint(index + 1, len(batches), {name: torch.from_numpy(views[name]) for name in views})
-                    saved_at = time.perf_counter()
+                if checkpoint is not None:
+                    checkpoint.save_checkpoint_when_due(index + 1, len(batches),
+                                                        lambda: {name: torch.from_numpy(views[name]) for name in views})
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         torch.set_num_threads(previous_threads)

@@ -127,7 +127,7 @@ def compute_item_states(backbone, items, top_layers, settings, batch_size, show_
     r"""The :class:`ItemStates` of every item row (row 0, RecBole's padding item, holds no token).
 
     ``checkpoint``: the store entry the states are for; a one-process run resumes from its checkpoint
-    and writes one, of the rows done, every ``checkpoint.checkpoint_every_s`` seconds.
+    and writes one, of the rows done, when due (``CacheEntry.save_checkpoint_when_due``).
     """
     labels = backbone.settings.field_labels
     prompts = [item_prompt_spans(rec, labels)[0] for rec in items.records]
@@ -137,7 +137,7 @@ def compute_item_states(backbone, items, top_layers, settings, batch_size, show_
     checkpoint = None if is_distributed() else checkpoint  # a rank's share is not the whole schedule
     per_row = [None] * len(items.records)
     done = _resume(checkpoint, batches, per_row)
-    start = saved_at = time.perf_counter()
+    start = time.perf_counter()
     iterator = tqdm(batches, ncols=100, desc=set_color("Item states", "pink")) if show_progress else batches
     for index, rows in enumerate(iterator):
         if index < done:  # computed before the checkpoint this run resumed from
@@ -153,11 +153,8 @@ def compute_item_states(backbone, items, top_layers, settings, batch_size, show_
                 "positions": positions[:, b][:, keep].cpu(),
                 **{name: inputs[name][b][keep].cpu() for name in MASKS},
             }
-        if checkpoint is not None and index + 1 < len(batches) and time.perf_counter() - saved_at >= checkpoint.checkpoint_every_s:
-            done_rows = [r for rows in batches[: index + 1] for r in rows]
-            checkpoint.save_checkpoint(index + 1, len(batches), {**_flat([per_row[r] for r in done_rows]),
-                                                                 "rows": torch.tensor(done_rows)})
-            saved_at = time.perf_counter()
+        if checkpoint is not None:  # the state is built only when a checkpoint is due
+            checkpoint.save_checkpoint_when_due(index + 1, len(batches), lambda: _rows_done(per_row, batches[: index + 1]))
     for part in all_gather_object({r: per_row[r] for rows in batches for r in rows}):  # every rank's rows
         for r, tensors in part.items():
             per_row[r] = tensors
@@ -178,6 +175,12 @@ def _flat(per_row):
                for name in per_row[0]}
     tensors["counts"] = torch.tensor([int(row["input_ids"].numel()) for row in per_row])
     return tensors
+
+
+def _rows_done(per_row, batches):
+    """The checkpoint state of the rows of ``batches``: their flat tensors (``_flat``) and ``rows``."""
+    rows = [r for batch in batches for r in batch]
+    return {**_flat([per_row[r] for r in rows]), "rows": torch.tensor(rows)}
 
 
 def _resume(checkpoint, batches, per_row):

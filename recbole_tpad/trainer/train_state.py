@@ -34,14 +34,15 @@ from recbole.utils import set_color
 from recbole_tpad import distributed
 from recbole_tpad.atomic import atomic_path
 from recbole_tpad.errors import ConfigError
+from recbole_tpad.settings import DISPLAY_KEYS
 
 FORMAT = 1
-STATE_KEYS = {"settings", "epoch", "finished", "cur_step", "best_valid_score", "best_valid_result", "train_loss_dict",
+STATE_KEYS = {"settings", "epoch", "cur_step", "best_valid_score", "best_valid_result", "train_loss_dict",
               "state_dict", "other_parameter", "optimizer", "best", "rng", "epoch_seconds", "seconds"}
-# keys that say where files live or how the run is shown, not what it computes
-LOCATION_KEYS = {
-    "train_state_file", "checkpoint_dir", "data_path", "config_files", "feature_cache_dir", "show_progress",
-    "state", "verbose", "log_wandb", "wandb_project", "device", "gpu_id", "use_gpu", "local_rank", "ip", "port", "offset",
+# beside how the run is shown: where its files live and which device it runs on (the data files are hashed)
+LOCATION_KEYS = DISPLAY_KEYS | {
+    "checkpoint_dir", "data_path", "config_files", "feature_cache_dir", "log_wandb", "wandb_project", "device",
+    "gpu_id", "use_gpu",
 }
 
 
@@ -96,22 +97,22 @@ class TrainState:
         self.logger = getLogger()
 
     def resume(self):
-        """Load the file when it exists: restore the trainer, model, optimizer and random generators,
-        write the best epoch's weights as RecBole's checkpoint, and return the epoch to go on from
-        (the fit's ``epochs`` when it has ended); ``None`` when there is nothing to resume."""
+        """Load the file when it exists: restore the trainer (its ``start_epoch``: the fit's ``epochs`` when
+        it has ended), model, optimizer and random generators, and write the best epoch's weights as
+        RecBole's checkpoint."""
         try:
             # on the CPU: the random generators' states are CPU tensors; load_state_dict moves the rest
             state = torch.load(self.path, map_location="cpu", weights_only=False)
         except FileNotFoundError:
-            return None
+            return
         except Exception as error:  # noqa: BLE001 - a damaged state is replaced, never read
             self.logger.warning(f"train_state_file {self.path}: unreadable ({type(error).__name__}: {error}); "
                                 "the fit starts from its first epoch and overwrites it")
-            return None
+            return
         if not isinstance(state, dict) or state.get("format") != FORMAT or not STATE_KEYS <= set(state):
             self.logger.warning(f"train_state_file {self.path}: not a train state of this plugin's format; "
                                 "the fit starts from its first epoch and overwrites it")
-            return None
+            return
         differ = sorted(key for key in set(state["settings"]) | set(self.settings)
                         if state["settings"].get(key) != self.settings.get(key))
         if differ:
@@ -144,7 +145,6 @@ class TrainState:
                          f"{state['epoch']} (best valid score {state['best_valid_score']:.4f}"
                          + (f" at epoch {self.best[0]}" if self.best is not None else "")
                          + ("; it has ended" if ended else "") + ")")
-        return trainer.start_epoch
 
     def save(self, epoch_idx, valid_score):
         """RecBole's ``callback_fn``: called after each validation, once the best result is updated."""
@@ -156,8 +156,6 @@ class TrainState:
             "format": FORMAT,
             "settings": self.settings,
             "epoch": epoch_idx,
-            # informational: whether the fit ended here (a resume decides again, under its own epoch limit)
-            "finished": stopped_early(trainer.cur_step, trainer.stopping_step) or epoch_idx + 1 >= trainer.epochs,
             "cur_step": trainer.cur_step,
             "best_valid_score": trainer.best_valid_score,
             "best_valid_result": trainer.best_valid_result,
