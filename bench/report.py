@@ -18,6 +18,8 @@ COLD = ["cold_targets", "cold_recall@20", "cold_mrr@20", "cold_ndcg@20"]
 COST = ["params", "train_s_per_epoch", "epochs", "eval_s", "s_per_1000_sessions", "peak_rss_mb",
         "stage1_s", "stage2_s", "representation_s", "total_s"]
 UNSEEN = ["recall@20", "unseen_recall@20", "mrr@20", "unseen_mrr@20", "ndcg@20", "unseen_ndcg@20"]
+# Where a model's hits sit in its top 20: test-session shares per band of target rank
+RANK_BANDS = ((1, 1), (2, 3), (4, 10), (11, 20))
 ENCODING = ["model", "seed", "representation_s", "encode_items_per_s", "flop_bound_items_per_s", "idle_bound_items_per_s"]
 
 
@@ -179,6 +181,26 @@ def _outcomes(runs, out_dir, dataset):
     return [load_session_outcomes(path) for path in paths if path.is_file()]
 
 
+def rank_band_rows(rows, out_dir, dataset):
+    """Per model with per-session files, the share of test sessions whose target sits in each band of
+    ``RANK_BANDS`` (mean over its seeds), and the share of its MRR@20 that rank 1 gives: two models with
+    the same recall can differ in MRR only through where their hits sit."""
+    table = []
+    for model, runs in _finished_by_model(rows).items():
+        outcomes = _outcomes(runs, out_dir, dataset)
+        if not outcomes:
+            continue
+        row = {"model": model, "seeds": len(outcomes)}
+        for low, high in RANK_BANDS:
+            row[f"rank {low}" if low == high else f"rank {low}-{high}"] = statistics.mean(
+                float(((o["rank"] >= low) & (o["rank"] <= high)).mean()) for o in outcomes)
+        mrr = statistics.mean(float(o["outcomes"]["mrr@20"].mean()) for o in outcomes)
+        row["mrr@20"] = mrr
+        row["of MRR@20 from rank 1"] = f"{100 * row['rank 1'] / mrr:.0f}%" if mrr else ""
+        table.append(row)
+    return table
+
+
 def ablation_rows(rows, out_dir, dataset, reference="TPAD"):
     """TPAD with each part of ``SEEDED_VARIANTS`` against TPAD without it (a ``no_*`` row removes a
     part of TPAD; an ``ADDED_PARTS`` row adds one): per metric, the mean over seeds of each, the
@@ -325,6 +347,14 @@ def write_report(rows, out_dir, dataset, header, smoke=False, epoch_limit=None, 
                   "miss. Rows made before this column existed are not listed.",
                   _markdown(means_over_seeds([r for r in rows if "unseen_mrr@20" in r], UNSEEN),
                             ["model", "seeds"] + UNSEEN), ""]
+    bands = rank_band_rows(rows, out_dir, dataset)
+    if bands:
+        parts += ["## Where the hits sit in the top 20 (test sessions, mean over seeds)",
+                  "Share of test sessions whose target is at each rank (RecBole's full ranking, the benchmark's "
+                  "protocol), from the rows' per-session files. A model that puts one of the session's own items "
+                  "first (section 'Ranking without the session's own items') can only place its hits from rank 2 "
+                  "on, which halves their reciprocal rank.",
+                  _markdown(bands, list(bands[0])), ""]
     stage_columns = [c for c in STAGE_FIGURES if any(c in row for row in rows)]
     if stage_columns:
         parts += ["## TPAD's stages, held out (mean over seeds)",

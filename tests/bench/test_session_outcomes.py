@@ -151,6 +151,27 @@ def test_the_ablation_table_reads_a_part_against_seed_noise(two_runs, tmp_path):
     assert "## TPAD's parts: seeded ablations" in (tmp_path / "tiny.md").read_text()
 
 
+def test_the_rank_bands_add_up_to_recall_and_give_the_rows_mrr(two_runs, tmp_path):
+    from bench.report import rank_band_rows, write_report
+
+    rows = []
+    for model, run in two_runs.items():
+        for seed in (2020, 2021):
+            write_session_outcomes(sessions_path(tmp_path, "tiny", model, seed), run)
+            rows.append({"model": model, "dataset": "tiny", "seed": seed, **{k.lower(): v for k, v in run["test_result"].items()}})
+    rows.append({"model": "SRGNN", "dataset": "tiny", "seed": 2020, "mrr@20": 0.1})  # no per-session file: not listed
+    table = {row["model"]: row for row in rank_band_rows(rows, tmp_path, "tiny")}
+    assert set(table) == set(two_runs)
+    for model, run in two_runs.items():
+        bands = table[model]
+        assert bands["seeds"] == 2
+        assert sum(bands[c] for c in ("rank 1", "rank 2-3", "rank 4-10", "rank 11-20")) == pytest.approx(
+            run["test_result"]["recall@20"], abs=1e-4)
+        assert bands["mrr@20"] == pytest.approx(run["test_result"]["mrr@20"], abs=1e-4)
+    write_report(rows, tmp_path, "tiny", header={})
+    assert "## Where the hits sit in the top 20" in (tmp_path / "tiny.md").read_text()
+
+
 def test_paired_checkpoints_rebuild_each_run_and_reproduce_its_test(two_runs):
     from bench.paired_checkpoints import main
 
