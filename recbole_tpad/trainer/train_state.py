@@ -17,7 +17,9 @@ The settings are every key of the run's config except where things live and how 
 (``LOCATION_KEYS``) and ``epochs``, plus the hashes of the dataset's atomic files. The epoch limit may
 change: a fit that ended at its limit (not by early stopping) goes on to a higher one, as if that had
 been the limit from the start; a fit that early stopping ended stays ended. A state of other settings stops
-the run with an error that names the keys; an unreadable state is logged and the fit starts over.
+the run with an error that names the keys (keys a state holds that are no longer settings, such as
+``epochs`` in a state written before the limit could change, are not compared); an unreadable state is
+logged and the fit starts over.
 The plugin's code is not part of the settings: resuming across a code change is the user's call.
 """
 
@@ -44,6 +46,8 @@ LOCATION_KEYS = DISPLAY_KEYS | {
     "checkpoint_dir", "data_path", "config_files", "feature_cache_dir", "log_wandb", "wandb_project", "device",
     "gpu_id", "use_gpu",
 }
+# not compared on resume: the epoch limit may change (a fit ended at its limit goes on to a higher one)
+NOT_SETTINGS = LOCATION_KEYS | {"epochs"}
 
 
 def run_settings(config):
@@ -52,7 +56,7 @@ def run_settings(config):
     from recbole_tpad.features.cache import data_fingerprint
 
     settings = {key: json.dumps(value, sort_keys=True, default=str)
-                for key, value in config.final_config_dict.items() if key not in LOCATION_KEYS | {"epochs"}}
+                for key, value in config.final_config_dict.items() if key not in NOT_SETTINGS}
     settings["dataset files"] = json.dumps(data_fingerprint(config["data_path"], config["dataset"]), sort_keys=True)
     return settings
 
@@ -113,10 +117,11 @@ class TrainState:
             self.logger.warning(f"train_state_file {self.path}: not a train state of this plugin's format; "
                                 "the fit starts from its first epoch and overwrites it")
             return
-        differ = sorted(key for key in set(state["settings"]) | set(self.settings)
-                        if state["settings"].get(key) != self.settings.get(key))
+        # a key that is no longer a setting (a state written before it became one of NOT_SETTINGS) is not compared
+        then = {key: value for key, value in state["settings"].items() if key not in NOT_SETTINGS}
+        differ = sorted(key for key in set(then) | set(self.settings) if then.get(key) != self.settings.get(key))
         if differ:
-            shown = "; ".join(f"{key}: {state['settings'].get(key, '(unset)')} then, {self.settings.get(key, '(unset)')} now"
+            shown = "; ".join(f"{key}: {then.get(key, '(unset)')} then, {self.settings.get(key, '(unset)')} now"
                               for key in differ[:5])
             raise ConfigError(f"train_state_file {self.path} holds a fit with other settings ({shown}"
                               f"{'; ...' if len(differ) > 5 else ''}). Run with the settings it was made with, "

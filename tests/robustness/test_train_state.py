@@ -98,3 +98,18 @@ def test_early_stopped_fit_stays_ended_under_a_higher_epoch_limit(tiny_dataset, 
     first = run_recbole_tpad("SASRec", "tiny", config_dict=config)
     again = run_recbole_tpad("SASRec", "tiny", config_dict=dict(config, epochs=40))
     assert again["epoch_seconds"] == first["epoch_seconds"] and again["test_result"] == first["test_result"]
+
+
+def test_state_written_with_keys_that_are_no_longer_settings_resumes(tiny_dataset, tmp_path):
+    import json
+
+    import torch
+
+    state = str(tmp_path / "state.pth")
+    first = run_recbole_tpad("SASRec", "tiny", config_dict=_config(tiny_dataset, tmp_path, epochs=2, train_state_file=state))
+    saved = torch.load(state, weights_only=False)  # as a state written when the epoch limit and the paths were settings
+    saved["settings"].update(epochs=json.dumps(2), checkpoint_dir=json.dumps("/elsewhere"))
+    torch.save(saved, state)
+    longer = run_recbole_tpad("SASRec", "tiny", config_dict=_config(tiny_dataset, tmp_path, train_state_file=state))
+    assert longer["resumed_after_epoch"] == 1 and len(longer["epoch_seconds"]) == EPOCHS
+    assert longer["epoch_seconds"][:2] == first["epoch_seconds"]
