@@ -14,7 +14,7 @@ distributed run rank 0 writes it, with every rank's random generators, and each 
 the number of processes is one of the settings.
 
 The settings are every key of the run's config except where things live and how they are shown
-(``LOCATION_KEYS``) and ``epochs``, plus the hashes of the dataset's atomic files. The epoch limit may
+and ``epochs`` (``NOT_SETTINGS``), plus the hashes of the dataset's atomic files. The epoch limit may
 change: a fit that ended at its limit (not by early stopping) goes on to a higher one, as if that had
 been the limit from the start; a fit that early stopping ended stays ended. A state of other settings stops
 the run with an error that names the keys (keys a state holds that are no longer settings, such as
@@ -41,13 +41,12 @@ from recbole_tpad.settings import DISPLAY_KEYS
 FORMAT = 1
 STATE_KEYS = {"settings", "epoch", "cur_step", "best_valid_score", "best_valid_result", "train_loss_dict",
               "state_dict", "other_parameter", "optimizer", "best", "rng", "epoch_seconds", "seconds"}
-# beside how the run is shown: where its files live and which device it runs on (the data files are hashed)
-LOCATION_KEYS = DISPLAY_KEYS | {
+# not settings: how the run is shown, where its files live (the data files are hashed), which device it
+# runs on, and the epoch limit (a fit ended at its limit goes on to a higher one)
+NOT_SETTINGS = DISPLAY_KEYS | {
     "checkpoint_dir", "data_path", "config_files", "feature_cache_dir", "log_wandb", "wandb_project", "device",
-    "gpu_id", "use_gpu",
+    "gpu_id", "use_gpu", "epochs",
 }
-# not compared on resume: the epoch limit may change (a fit ended at its limit goes on to a higher one)
-NOT_SETTINGS = LOCATION_KEYS | {"epochs"}
 
 
 def run_settings(config):
