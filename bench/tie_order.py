@@ -16,6 +16,13 @@ Each run is one benchmark row (bench/run_one.py, in its own process) named
 (bench/variants.py) and no epoch cap unless ``--epochs`` sets one; rows go to
 ``<out>/<dataset>-tie-order.csv`` (default ``docs/results``) and their per-session outcomes under
 ``<out>/sessions/<dataset>/``. ``--resume`` keeps the finished rows of that CSV made with the same settings.
+
+``<out>/<dataset>-tie-order.md`` gives every run and the effect of the shuffle per model and metric
+(``tie_effect_rows``); with the default ``--out`` the effect table also replaces the block between
+``<!-- begin: tie-order-<dataset> -->`` and ``<!-- end: ... -->`` of docs/results.md. The shuffled runs
+are tested on other targets than the file's (about 29% of amazon-beauty's, 41% of hm-fashion's test
+targets change), so runs cannot be paired session by session: the effect is read across runs, the
+training seeds and tie seeds together.
 """
 
 import argparse
@@ -27,10 +34,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.report import _markdown, _mean_std, replace_marked_block  # noqa: E402
 from bench.run_benchmark import every_row_settings, reusable_rows, row_overrides, run_row  # noqa: E402
 from recbole_tpad.compare import write_csv  # noqa: E402
 
 DATASETS = ("amazon-beauty", "hm-fashion")
+EFFECT_METRICS = ("recall@10", "recall@20", "mrr@20", "ndcg@20")
+RUN_COLUMNS = ["model", "tie_order", "tie_seed", "seed", "recall@10", "recall@20", "mrr@20", "ndcg@20", "epochs"]
+EFFECT_COLUMNS = ["model", "metric", "runs (file / shuffle)", "file mean", "file std", "shuffle mean", "shuffle std",
+                  "diff", "rel %", "pooled std", "by runs", "Welch p"]
 
 
 def parse_args(argv=None):
@@ -113,6 +125,56 @@ def tie_rows(models, seeds, tie_seeds):
     return rows
 
 
+def tie_effect_rows(rows):
+    """Per model and metric: the file order's runs against the shuffled runs (every tie seed): means
+    and stds over runs, ``diff`` = shuffle - file, the pooled std (sqrt of the mean of the two
+    variances), whether the difference is beyond run-to-run noise (more than twice the pooled std;
+    2+ runs a side) and Welch's t-test p over the runs (``scipy.stats.ttest_ind``, unequal variances)."""
+    from scipy import stats
+
+    runs = {}
+    for row in rows:
+        if not row.get("error"):
+            base, _, order = row["model"].partition("-tie_")
+            runs.setdefault(base, {"file": [], "shuffle": []})["file" if order == "file" else "shuffle"].append(row)
+    table = []
+    for model, sides in runs.items():
+        for metric in EFFECT_METRICS:
+            file_values, shuffle_values = ([r[metric] for r in sides[side] if isinstance(r.get(metric), (int, float))]
+                                           for side in ("file", "shuffle"))
+            if not file_values or not shuffle_values:
+                continue
+            (file_mean, file_std), (shuffle_mean, shuffle_std) = _mean_std(file_values), _mean_std(shuffle_values)
+            diff, pooled = shuffle_mean - file_mean, ((file_std ** 2 + shuffle_std ** 2) / 2) ** 0.5
+            enough = min(len(file_values), len(shuffle_values)) >= 2
+            if not enough:
+                verdict = "needs 2+ runs a side"
+            else:
+                verdict = ("shuffle higher" if diff > 0 else "shuffle lower") if abs(diff) > 2 * pooled else "within run noise"
+            p = stats.ttest_ind(shuffle_values, file_values, equal_var=False).pvalue if enough and pooled > 0 else None
+            table.append({"model": model, "metric": metric, "runs (file / shuffle)": f"{len(file_values)} / {len(shuffle_values)}",
+                          "file mean": file_mean, "file std": file_std, "shuffle mean": shuffle_mean,
+                          "shuffle std": shuffle_std, "diff": diff,
+                          "rel %": f"{100 * diff / file_mean:+.1f}%" if file_mean else "", "pooled std": pooled,
+                          "by runs": verdict, "Welch p": f"{p:.2g}" if p is not None else ""})
+    return table
+
+
+def write_tie_report(rows, out_dir, dataset, command):
+    """``<dataset>-tie-order.md``: the effect table and every run; the effect table also goes into
+    docs/results.md's ``tie-order-<dataset>`` block when ``out_dir`` is docs/results."""
+    effect = _markdown(tie_effect_rows(rows), EFFECT_COLUMNS)
+    lines = [f"# Same-day order: {dataset}", "", f"- command: `{command}`",
+             "- `diff` = shuffle - file over runs (training seeds x tie seeds); `by runs`: beyond twice the pooled "
+             "std of the runs or not; Welch p: two-sided t-test over the runs (bench/tie_order.py, `tie_effect_rows`)",
+             "", "## Effect of the shuffle", effect, "", "## Every run", _markdown(rows, RUN_COLUMNS), ""]
+    path = Path(out_dir) / f"{dataset}-tie-order.md"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    if Path(out_dir).resolve() == (REPO / "docs" / "results").resolve():
+        replace_marked_block(REPO / "docs" / "results.md", f"tie-order-{dataset}", effect)
+    return path
+
+
 def main(argv=None):
     args = parse_args(argv)
     tie_seeds = [int(s) for s in args.tie_seeds.split(",")]
@@ -133,20 +195,25 @@ def main(argv=None):
     work_dir = Path(tempfile.mkdtemp(prefix=f"ties-{args.dataset}-"))
     threads = os.cpu_count() or 1
     args.jobs = 1  # run_row reads it: one run at a time, torch's default threads
+    command = "python bench/tie_order.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    report = write_tie_report([results[(name, seed)] for name, _, seed, _ in rows if (name, seed) in results],
+                              out_dir, args.dataset, command)
     for row in rows:
         if (row[0], row[2]) in results:
             print(f"[ties] {row[0]} seed={row[2]}: kept from the existing CSV (--resume)", flush=True)
             continue
-        result = run_row(row, args, common, work_dir, out_dir, None, threads)
+        [result] = run_row(row, args, common, work_dir, out_dir, None, threads)  # no derived row: one result
         result["tie_order"] = row[3]["tie_order"]
         result["tie_seed"] = row[3].get("tie_seed", "")
         results[(row[0], row[2])] = result
-        write_csv([results[(name, seed)] for name, _, seed, _ in rows if (name, seed) in results], csv_path)
+        done = [results[(name, seed)] for name, _, seed, _ in rows if (name, seed) in results]
+        write_csv(done, csv_path)
+        write_tie_report(done, out_dir, args.dataset, command)
         print(f"[ties] {row[0]} seed={row[2]}: " + (result.get("error") or " ".join(
             f"{metric}={result[metric]:.4f}" for metric in ("recall@10", "recall@20", "mrr@20", "ndcg@10", "ndcg@20"))
             + f" epochs={result.get('epochs')}"), flush=True)
     failed = [name for (name, _), row in results.items() if row.get("error")]
-    print(f"[ties] {csv_path}; failed runs: {failed or 'none'}")
+    print(f"[ties] {csv_path}, {report}; failed runs: {failed or 'none'}")
     return 1 if failed else 0
 
 

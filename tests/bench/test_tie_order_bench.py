@@ -27,3 +27,60 @@ def test_each_model_runs_with_the_file_order_and_each_shuffle():
         ("SASRec-tie_file", {"tie_order": "file"}),
         ("SASRec-tie_shuffle0", {"tie_order": "shuffle", "tie_seed": 0}),
         ("SASRec-tie_shuffle1", {"tie_order": "shuffle", "tie_seed": 1})]
+
+
+def _run(model, order, seed, mrr, tie_seed=""):
+    return {"model": f"{model}-tie_{order}", "tie_order": order.rstrip("0123456789"), "tie_seed": tie_seed,
+            "seed": seed, "recall@10": mrr * 2, "recall@20": mrr * 3, "mrr@20": mrr, "ndcg@20": mrr * 1.5, "epochs": 9}
+
+
+def test_the_effect_pools_every_tie_seed_and_says_when_it_is_beyond_run_noise():
+    from bench.tie_order import tie_effect_rows
+
+    rows = [_run("SASRec", "file", s, m) for s, m in ((2020, 0.030), (2021, 0.031), (2022, 0.029))]
+    rows += [_run("SASRec", f"shuffle{t}", s, m + 0.010, t) for t in (0, 1) for s, m in ((2020, 0.030), (2021, 0.031))]
+    rows += [_run("TPAD", "file", 2020, 0.04), _run("TPAD", "shuffle0", 2020, 0.05, 0), {"model": "TPAD-tie_file", "error": "x"}]
+    effect = {(e["model"], e["metric"]): e for e in tie_effect_rows(rows)}
+    sasrec = effect[("SASRec", "mrr@20")]
+    assert sasrec["runs (file / shuffle)"] == "3 / 4"
+    assert abs(sasrec["file mean"] - 0.030) < 1e-9 and abs(sasrec["shuffle mean"] - 0.0405) < 1e-9
+    assert sasrec["by runs"] == "shuffle higher" and float(sasrec["Welch p"]) < 0.01
+    assert sasrec["rel %"] == "+35.0%"
+    tpad = effect[("TPAD", "mrr@20")]
+    assert tpad["runs (file / shuffle)"] == "1 / 1" and tpad["by runs"] == "needs 2+ runs a side" and tpad["Welch p"] == ""
+
+
+def test_the_report_lists_the_effect_and_every_run(tmp_path):
+    from bench.tie_order import write_tie_report
+
+    rows = [_run("SASRec", "file", 2020, 0.03), _run("SASRec", "file", 2021, 0.032),
+            _run("SASRec", "shuffle0", 2020, 0.031, 0), _run("SASRec", "shuffle0", 2021, 0.030, 0)]
+    text = write_tie_report(rows, tmp_path, "hm-fashion", "python bench/tie_order.py --dataset=hm-fashion").read_text()
+    assert "| SASRec | mrr@20 | 2 / 2 | 0.0310 |" in text and "within run noise" in text
+    assert text.count("| SASRec-tie_") == 4
+
+
+def test_a_run_writes_each_row_with_its_order_and_the_report(tmp_path, monkeypatch):
+    import bench.tie_order as tie_order
+
+    ran = []
+
+    def fake_run_row(row, args, common, work_dir, out_dir, first_seed, threads):
+        name, _, seed, overrides = row
+        ran.append((name, seed, overrides))
+        mrr = 0.03 if overrides["tie_order"] == "file" else 0.04
+        return [{"model": name, "dataset": args.dataset, "seed": seed, "overrides": "{}", "recall@10": 2 * mrr,
+                 "recall@20": 3 * mrr, "mrr@20": mrr, "ndcg@10": mrr, "ndcg@20": mrr, "epochs": 7}]
+
+    monkeypatch.setattr(tie_order, "session_orders", lambda dataset: (["a", "a", "b", "b"], [1, 1, 2, 3]))
+    monkeypatch.setattr(tie_order, "run_row", fake_run_row)
+    code = tie_order.main(["--dataset=hm-fashion", "--seeds=2020,2021", "--tie-seeds=0", f"--out={tmp_path}"])
+    assert code == 0 and len(ran) == 4
+    from recbole_tpad.compare import finished_rows
+
+    rows = finished_rows(tmp_path / "hm-fashion-tie-order.csv")
+    assert rows[("SASRec-tie_shuffle0", 2021)]["tie_order"] == "shuffle" and rows[("SASRec-tie_shuffle0", 2021)]["tie_seed"] == 0
+    assert rows[("SASRec-tie_file", 2020)]["tie_order"] == "file"
+    report = (tmp_path / "hm-fashion-tie-order.md").read_text()
+    # runs of one order agree (std 0): any difference is beyond their noise, and there is no t-test
+    assert "| SASRec | mrr@20 | 2 / 2 | 0.0300 | 0.0000 | 0.0400 | 0.0000 | 0.0100 | +33.3% | 0.0000 | shuffle higher |  |" in report
