@@ -5,6 +5,7 @@ and tested with the file's order and with seeded shuffles of it (``tie_order``, 
     python bench/tie_order.py --dataset=amazon-beauty               # SASRec, file order and shuffle 0, converged
     python bench/tie_order.py --dataset=amazon-beauty --models=SASRec,TPAD --tie-seeds=0,1 --resume
     python bench/tie_order.py --dataset=amazon-beauty --epochs=3 --out=/tmp/ties   # a quick, capped check
+    python bench/tie_order.py --dataset=hm-fashion --report_only    # the report from the CSV's rows, runs nothing
 
 The statistic reads the atomic file as RecBole orders it (each session stably sorted by time):
 the share of sessions of two or more items whose last two items share a timestamp (the test
@@ -36,7 +37,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.report import _markdown, _mean_std, replace_marked_block  # noqa: E402
 from bench.run_benchmark import every_row_settings, reusable_rows, row_overrides, run_row  # noqa: E402
-from recbole_tpad.compare import write_csv  # noqa: E402
+from recbole_tpad.compare import finished_rows, write_csv  # noqa: E402
 
 DATASETS = ("amazon-beauty", "hm-fashion")
 EFFECT_METRICS = ("recall@10", "recall@20", "mrr@20", "ndcg@20")
@@ -58,6 +59,7 @@ def parse_args(argv=None):
     parser.add_argument("--out", default=None, help="output folder (default docs/results)")
     parser.add_argument("--timeout", type=int, default=6 * 3600, help="seconds allowed per run")
     parser.add_argument("--resume", action="store_true", help="keep the finished rows of an existing CSV")
+    parser.add_argument("--report_only", action="store_true", help="write the report from the CSV's finished rows, run nothing")
     args = parser.parse_args(argv)
     if not args.stats_only and not args.dataset:
         parser.error("--dataset is needed to run models (or give --stats-only)")
@@ -187,6 +189,11 @@ def main(argv=None):
     out_dir = Path(args.out or REPO / "docs" / "results")
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path = out_dir / f"{args.dataset}-tie-order.csv"
+    command = "python bench/tie_order.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    if args.report_only:
+        report = write_tie_report(list(finished_rows(csv_path).values()), out_dir, args.dataset, command)
+        print(f"[ties] {report}")
+        return 0
     common = {"show_progress": False, **every_row_settings(args)}
     rows = tie_rows(args.models.split(","), [int(s) for s in args.seeds.split(",")], tie_seeds)
     wanted = {(name, seed): row_overrides(common, overrides) for name, _, seed, overrides in rows}
@@ -195,7 +202,6 @@ def main(argv=None):
     work_dir = Path(tempfile.mkdtemp(prefix=f"ties-{args.dataset}-"))
     threads = os.cpu_count() or 1
     args.jobs = 1  # run_row reads it: one run at a time, torch's default threads
-    command = "python bench/tie_order.py " + " ".join(sys.argv[1:] if argv is None else argv)
     report = write_tie_report([results[(name, seed)] for name, _, seed, _ in rows if (name, seed) in results],
                               out_dir, args.dataset, command)
     for row in rows:

@@ -84,3 +84,7 @@ def test_a_run_writes_each_row_with_its_order_and_the_report(tmp_path, monkeypat
     report = (tmp_path / "hm-fashion-tie-order.md").read_text()
     # runs of one order agree (std 0): any difference is beyond their noise, and there is no t-test
     assert "| SASRec | mrr@20 | 2 / 2 | 0.0300 | 0.0000 | 0.0400 | 0.0000 | 0.0100 | +33.3% | 0.0000 | shuffle higher |  |" in report
+    # the report alone, from the CSV, runs nothing
+    (tmp_path / "hm-fashion-tie-order.md").unlink()
+    assert tie_order.main(["--dataset=hm-fashion", f"--out={tmp_path}", "--report_only"]) == 0 and len(ran) == 4
+    assert "| SASRec | mrr@20 | 2 / 2 | 0.0300 |" in (tmp_path / "hm-fashion-tie-order.md").read_text()
