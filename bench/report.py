@@ -106,6 +106,17 @@ def _mean_std(values):
     return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
+def beyond_noise(values_a, values_b):
+    """Two sets of runs (seeds, or seeds x tie seeds) compared: ``mean_a``, ``std_a``, ``mean_b``, ``std_b``,
+    ``diff`` = mean_a - mean_b, ``pooled`` = sqrt of the mean of the two variances, and ``beyond``: whether
+    |diff| exceeds twice pooled (None with fewer than 2 runs a side)."""
+    (mean_a, std_a), (mean_b, std_b) = _mean_std(values_a), _mean_std(values_b)
+    diff, pooled = mean_a - mean_b, ((std_a ** 2 + std_b ** 2) / 2) ** 0.5
+    beyond = abs(diff) > 2 * pooled if min(len(values_a), len(values_b)) >= 2 else None
+    return {"mean_a": mean_a, "std_a": std_a, "mean_b": mean_b, "std_b": std_b, "diff": diff, "pooled": pooled,
+            "beyond": beyond}
+
+
 def means_over_seeds(rows, columns):
     """Per model that has any of ``columns``, the mean over its seeds of each (a TPAD row's stage figures,
     the ``unseen_*`` metrics)."""
@@ -219,15 +230,17 @@ def ablation_rows(rows, out_dir, dataset, reference="TPAD"):
         ours, theirs = (_outcomes(by_model[m], out_dir, dataset) for m in (with_part, without_part))
         paired = compare_models(ours, theirs) if ours and theirs and ours[0]["digest"] == theirs[0]["digest"] else {}
         for metric in METRICS:
-            (mean_a, std_a), (mean_b, std_b) = (_mean_std([r.get(metric) for r in by_model[m]]) for m in (with_part, without_part))
-            if mean_a is None or mean_b is None:
+            values_a, values_b = ([r[metric] for r in by_model[m] if isinstance(r.get(metric), (int, float))]
+                                  for m in (with_part, without_part))
+            if not values_a or not values_b:
                 continue
-            diff, seeds = mean_a - mean_b, (len(by_model[with_part]), len(by_model[without_part]))
-            pooled = ((std_a ** 2 + std_b ** 2) / 2) ** 0.5
-            if min(seeds) < 2:
+            noise = beyond_noise(values_a, values_b)
+            mean_a, mean_b, diff, pooled = noise["mean_a"], noise["mean_b"], noise["diff"], noise["pooled"]
+            seeds = (len(by_model[with_part]), len(by_model[without_part]))
+            if noise["beyond"] is None:
                 verdict = "needs 2+ seeds a side"
             else:
-                verdict = ("helps" if diff > 0 else "hurts") if abs(diff) > 2 * pooled else "within seed noise"
+                verdict = ("helps" if diff > 0 else "hurts") if noise["beyond"] else "within seed noise"
             table.append({"part": variant.removeprefix("no_"), "row": name, "metric": metric,
                           "seeds": f"{seeds[0]} / {seeds[1]}", "with it": mean_a, "without it": mean_b, "diff": diff,
                           "rel %": f"{100 * diff / mean_b:+.1f}%" if mean_b else "", "pooled std": pooled,

@@ -35,7 +35,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.report import _markdown, _mean_std, replace_marked_block  # noqa: E402
+from bench.report import _markdown, beyond_noise, replace_marked_block  # noqa: E402
 from bench.run_benchmark import every_row_settings, reusable_rows, row_overrides, run_row  # noqa: E402
 from recbole_tpad.compare import finished_rows, write_csv  # noqa: E402
 
@@ -129,9 +129,9 @@ def tie_rows(models, seeds, tie_seeds):
 
 def tie_effect_rows(rows):
     """Per model and metric: the file order's runs against the shuffled runs (every tie seed): means
-    and stds over runs, ``diff`` = shuffle - file, the pooled std (sqrt of the mean of the two
-    variances), whether the difference is beyond run-to-run noise (more than twice the pooled std;
-    2+ runs a side) and Welch's t-test p over the runs (``scipy.stats.ttest_ind``, unequal variances)."""
+    and stds over runs, ``diff`` = shuffle - file, the pooled std and whether the difference is beyond
+    run-to-run noise (``bench.report.beyond_noise``, as the ablation table reads seed noise), and Welch's
+    t-test p over the runs (``scipy.stats.ttest_ind``, unequal variances)."""
     from scipy import stats
 
     runs = {}
@@ -146,18 +146,17 @@ def tie_effect_rows(rows):
                                            for side in ("file", "shuffle"))
             if not file_values or not shuffle_values:
                 continue
-            (file_mean, file_std), (shuffle_mean, shuffle_std) = _mean_std(file_values), _mean_std(shuffle_values)
-            diff, pooled = shuffle_mean - file_mean, ((file_std ** 2 + shuffle_std ** 2) / 2) ** 0.5
-            enough = min(len(file_values), len(shuffle_values)) >= 2
-            if not enough:
+            noise = beyond_noise(shuffle_values, file_values)
+            diff, pooled, beyond = noise["diff"], noise["pooled"], noise["beyond"]
+            if beyond is None:
                 verdict = "needs 2+ runs a side"
             else:
-                verdict = ("shuffle higher" if diff > 0 else "shuffle lower") if abs(diff) > 2 * pooled else "within run noise"
-            p = stats.ttest_ind(shuffle_values, file_values, equal_var=False).pvalue if enough and pooled > 0 else None
+                verdict = ("shuffle higher" if diff > 0 else "shuffle lower") if beyond else "within run noise"
+            p = stats.ttest_ind(shuffle_values, file_values, equal_var=False).pvalue if beyond is not None and pooled > 0 else None
             table.append({"model": model, "metric": metric, "runs (file / shuffle)": f"{len(file_values)} / {len(shuffle_values)}",
-                          "file mean": file_mean, "file std": file_std, "shuffle mean": shuffle_mean,
-                          "shuffle std": shuffle_std, "diff": diff,
-                          "rel %": f"{100 * diff / file_mean:+.1f}%" if file_mean else "", "pooled std": pooled,
+                          "file mean": noise["mean_b"], "file std": noise["std_b"], "shuffle mean": noise["mean_a"],
+                          "shuffle std": noise["std_a"], "diff": diff,
+                          "rel %": f"{100 * diff / noise['mean_b']:+.1f}%" if noise["mean_b"] else "", "pooled std": pooled,
                           "by runs": verdict, "Welch p": f"{p:.2g}" if p is not None else ""})
     return table
 
