@@ -271,6 +271,17 @@ class CorrelationSupervision(nn.Module):
         return self.holistic_weight * holistic, self.code_weight * code
 
 
+def supervision_settings(config):
+    """Keyword arguments of ``CorrelationSupervision`` (besides teachers and size) from a model's config."""
+    return {
+        "n_codes": config["n_codes"],
+        "tau": config["tau"],
+        "holistic_weight": config["holistic_weight"],
+        "code_weight": config["code_weight"],
+        "n_pairs": config["n_pairs"],
+    }
+
+
 def teacher_settings(config, dim):
     """Keyword arguments of ``CorrelationTeacher.from_view`` from a model's config."""
     return {

@@ -16,7 +16,12 @@ import torch
 from torch import nn
 
 from recbole_tpad.errors import ConfigError
-from recbole_tpad.model.correlation_supervision import CorrelationSupervision, CorrelationTeacher, teacher_settings
+from recbole_tpad.model.correlation_supervision import (
+    CorrelationSupervision,
+    CorrelationTeacher,
+    supervision_settings,
+    teacher_settings,
+)
 from recbole_tpad.model.item_views import VIEWS
 from recbole_tpad.model.multimodal_recommender import MultimodalSequentialRecommender
 from recbole_tpad.model.renamed_keys import renamed_key
@@ -78,15 +83,7 @@ class KDSR(MultimodalSequentialRecommender):
             teachers[modality] = CorrelationTeacher.from_view(views[modality], valid, **settings)
             modality_mask[:, column] = valid
         self.register_buffer("modality_mask", modality_mask, persistent=False)
-        self.correlation = CorrelationSupervision(
-            teachers,
-            self.embedding_size,
-            n_codes=config["n_codes"],
-            tau=config["tau"],
-            holistic_weight=config["holistic_weight"],
-            code_weight=config["code_weight"],
-            n_pairs=config["n_pairs"],
-        )
+        self.correlation = CorrelationSupervision(teachers, self.embedding_size, **supervision_settings(config))
 
         # parameters initialization
         self.apply(self._init_weights)

@@ -19,7 +19,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from recbole_tpad.errors import ConfigError
-from recbole_tpad.model.correlation_supervision import CorrelationSupervision, CorrelationTeacher, teacher_settings
+from recbole_tpad.model.correlation_supervision import (
+    CorrelationSupervision,
+    CorrelationTeacher,
+    supervision_settings,
+    teacher_settings,
+)
 from recbole_tpad.model.item_views import SUCCESSOR_VIEWS, VIEWS
 from recbole_tpad.model.multimodal_recommender import MultimodalSequentialRecommender
 from recbole_tpad.model.renamed_keys import renamed_key
@@ -128,15 +133,7 @@ class TPAD(MultimodalSequentialRecommender):
                 name: CorrelationTeacher.from_view(views[name], self._rows_with_view(name, image_mask), **settings)
                 for name in self.correlation_views
             }
-            self.correlation = CorrelationSupervision(
-                teachers,
-                self.embedding_size,
-                n_codes=config["n_codes"],
-                tau=config["tau"],
-                holistic_weight=config["holistic_weight"],
-                code_weight=config["code_weight"],
-                n_pairs=config["n_pairs"],
-            )
+            self.correlation = CorrelationSupervision(teachers, self.embedding_size, **supervision_settings(config))
 
         # parameters initialization
         self.apply(self._init_weights)
