@@ -99,6 +99,19 @@ def fp32_note(rows):
             + ". enable_amp was off for them; their quality is comparable, their times are not")
 
 
+def gpu_note(rows):
+    """A header line naming the rows trained on a GPU (the CSV's ``gpu``), where RecBole's ``enable_amp`` autocasts
+    to float16 with its gradient scaler instead of the CPU's bf16; None when there are none."""
+    gpus = {}
+    for row in rows:
+        if row.get("gpu") and not row.get("error"):
+            gpus.setdefault(row["gpu"], []).append(f"{row['model']} {row['seed']}")
+    if not gpus:
+        return None
+    return ("; ".join(f"{', '.join(names)}: on one {gpu}" for gpu, names in gpus.items())
+            + " (enable_amp there is float16 autocast with RecBole's gradient scaler; their times are not comparable)")
+
+
 def _mean_std(values):
     values = [v for v in values if isinstance(v, (int, float))]
     if not values:
@@ -312,6 +325,9 @@ def write_report(rows, out_dir, dataset, header, smoke=False, epoch_limit=None, 
     note = fp32_note(rows)
     if note:
         header = {**header, "precision": note}
+    note = gpu_note(rows)
+    if note:
+        header = {**header, "GPU rows": note}
     title = f"# Benchmark: {dataset}" + (" (SMOKE RUN: small sample, 1 epoch, tiny backbone; not results)" if smoke else "")
     paired, anchors = paired_section(rows, out_dir, dataset, best_other), anchors_section(dataset, rows)
     if anchors and not smoke:  # docs/results.md carries the same table between its markers

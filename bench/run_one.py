@@ -90,7 +90,9 @@ def main():
     )
     row.update(run["view_info"])
     # the hardware and precision the row ran with: enable_amp as the run applied it (recbole_tpad/precision.py)
+    device = torch.device(config["device"])
     row.update(cpu=torch.backends.cpu.get_cpu_capability() + ("+bf16" if native_bf16("cpu") else ""),
+               gpu=torch.cuda.get_device_name(device) if device.type == "cuda" else "",  # empty: trained on the CPU
                enable_amp=bool(config["enable_amp"]))
     if getattr(model, "session_item_bias", None) is not None:  # TPAD's learned offset of the session's own items
         row["session_item_offset"] = round(float(model.session_item_offset()), 3)
