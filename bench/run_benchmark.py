@@ -96,7 +96,7 @@ def main(argv=None):
     out_dir.mkdir(parents=True, exist_ok=True)
     work_dir = Path(tempfile.mkdtemp(prefix=f"bench-{args.dataset}-"))
     common = {"show_progress": False, **every_row_settings(args)}
-    data_path = None
+    data_path = common.get("data_path")  # --set data_path=DIR: the folder that holds <dataset>/
     if args.quick:
         seeds = seeds[:1]
         data_path = write_sample(args.dataset, work_dir / "data", n_sessions=150)

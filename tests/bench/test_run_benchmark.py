@@ -71,6 +71,22 @@ def test_resume_runs_only_missing_rows_and_keeps_the_rest(tmp_path, monkeypatch)
     assert [(name, seed) for name, seed, _ in ran] == [("SASRec", 2020), ("GRU4Rec", 2020), ("SASRec", 2021), ("GRU4Rec", 2021)]
 
 
+def test_set_data_path_reads_the_dataset_from_that_folder(tmp_path, monkeypatch):
+    from recbole_tpad.utils import DatasetNotFoundError
+
+    (tmp_path / "data" / "mini" / "images").mkdir(parents=True)  # a set with photos: image_only is a row
+    (tmp_path / "data" / "mini" / "mini.inter").write_text("session_id:token\titem_id:token\ttimestamp:float\n")
+    ran = []
+    monkeypatch.setattr(run_benchmark, "run_row", lambda row, args, common, *a: ran.append((row[0], common["data_path"])) or [])
+    monkeypatch.setattr(run_benchmark, "write_report", lambda *a, **k: None)
+    monkeypatch.setattr(run_benchmark, "run_header", lambda args, common: {})
+    args = ["--dataset=mini", f"--out={tmp_path / 'out'}", "--seeds=1", "--models=TPAD-image_only"]
+    with pytest.raises(DatasetNotFoundError):
+        run_benchmark.main(args)
+    assert run_benchmark.main(args + [f"--set=data_path={tmp_path / 'data'}"]) == 0
+    assert ran == [("TPAD-image_only", str(tmp_path / "data"))]
+
+
 def test_a_resume_run_merges_rows_another_run_finished_meanwhile(tmp_path, monkeypatch):
     csv_path = tmp_path / "hm-fashion.csv"
     gru = {"model": "GRU4Rec", "dataset": "hm-fashion", "seed": "2020", "recall@20": "0.5", "mrr@20": "0.25", "overrides": "{}"}
@@ -295,6 +311,20 @@ def test_report_names_the_rows_that_trained_in_fp32_for_want_of_native_bf16(tmp_
     assert fp32_note(rows[:2]) is None
     write_report(rows, tmp_path, "d", header={"date": "today"})
     assert "- precision: SRGNN 2: fp32 on a CPU without native bf16 (AVX2)." in (tmp_path / "d.md").read_text()
+
+
+def test_report_names_the_rows_that_trained_on_a_gpu(tmp_path):
+    from bench.report import gpu_note, write_report
+
+    rows = [{"model": "TPAD", "seed": 1, "recall@20": 0.1, "mrr@20": 0.03, "gpu": ""},  # on the CPU
+            {"model": "TPAD", "seed": 2, "recall@20": 0.1, "mrr@20": 0.03, "gpu": "NVIDIA H200"},
+            {"model": "STAMP", "seed": 2, "recall@20": 0.1, "mrr@20": 0.03, "gpu": "NVIDIA H200"},
+            {"model": "GRU4Rec", "seed": 2, "error": "exit 1: boom", "gpu": "NVIDIA H200"},  # failed: not named
+            {"model": "SASRec", "seed": 1, "recall@20": 0.1, "mrr@20": 0.03}]  # before the column
+    assert gpu_note(rows).startswith("TPAD 2, STAMP 2: on one NVIDIA H200 (enable_amp there is float16")
+    assert gpu_note(rows[:1] + rows[-1:]) is None
+    write_report(rows, tmp_path, "d", header={"date": "today"})
+    assert "- GPU rows: TPAD 2, STAMP 2: on one NVIDIA H200" in (tmp_path / "d.md").read_text()
 
 
 def test_the_best_other_stock_model_runs_with_every_seed():
