@@ -100,16 +100,17 @@ def fp32_note(rows):
 
 
 def gpu_note(rows):
-    """A header line naming the rows trained on a GPU (the CSV's ``gpu``), where RecBole's ``enable_amp`` autocasts
-    to float16 with its gradient scaler instead of the CPU's bf16; None when there are none."""
+    """A header line naming the rows trained on a GPU (the CSV's ``gpu``) and the dtype of their autocast
+    (``amp_dtype``; rows made before that column trained in float16, RecBole's GPU default); None when there are none."""
     gpus = {}
     for row in rows:
         if row.get("gpu") and not row.get("error"):
-            gpus.setdefault(row["gpu"], []).append(f"{row['model']} {row['seed']}")
+            autocast = (row.get("amp_dtype") or "float16") if str(row.get("enable_amp")).lower() == "true" else "none"
+            gpus.setdefault((row["gpu"], autocast), []).append(f"{row['model']} {row['seed']}")
     if not gpus:
         return None
-    return ("; ".join(f"{', '.join(names)}: on one {gpu}" for gpu, names in gpus.items())
-            + " (enable_amp there is float16 autocast with RecBole's gradient scaler; their times are not comparable)")
+    return ("; ".join(f"{', '.join(names)}: on one {gpu}, autocast {autocast}" for (gpu, autocast), names in gpus.items())
+            + " (their times are not comparable with the CPU rows')")
 
 
 def _mean_std(values):

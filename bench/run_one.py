@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.cold_start import ranking_metrics  # noqa: E402
 from bench.session_outcomes import write_session_outcomes  # noqa: E402
 from recbole_tpad import compat  # noqa: E402
-from recbole_tpad.precision import native_bf16  # noqa: E402
+from recbole_tpad.precision import amp_dtype, native_bf16  # noqa: E402
 from recbole_tpad.quick_start import run_recbole_tpad  # noqa: E402
 from recbole_tpad.trainer.train_state import stopped_early  # noqa: E402
 
@@ -95,7 +95,7 @@ def main():
     device = torch.device(config["device"])
     row.update(cpu=torch.backends.cpu.get_cpu_capability() + ("+bf16" if native_bf16("cpu") else ""),
                gpu=torch.cuda.get_device_name(device) if device.type == "cuda" else "",  # empty: trained on the CPU
-               enable_amp=bool(config["enable_amp"]))
+               enable_amp=bool(config["enable_amp"]), amp_dtype=amp_dtype(config))
     if getattr(model, "session_item_bias", None) is not None:  # TPAD's learned offset of the session's own items
         row["session_item_offset"] = round(float(model.session_item_offset()), 3)
     row.update(encoding_speed(config, run["train_data"]._dataset, run["item_views"], run["view_info"]))

@@ -4,8 +4,7 @@ A bf16 matmul is fast only on hardware built for it: GPUs from Ampere on, and CP
 AVX512-BF16 (about 6x float32 on AMX). Elsewhere (an AVX2-only CPU, many laptops) PyTorch runs it
 through a slow fallback, 50x or more slower than float32 on an AVX2 AMD EPYC (1 thread: 0.7 against
 38 GFLOP/s at SmolLM2's layer shapes, `python bench/bench_features.py --rates --threads=1`).
-``feature_dtype: auto`` and RecBole's ``enable_amp`` on a CPU therefore ask this module before they
-use bf16.
+``feature_dtype: auto`` and RecBole's ``enable_amp`` therefore ask this module before they use bf16.
 """
 
 from logging import getLogger
@@ -33,12 +32,29 @@ def resolve_dtype(dtype, device):
 
 
 def fit_amp_to_hardware(config):
-    """Turn RecBole's ``enable_amp`` off, with a warning, for a CPU run on a CPU without native bf16.
+    """Fit RecBole's ``enable_amp`` to the hardware: bf16 autocast where bf16 is native, off elsewhere on a CPU.
 
-    RecBole's CPU autocast is bf16: there it would make training many times slower, not faster.
-    On a GPU ``enable_amp`` is float16 autocast and stays as set.
+    RecBole's autocast takes the device's default dtype: bf16 on a CPU, float16 on a GPU. On a CPU
+    without native bf16 it would make training many times slower, not faster: it is turned off, with a
+    warning. On a GPU with native bf16 (Ampere on) the default becomes bf16, as on the CPU: under float16
+    autocast GRU4Rec's training loss rose from its 8th epoch on an H200 (docs/results.md; the cause was not
+    traced), and bf16 is what every CPU row trains in. An older GPU keeps float16 with ``enable_scaler``.
     """
-    if config["enable_amp"] and torch.device(config["device"]).type == "cpu" and not native_bf16("cpu"):
+    if not config["enable_amp"]:
+        return
+    device = torch.device(config["device"])
+    if device.type == "cpu" and not native_bf16("cpu"):
         config["enable_amp"] = False
         getLogger().warning("enable_amp=True is off for this run: this CPU has no native bf16 (AMX or "
                             "AVX512-BF16), where bf16 autocast is many times slower than float32.")
+    elif device.type == "cuda" and native_bf16(device):
+        torch.set_autocast_dtype("cuda", torch.bfloat16)  # RecBole's torch.autocast names no dtype
+        getLogger().info("enable_amp: bf16 autocast on this GPU (native bf16).")
+
+
+def amp_dtype(config):
+    """The dtype RecBole's autocast trains in under ``config`` (after :func:`fit_amp_to_hardware`), or ''
+    without autocast: what a result row records beside ``enable_amp``."""
+    if not config["enable_amp"]:
+        return ""
+    return str(torch.get_autocast_dtype(torch.device(config["device"]).type)).removeprefix("torch.")

@@ -317,14 +317,18 @@ def test_report_names_the_rows_that_trained_on_a_gpu(tmp_path):
     from bench.report import gpu_note, write_report
 
     rows = [{"model": "TPAD", "seed": 1, "recall@20": 0.1, "mrr@20": 0.03, "gpu": ""},  # on the CPU
-            {"model": "TPAD", "seed": 2, "recall@20": 0.1, "mrr@20": 0.03, "gpu": "NVIDIA H200"},
-            {"model": "STAMP", "seed": 2, "recall@20": 0.1, "mrr@20": 0.03, "gpu": "NVIDIA H200"},
+            {"model": "TPAD", "seed": 2, "recall@20": 0.1, "mrr@20": 0.03, "gpu": "NVIDIA H200", "enable_amp": "True"},
+            {"model": "STAMP", "seed": 2, "recall@20": 0.1, "mrr@20": 0.03, "gpu": "NVIDIA H200", "enable_amp": True},
+            {"model": "SASRec", "seed": 2, "recall@20": 0.1, "mrr@20": 0.03, "gpu": "NVIDIA H200", "enable_amp": True,
+             "amp_dtype": "bfloat16"},
             {"model": "GRU4Rec", "seed": 2, "error": "exit 1: boom", "gpu": "NVIDIA H200"},  # failed: not named
             {"model": "SASRec", "seed": 1, "recall@20": 0.1, "mrr@20": 0.03}]  # before the column
-    assert gpu_note(rows).startswith("TPAD 2, STAMP 2: on one NVIDIA H200 (enable_amp there is float16")
+    # rows before the amp_dtype column trained in RecBole's GPU default, float16
+    assert gpu_note(rows).startswith("TPAD 2, STAMP 2: on one NVIDIA H200, autocast float16; "
+                                     "SASRec 2: on one NVIDIA H200, autocast bfloat16 (")
     assert gpu_note(rows[:1] + rows[-1:]) is None
     write_report(rows, tmp_path, "d", header={"date": "today"})
-    assert "- GPU rows: TPAD 2, STAMP 2: on one NVIDIA H200" in (tmp_path / "d.md").read_text()
+    assert "- GPU rows: TPAD 2, STAMP 2: on one NVIDIA H200, autocast float16;" in (tmp_path / "d.md").read_text()
 
 
 def test_the_best_other_stock_model_runs_with_every_seed():

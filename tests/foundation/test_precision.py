@@ -1,4 +1,4 @@
-"""bf16 only where the hardware computes it natively: ``feature_dtype: auto`` and ``enable_amp`` on a CPU."""
+"""bf16 only where the hardware computes it natively: ``feature_dtype: auto`` and ``enable_amp``."""
 
 import logging
 
@@ -23,16 +23,24 @@ def test_this_machine_is_read_without_error():
     assert precision.resolve_dtype("auto", "cpu") in ("bf16", "fp32")
 
 
-@pytest.mark.parametrize("native, device, amp, expected", [
-    (False, "cpu", True, False),   # bf16 autocast would crawl: off
-    (True, "cpu", True, True),
-    (False, "cpu", False, False),
-    (False, "cuda", True, True),   # float16 autocast on a GPU: RecBole's, untouched
+@pytest.mark.parametrize("native, device, amp, expected, dtype", [
+    (False, "cpu", True, False, ""),   # bf16 autocast would crawl: off
+    (True, "cpu", True, True, "bfloat16"),
+    (False, "cpu", False, False, ""),
+    (False, "cuda", True, True, "float16"),   # a GPU without native bf16: RecBole's float16, untouched
+    (True, "cuda", True, True, "bfloat16"),   # native bf16 on the GPU: bf16 autocast, as on the CPU
 ])
-def test_enable_amp_is_turned_off_on_a_cpu_without_native_bf16(monkeypatch, caplog, native, device, amp, expected):
+def test_enable_amp_fits_the_hardware(monkeypatch, caplog, native, device, amp, expected, dtype):
     monkeypatch.setattr(precision, "native_bf16", lambda d: native)
+    before = torch.get_autocast_dtype("cuda")
     config = {"enable_amp": amp, "device": torch.device(device)}
-    with caplog.at_level(logging.WARNING):
-        precision.fit_amp_to_hardware(config)
-    assert config["enable_amp"] is expected
-    assert ("enable_amp=True is off" in caplog.text) == (amp and not expected)
+    try:
+        with caplog.at_level(logging.WARNING):
+            precision.fit_amp_to_hardware(config)
+        assert config["enable_amp"] is expected
+        assert ("enable_amp=True is off" in caplog.text) == (amp and not expected)
+        assert precision.amp_dtype(config) == dtype
+        with torch.autocast(device_type=torch.device(device).type, enabled=False) as autocast:  # RecBole's call
+            assert autocast.fast_dtype == getattr(torch, dtype or ("bfloat16" if device == "cpu" else "float16"))
+    finally:
+        torch.set_autocast_dtype("cuda", before)  # process-wide: leave it as found
