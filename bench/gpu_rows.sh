@@ -59,9 +59,8 @@ run)
     --set data_path="$stage/data" "$@" || code=$?
   echo "run_benchmark exit $code (124: cut at $seconds s)"
   # the CSV, the per-session files written here, and each row's log (bench-*/<row>-<seed>.log)
-  (cd /tmp && tar -czf "${OUT:-.}/$dataset-gpu.tar.gz" -C /tmp \
-    "tpad-out/$dataset.csv" $(cd /tmp && find tpad-out/sessions -newer "$stage/started" -type f) \
-    $(cd /tmp && ls -d bench-"$dataset"-*/*.log 2>/dev/null))
+  tar -czf "${OUT:-.}/$dataset-gpu.tar.gz" -C /tmp "tpad-out/$dataset.csv" \
+    $(cd /tmp && find tpad-out/sessions -newer "$stage/started" -type f; ls -d bench-"$dataset"-*/*.log 2>/dev/null)
   ;;
 *)
   echo "usage: $0 stage DIR | run DATASET SECONDS [run_benchmark args]" >&2
