@@ -18,6 +18,7 @@ smoke run. ``--jobs=N`` runs N rows at once, each with cores/N torch threads (pe
 then share the machine; the Markdown says so). ``--resume`` keeps the rows of an existing
 ``<dataset>.csv`` that finished without error with the same config overrides (column
 ``overrides``) and runs only the others: use it after an interruption, not after changing the code.
+It keeps them also where ``--models`` or ``--seeds`` leave them out, so that runs of subsets add up.
 A row's fit saves its state after every validation (``train_state_file``, under
 ``<out>/state/<dataset>/``), so a row cut off mid-fit goes on from its last validation when run again.
 Every row runs with ``DATASET_SETTINGS[dataset]`` (bench/variants.py), then ``--epochs`` and
@@ -115,8 +116,9 @@ def main(argv=None):
         # seed-major, so that an interrupted run has every named model of its first seeds (paired tests)
         rows = sorted((row for row in rows if row[0] in wanted), key=lambda row: (seeds.index(row[2]), wanted.index(row[0])))
 
-    # --resume keeps every finished row of the CSV, also those outside --models, so subsets add up
+    # --resume keeps every finished row of the CSV, also those outside --models and --seeds, so subsets add up
     finished = reusable_rows(csv_path, wanted_overrides, log=True) if args.resume or args.report_only else {}
+    order = with_other_seeds(order, finished)
     epoch_limit = row_defaults(args.dataset, common)["epochs"]
     for key in [] if args.report_only else [(r[0], r[2]) for r in rows if (r[0], r[2]) in finished]:
         if below_epoch_limit(finished[key], epoch_limit):  # it trains on; the CSV keeps its row until then
@@ -139,8 +141,10 @@ def main(argv=None):
 
     def report():  # after each row, so an interrupted run keeps a table of what finished
         # rows that another --resume run of this dataset finished meanwhile are merged, not dropped
-        for key, row in (reusable_rows(csv_path, wanted_overrides) if args.resume else {}).items():
-            if key in wanted_overrides and (key not in results or results[key].get("error")):
+        meanwhile = reusable_rows(csv_path, wanted_overrides) if args.resume else {}
+        order[:] = with_other_seeds(order, meanwhile)
+        for key, row in meanwhile.items():
+            if key in order and (key not in results or results[key].get("error")):
                 results[key] = row
         ordered = [results[key] for key in order if key in results]
         write_report(ordered, out_dir, args.dataset, header=with_missing_rows(header, order, results), smoke=args.quick,
@@ -175,6 +179,18 @@ def reusable_rows(csv_path, wanted_overrides, log=False):
                       f"{row.get('overrides', '(not recorded)')}, not {wanted_overrides[key]}", flush=True)
             del finished[key]
     return finished
+
+
+def with_other_seeds(order, finished):
+    """``order`` (``(row, seed)`` keys) with the ``finished`` rows of its row names under seeds it does not
+    run, each after the last key of its name: a --resume run with fewer --seeds than the CSV holds keeps
+    the other seeds' rows instead of dropping them from the CSV it rewrites."""
+    order = list(order)
+    for key in finished:
+        names = [name for name, _ in order]
+        if key not in order and key[0] in names:
+            order.insert(len(names) - names[::-1].index(key[0]), key)
+    return order
 
 
 def below_epoch_limit(row, epoch_limit):

@@ -71,6 +71,26 @@ def test_resume_runs_only_missing_rows_and_keeps_the_rest(tmp_path, monkeypatch)
     assert [(name, seed) for name, seed, _ in ran] == [("SASRec", 2020), ("GRU4Rec", 2020), ("SASRec", 2021), ("GRU4Rec", 2021)]
 
 
+def test_a_resume_run_with_fewer_seeds_keeps_the_other_seeds_rows(tmp_path, monkeypatch):
+    _write_csv(tmp_path / "hm-fashion.csv", [
+        {"model": "TPAD-no_hmie", "dataset": "hm-fashion", "seed": "2020", "recall@20": "0.5", "mrr@20": "0.25",
+         "overrides": "{}"},
+    ])
+    reports = []
+    monkeypatch.setattr(run_benchmark, "run_row", lambda row, args, *rest: [
+        {"model": row[0], "dataset": args.dataset, "seed": row[2], "recall@20": 0.1, "mrr@20": 0.05}])
+    monkeypatch.setattr(run_benchmark, "write_report", lambda rows, *a, **k: reports.append(list(rows)))
+    monkeypatch.setattr(run_benchmark, "run_header", lambda args, common: {})
+    assert run_benchmark.main(["--dataset=hm-fashion", f"--out={tmp_path}", "--seeds=2021",
+                               "--models=TPAD-no_hmie,TPAD-no_gen", "--resume"]) == 0
+    # the seed-2020 row stays in the table (and so in the CSV), beside its model's new seed
+    assert [(row["model"], row["seed"]) for row in reports[-1]] == [
+        ("TPAD-no_gen", 2021), ("TPAD-no_hmie", 2021), ("TPAD-no_hmie", 2020)]
+    assert reports[-1][2]["recall@20"] == 0.5
+    order = [("A", 1), ("B", 1)]
+    assert run_benchmark.with_other_seeds(order, {("A", 0): {}, ("C", 0): {}}) == [("A", 1), ("A", 0), ("B", 1)]
+
+
 def test_set_data_path_reads_the_dataset_from_that_folder(tmp_path, monkeypatch):
     from recbole_tpad.utils import DatasetNotFoundError
 
