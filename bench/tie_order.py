@@ -197,11 +197,12 @@ def main(argv=None):
     rows = tie_rows(args.models.split(","), [int(s) for s in args.seeds.split(",")], tie_seeds)
     wanted = {(name, seed): row_overrides(common, overrides) for name, _, seed, overrides in rows}
     results = reusable_rows(csv_path, wanted, log=True) if args.resume else {}
-    results = {key: row for key, row in results.items() if key in wanted}
+    # finished runs outside --models and --seeds stay in the CSV, so that runs of subsets add up
+    kept = [row for key, row in results.items() if key not in wanted]
     work_dir = Path(tempfile.mkdtemp(prefix=f"ties-{args.dataset}-"))
     threads = os.cpu_count() or 1
     args.jobs = 1  # run_row reads it: one run at a time, torch's default threads
-    report = write_tie_report([results[(name, seed)] for name, _, seed, _ in rows if (name, seed) in results],
+    report = write_tie_report([results[(name, seed)] for name, _, seed, _ in rows if (name, seed) in results] + kept,
                               out_dir, args.dataset, command)
     for row in rows:
         if (row[0], row[2]) in results:
@@ -211,7 +212,7 @@ def main(argv=None):
         result["tie_order"] = row[3]["tie_order"]
         result["tie_seed"] = row[3].get("tie_seed", "")
         results[(row[0], row[2])] = result
-        done = [results[(name, seed)] for name, _, seed, _ in rows if (name, seed) in results]
+        done = [results[(name, seed)] for name, _, seed, _ in rows if (name, seed) in results] + kept
         write_csv(done, csv_path)
         write_tie_report(done, out_dir, args.dataset, command)
         print(f"[ties] {row[0]} seed={row[2]}: " + (result.get("error") or " ".join(

@@ -88,3 +88,22 @@ def test_a_run_writes_each_row_with_its_order_and_the_report(tmp_path, monkeypat
     (tmp_path / "hm-fashion-tie-order.md").unlink()
     assert tie_order.main(["--dataset=hm-fashion", f"--out={tmp_path}", "--report_only"]) == 0 and len(ran) == 4
     assert "| SASRec | mrr@20 | 2 / 2 | 0.0300 |" in (tmp_path / "hm-fashion-tie-order.md").read_text()
+
+
+def test_a_resumed_run_of_other_models_keeps_the_finished_runs(tmp_path, monkeypatch):
+    import bench.tie_order as tie_order
+    from recbole_tpad.compare import finished_rows
+
+    def fake_run_row(row, args, common, work_dir, out_dir, first_seed, threads):
+        name, _, seed, overrides = row
+        return [{"model": name, "dataset": args.dataset, "seed": seed, "overrides": "{}", "recall@10": 0.1,
+                 "recall@20": 0.2, "mrr@20": 0.03, "ndcg@10": 0.03, "ndcg@20": 0.04, "epochs": 7}]
+
+    monkeypatch.setattr(tie_order, "session_orders", lambda dataset: (["a", "a", "b", "b"], [1, 1, 2, 3]))
+    monkeypatch.setattr(tie_order, "run_row", fake_run_row)
+    assert tie_order.main(["--dataset=hm-fashion", "--seeds=2020", "--tie-seeds=0", f"--out={tmp_path}"]) == 0
+    assert tie_order.main(["--dataset=hm-fashion", "--models=TPAD", "--seeds=2020", "--tie-seeds=0",
+                           f"--out={tmp_path}", "--resume"]) == 0
+    rows = finished_rows(tmp_path / "hm-fashion-tie-order.csv")
+    assert {("SASRec-tie_file", 2020), ("SASRec-tie_shuffle0", 2020), ("TPAD-tie_file", 2020),
+            ("TPAD-tie_shuffle0", 2020)} <= set(rows)
