@@ -16,7 +16,8 @@ Each run is one benchmark row (bench/run_one.py, in its own process) named
 ``<model>-tie_file`` or ``<model>-tie_shuffle<seed>``, with the dataset's benchmark settings
 (bench/variants.py) and no epoch cap unless ``--epochs`` sets one; rows go to
 ``<out>/<dataset>-tie-order.csv`` (default ``docs/results``) and their per-session outcomes under
-``<out>/sessions/<dataset>/``. ``--resume`` keeps the finished rows of that CSV made with the same settings.
+``<out>/sessions/<dataset>/``. ``--resume`` keeps the finished rows of that CSV made with the same settings, also those
+outside ``--models`` and ``--seeds``, so that runs of subsets add up.
 
 ``<out>/<dataset>-tie-order.md`` gives every run and the effect of the shuffle per model and metric
 (``tie_effect_rows``); with the default ``--out`` the effect table also replaces the block between
@@ -202,8 +203,11 @@ def main(argv=None):
     work_dir = Path(tempfile.mkdtemp(prefix=f"ties-{args.dataset}-"))
     threads = os.cpu_count() or 1
     args.jobs = 1  # run_row reads it: one run at a time, torch's default threads
-    report = write_tie_report([results[(name, seed)] for name, _, seed, _ in rows if (name, seed) in results] + kept,
-                              out_dir, args.dataset, command)
+
+    def finished():  # this run's rows in its order, then the kept ones
+        return [results[(name, seed)] for name, _, seed, _ in rows if (name, seed) in results] + kept
+
+    report = write_tie_report(finished(), out_dir, args.dataset, command)
     for row in rows:
         if (row[0], row[2]) in results:
             print(f"[ties] {row[0]} seed={row[2]}: kept from the existing CSV (--resume)", flush=True)
@@ -212,7 +216,7 @@ def main(argv=None):
         result["tie_order"] = row[3]["tie_order"]
         result["tie_seed"] = row[3].get("tie_seed", "")
         results[(row[0], row[2])] = result
-        done = [results[(name, seed)] for name, _, seed, _ in rows if (name, seed) in results] + kept
+        done = finished()
         write_csv(done, csv_path)
         write_tie_report(done, out_dir, args.dataset, command)
         print(f"[ties] {row[0]} seed={row[2]}: " + (result.get("error") or " ".join(
