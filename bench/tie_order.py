@@ -4,6 +4,7 @@ and tested with the file's order and with seeded shuffles of it (``tie_order``, 
     python bench/tie_order.py --stats-only                          # the tie shares of both datasets
     python bench/tie_order.py --dataset=amazon-beauty               # SASRec, file order and shuffle 0, converged
     python bench/tie_order.py --dataset=amazon-beauty --models=SASRec,TPAD --tie-seeds=0,1 --resume
+    python bench/tie_order.py --dataset=amazon-beauty --seeds=2020,2021 --file-from-benchmark --resume
     python bench/tie_order.py --dataset=amazon-beauty --epochs=3 --out=/tmp/ties   # a quick, capped check
     python bench/tie_order.py --dataset=hm-fashion --report_only    # the report from the CSV's rows, runs nothing
 
@@ -17,7 +18,10 @@ Each run is one benchmark row (bench/run_one.py, in its own process) named
 (bench/variants.py) and no epoch cap unless ``--epochs`` sets one; rows go to
 ``<out>/<dataset>-tie-order.csv`` (default ``docs/results``) and their per-session outcomes under
 ``<out>/sessions/<dataset>/``. ``--resume`` keeps the finished rows of that CSV made with the same settings, also those
-outside ``--models`` and ``--seeds``, so that runs of subsets add up.
+outside ``--models`` and ``--seeds``, so that runs of subsets add up. ``--file-from-benchmark`` takes
+each file-order run from ``<out>/<dataset>.csv`` (bench/run_benchmark.py's row of the same model, seed
+and settings: the file's order is the benchmark's default) instead of training it again; such a row says
+so in its ``row_from`` column, and its per-session file is copied.
 
 ``<out>/<dataset>-tie-order.md`` gives every run and the effect of the shuffle per model and metric
 (``tie_effect_rows``); with the default ``--out`` the effect table also replaces the block between
@@ -37,12 +41,13 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.report import _markdown, beyond_noise, replace_marked_block  # noqa: E402
+from bench.session_outcomes import sessions_path  # noqa: E402
 from bench.run_benchmark import every_row_settings, reusable_rows, row_overrides, run_row  # noqa: E402
 from recbole_tpad.compare import finished_rows, write_csv  # noqa: E402
 
 DATASETS = ("amazon-beauty", "hm-fashion")
 EFFECT_METRICS = ("recall@10", "recall@20", "mrr@20", "ndcg@20")
-RUN_COLUMNS = ["model", "tie_order", "tie_seed", "seed", "recall@10", "recall@20", "mrr@20", "ndcg@20", "epochs"]
+RUN_COLUMNS = ["model", "tie_order", "tie_seed", "seed", "recall@10", "recall@20", "mrr@20", "ndcg@20", "epochs", "row_from"]
 EFFECT_COLUMNS = ["model", "metric", "runs (file / shuffle)", "file mean", "file std", "shuffle mean", "shuffle std",
                   "diff", "rel %", "pooled std", "by runs", "Welch p"]
 
@@ -60,6 +65,8 @@ def parse_args(argv=None):
     parser.add_argument("--out", default=None, help="output folder (default docs/results)")
     parser.add_argument("--timeout", type=int, default=6 * 3600, help="seconds allowed per run")
     parser.add_argument("--resume", action="store_true", help="keep the finished rows of an existing CSV")
+    parser.add_argument("--file-from-benchmark", action="store_true", help="take each file-order run from the "
+                        "benchmark CSV's finished row of the same model, seed and settings, where it has one")
     parser.add_argument("--report_only", action="store_true", help="write the report from the CSV's finished rows, run nothing")
     args = parser.parse_args(argv)
     if not args.stats_only and not args.dataset:
@@ -126,6 +133,31 @@ def tie_rows(models, seeds, tie_seeds):
             rows += [(f"{model}-tie_shuffle{tie_seed}", model, seed, {"tie_order": "shuffle", "tie_seed": tie_seed})
                      for tie_seed in tie_seeds]
     return rows
+
+
+def benchmark_file_runs(rows, common, out_dir, dataset):
+    """``(name, seed) -> row`` of the file-order runs among ``rows`` that ``<out_dir>/<dataset>.csv`` already
+    holds: the benchmark's finished row of that model and seed made with the same settings (``tie_order: file``
+    is the default, so it is the same run), renamed, with ``row_from`` naming the CSV. Its per-session file
+    is copied under the run's name (``recbole_tpad.atomic``), so every run has one."""
+    import shutil
+
+    from recbole_tpad.atomic import atomic_path
+
+    benchmark = reusable_rows(out_dir / f"{dataset}.csv", {})
+    settings = row_overrides(common, {})
+    taken = {}
+    for name, model, seed, overrides in rows:
+        row = benchmark.get((model, seed))
+        if overrides["tie_order"] != "file" or row is None or row.get("overrides") != settings:
+            continue
+        taken[(name, seed)] = {**row, "model": name, "tie_order": "file", "tie_seed": "",
+                               "overrides": row_overrides(common, overrides), "row_from": f"{dataset}.csv"}
+        source = sessions_path(out_dir, dataset, model, seed)
+        if source.is_file():
+            with atomic_path(sessions_path(out_dir, dataset, name, seed)) as tmp:
+                shutil.copyfile(source, tmp)
+    return taken
 
 
 def tie_effect_rows(rows):
@@ -198,6 +230,9 @@ def main(argv=None):
     rows = tie_rows(args.models.split(","), [int(s) for s in args.seeds.split(",")], tie_seeds)
     wanted = {(name, seed): row_overrides(common, overrides) for name, _, seed, overrides in rows}
     results = reusable_rows(csv_path, wanted, log=True) if args.resume else {}
+    if args.file_from_benchmark:
+        taken = benchmark_file_runs([row for row in rows if (row[0], row[2]) not in results], common, out_dir, args.dataset)
+        results.update(taken)
     # finished runs outside --models and --seeds stay in the CSV, so that runs of subsets add up
     kept = [row for key, row in results.items() if key not in wanted]
     work_dir = Path(tempfile.mkdtemp(prefix=f"ties-{args.dataset}-"))
@@ -210,7 +245,8 @@ def main(argv=None):
     report = write_tie_report(finished(), out_dir, args.dataset, command)
     for row in rows:
         if (row[0], row[2]) in results:
-            print(f"[ties] {row[0]} seed={row[2]}: kept from the existing CSV (--resume)", flush=True)
+            source = results[(row[0], row[2])].get("row_from") or "the existing CSV (--resume)"
+            print(f"[ties] {row[0]} seed={row[2]}: kept from {source}", flush=True)
             continue
         [result] = run_row(row, args, common, work_dir, out_dir, None, threads)  # no derived row: one result
         result["tie_order"] = row[3]["tie_order"]

@@ -107,3 +107,39 @@ def test_a_resumed_run_of_other_models_keeps_the_finished_runs(tmp_path, monkeyp
     rows = finished_rows(tmp_path / "hm-fashion-tie-order.csv")
     assert {("SASRec-tie_file", 2020), ("SASRec-tie_shuffle0", 2020), ("TPAD-tie_file", 2020),
             ("TPAD-tie_shuffle0", 2020)} <= set(rows)
+
+
+def test_file_order_runs_come_from_the_benchmark_rows_of_the_same_settings(tmp_path, monkeypatch):
+    import bench.tie_order as tie_order
+    from bench.run_benchmark import row_overrides
+    from bench.session_outcomes import sessions_path
+    from recbole_tpad.compare import finished_rows, write_csv
+
+    ran = []
+
+    def fake_run_row(row, args, common, work_dir, out_dir, first_seed, threads):
+        name, _, seed, overrides = row
+        ran.append((name, seed))
+        return [{"model": name, "dataset": args.dataset, "seed": seed, "overrides": "{}", "recall@10": 0.1,
+                 "recall@20": 0.2, "mrr@20": 0.04, "ndcg@10": 0.03, "ndcg@20": 0.04, "epochs": 7}]
+
+    monkeypatch.setattr(tie_order, "session_orders", lambda dataset: (["a", "a", "b", "b"], [1, 1, 2, 3]))
+    monkeypatch.setattr(tie_order, "run_row", fake_run_row)
+    settings = row_overrides({"show_progress": False, **tie_order.every_row_settings(tie_order.parse_args(
+        ["--dataset=hm-fashion"]))}, {})
+    benchmark = {"dataset": "hm-fashion", "recall@10": 0.1, "recall@20": 0.2, "ndcg@10": 0.03, "ndcg@20": 0.04, "epochs": 9}
+    write_csv([{**benchmark, "model": "SASRec", "seed": 2020, "mrr@20": 0.0123, "overrides": settings},
+               {**benchmark, "model": "SASRec", "seed": 2021, "mrr@20": 0.0456, "overrides": '{"epochs": 3}'}],
+              tmp_path / "hm-fashion.csv")
+    sessions_path(tmp_path, "hm-fashion", "SASRec", 2020).parent.mkdir(parents=True)
+    sessions_path(tmp_path, "hm-fashion", "SASRec", 2020).write_bytes(b"per-session outcomes")
+    assert tie_order.main(["--dataset=hm-fashion", "--seeds=2020,2021", "--tie-seeds=0", f"--out={tmp_path}",
+                           "--file-from-benchmark"]) == 0
+    # seed 2020's file-order run is the benchmark's row; seed 2021's row has other settings, so it trains
+    assert ran == [("SASRec-tie_shuffle0", 2020), ("SASRec-tie_file", 2021), ("SASRec-tie_shuffle0", 2021)]
+    rows = finished_rows(tmp_path / "hm-fashion-tie-order.csv")
+    taken = rows[("SASRec-tie_file", 2020)]
+    assert taken["mrr@20"] == 0.0123 and taken["row_from"] == "hm-fashion.csv" and taken["tie_order"] == "file"
+    assert "row_from" not in rows[("SASRec-tie_file", 2021)]
+    assert sessions_path(tmp_path, "hm-fashion", "SASRec-tie_file", 2020).read_bytes() == b"per-session outcomes"
+    assert "| hm-fashion.csv |" in (tmp_path / "hm-fashion-tie-order.md").read_text()
