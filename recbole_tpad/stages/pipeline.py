@@ -82,9 +82,13 @@ class StagePipeline:
                                                           "stage": self.settings.stage1_key()})
         self.store2 = None
         if self.settings.run_stage2:
+            split = {k: _get(config, k) for k in SPLIT_KEYS}
+            if (_get(config, "tie_order") or "file") != "file":
+                # a shuffle of same-day items moves training pairs and test targets, so stage 2 (trained on
+                # the training split) runs again; file-order keys stay those of the caches made before tie_order
+                split["tie_order"] = {"order": _get(config, "tie_order"), "seed": _get(config, "tie_seed")}
             self.store2 = StageStore(self.root, "distillation",
-                                     {"stage1": self.store1.key, "stage": self.settings.stage2_key(),
-                                      "split": {k: _get(config, k) for k in SPLIT_KEYS}})
+                                     {"stage1": self.store1.key, "stage": self.settings.stage2_key(), "split": split})
         self.final_hash = (self.store2 or self.store1).key
         self.timings = {}
         self.logger = getLogger()

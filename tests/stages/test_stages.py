@@ -216,6 +216,16 @@ def test_pipeline_caches_and_rebuilds_only_what_changed(tiny_dataset, tmp_path, 
     assert not changed.store2.is_complete()
 
 
+def test_a_shuffle_of_same_day_items_gets_its_own_stage_two(tiny_dataset, tmp_path):
+    # stage 2 trains on the training split, which the shuffle changes (a file-order training pair can be a
+    # shuffled run's test target); stage 1 and the item states do not read the split
+    file_order = _pipeline(tiny_dataset, tmp_path, tie_order="file")
+    shuffles = [_pipeline(tiny_dataset, tmp_path, tie_order="shuffle", tie_seed=seed) for seed in (0, 1)]
+    assert file_order.store2.key == _pipeline(tiny_dataset, tmp_path).store2.key
+    assert len({file_order.store2.key} | {pipeline.store2.key for pipeline in shuffles}) == 3
+    assert {pipeline.store1.key for pipeline in shuffles} == {file_order.store1.key}
+
+
 def test_interrupted_stage_leaves_no_result_and_resumes_to_the_same_adapters(tiny_dataset, tmp_path, monkeypatch):
     from safetensors.torch import load_file
 
