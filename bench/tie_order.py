@@ -41,8 +41,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.report import _markdown, beyond_noise, replace_marked_block  # noqa: E402
-from bench.session_outcomes import sessions_path  # noqa: E402
 from bench.run_benchmark import every_row_settings, reusable_rows, row_overrides, run_row  # noqa: E402
+from bench.session_outcomes import sessions_path  # noqa: E402
 from recbole_tpad.compare import finished_rows, write_csv  # noqa: E402
 
 DATASETS = ("amazon-beauty", "hm-fashion")
