@@ -144,7 +144,7 @@ def benchmark_file_runs(rows, common, out_dir, dataset):
 
     from recbole_tpad.atomic import atomic_path
 
-    benchmark = reusable_rows(out_dir / f"{dataset}.csv", {})
+    benchmark = finished_rows(out_dir / f"{dataset}.csv")
     settings = row_overrides(common, {})
     taken = {}
     for name, model, seed, overrides in rows:
