@@ -28,7 +28,9 @@ so in its ``row_from`` column, and its per-session file is copied.
 ``<!-- begin: tie-order-<dataset> -->`` and ``<!-- end: ... -->`` of docs/results.md. The shuffled runs
 are tested on other targets than the file's (about 29% of amazon-beauty's, 41% of hm-fashion's test
 targets change), so runs cannot be paired session by session: the effect is read across runs, the
-training seeds and tie seeds together.
+training seeds and tie seeds together. Models run under one order share its test sessions, so the report
+also pairs TPAD against each other model within each order (``between_models_rows``, bench/significance.py):
+whether TPAD's lead holds on the shuffled test sets, session by session.
 """
 
 import argparse
@@ -40,14 +42,18 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.report import _markdown, beyond_noise, replace_marked_block  # noqa: E402
+from bench.report import _markdown, _outcomes, beyond_noise, replace_marked_block  # noqa: E402
 from bench.run_benchmark import every_row_settings, reusable_rows, row_overrides, run_row  # noqa: E402
 from bench.session_outcomes import sessions_path  # noqa: E402
+from bench.significance import METRICS, compare_models  # noqa: E402
 from recbole_tpad.compare import finished_rows, write_csv  # noqa: E402
 
 DATASETS = ("amazon-beauty", "hm-fashion")
 EFFECT_METRICS = ("recall@10", "recall@20", "mrr@20", "ndcg@20")
 RUN_COLUMNS = ["model", "tie_order", "tie_seed", "seed", "recall@10", "recall@20", "mrr@20", "ndcg@20", "epochs", "row_from"]
+PAIRED_REFERENCE = "TPAD"
+PAIRED_COLUMNS = ["order", "vs", "metric", "seeds", PAIRED_REFERENCE, "other", "diff", "rel %", "95% CI of diff",
+                  "Wilcoxon p", "sessions", "note"]
 EFFECT_COLUMNS = ["model", "metric", "runs (file / shuffle)", "file mean", "file std", "shuffle mean", "shuffle std",
                   "diff", "rel %", "pooled std", "by runs", "Welch p"]
 
@@ -194,6 +200,38 @@ def tie_effect_rows(rows):
     return table
 
 
+def between_models_rows(rows, out_dir, dataset, reference=PAIRED_REFERENCE):
+    """Per order (``file``, ``shuffle<tie seed>``): ``reference`` against each other model run under it,
+    paired over that order's test sessions on the seed-averaged per-session outcomes
+    (``bench.significance.compare_models``: Wilcoxon p and a paired bootstrap interval); the runs of one
+    order share their test set, so their per-session files pair. Orders without per-session files of
+    both models are left out."""
+    by_order = {}
+    for row in rows:
+        if not row.get("error"):
+            base, _, order = row["model"].partition("-tie_")
+            by_order.setdefault(order, {}).setdefault(base, []).append(row)
+    table = []
+    for order, by_model in by_order.items():
+        ours = _outcomes(by_model.get(reference, []), out_dir, dataset)
+        for model, runs in by_model.items():
+            theirs = _outcomes(runs, out_dir, dataset)
+            if model == reference or not ours or not theirs:
+                continue
+            try:
+                results = compare_models(ours, theirs)
+            except ValueError as error:  # files of other test sessions: said, not paired
+                table.append({"order": order, "vs": model, "note": str(error)})
+                continue
+            for metric in METRICS:
+                r = results[metric]
+                table.append({"order": order, "vs": model, "metric": metric, "seeds": f"{len(ours)} / {len(theirs)}",
+                              reference: r["mean_a"], "other": r["mean_b"], "diff": r["diff"],
+                              "rel %": f"{r['rel_%']:+.1f}%", "95% CI of diff": f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]",
+                              "Wilcoxon p": f"{r['p']:.2g}", "sessions": r["n"]})
+    return table
+
+
 def write_tie_report(rows, out_dir, dataset, command):
     """``<dataset>-tie-order.md``: the effect table and every run; the effect table also goes into
     docs/results.md's ``tie-order-<dataset>`` block when ``out_dir`` is docs/results."""
@@ -201,7 +239,15 @@ def write_tie_report(rows, out_dir, dataset, command):
     lines = [f"# Same-day order: {dataset}", "", f"- command: `{command}`",
              "- `diff` = shuffle - file over runs (training seeds x tie seeds); `by runs`: beyond twice the pooled "
              "std of the runs or not; Welch p: two-sided t-test over the runs (bench/tie_order.py, `tie_effect_rows`)",
-             "", "## Effect of the shuffle", effect, "", "## Every run", _markdown(rows, RUN_COLUMNS), ""]
+             "", "## Effect of the shuffle", effect, ""]
+    paired = between_models_rows(rows, out_dir, dataset)
+    if paired:
+        lines += [f"## {PAIRED_REFERENCE} against the other models under each order: paired over that order's test sessions",
+                  "Each model's per-session outcomes averaged over its runs of the order (`seeds`: "
+                  f"{PAIRED_REFERENCE}'s / the other's), then paired session by session (bench/significance.py): "
+                  f"`diff` = {PAIRED_REFERENCE} - other; 95% CI: paired bootstrap; p: two-sided Wilcoxon signed-rank.",
+                  _markdown(paired, PAIRED_COLUMNS), ""]
+    lines += ["## Every run", _markdown(rows, RUN_COLUMNS), ""]
     path = Path(out_dir) / f"{dataset}-tie-order.md"
     path.write_text("\n".join(lines), encoding="utf-8")
     if Path(out_dir).resolve() == (REPO / "docs" / "results").resolve():

@@ -131,8 +131,7 @@ def test_file_order_runs_come_from_the_benchmark_rows_of_the_same_settings(tmp_p
     write_csv([{**benchmark, "model": "SASRec", "seed": 2020, "mrr@20": 0.0123, "overrides": settings},
                {**benchmark, "model": "SASRec", "seed": 2021, "mrr@20": 0.0456, "overrides": '{"epochs": 3}'}],
               tmp_path / "hm-fashion.csv")
-    sessions_path(tmp_path, "hm-fashion", "SASRec", 2020).parent.mkdir(parents=True)
-    sessions_path(tmp_path, "hm-fashion", "SASRec", 2020).write_bytes(b"per-session outcomes")
+    _write_ranks(tmp_path, "SASRec", 2020, [1, 0, 3], "file-sessions")
     assert tie_order.main(["--dataset=hm-fashion", "--seeds=2020,2021", "--tie-seeds=0", f"--out={tmp_path}",
                            "--file-from-benchmark"]) == 0
     # seed 2020's file-order run is the benchmark's row; seed 2021's row has other settings, so it trains
@@ -141,5 +140,40 @@ def test_file_order_runs_come_from_the_benchmark_rows_of_the_same_settings(tmp_p
     taken = rows[("SASRec-tie_file", 2020)]
     assert taken["mrr@20"] == 0.0123 and taken["row_from"] == "hm-fashion.csv" and taken["tie_order"] == "file"
     assert "row_from" not in rows[("SASRec-tie_file", 2021)]
-    assert sessions_path(tmp_path, "hm-fashion", "SASRec-tie_file", 2020).read_bytes() == b"per-session outcomes"
+    assert (sessions_path(tmp_path, "hm-fashion", "SASRec-tie_file", 2020).read_bytes()
+            == sessions_path(tmp_path, "hm-fashion", "SASRec", 2020).read_bytes())
     assert "| hm-fashion.csv |" in (tmp_path / "hm-fashion-tie-order.md").read_text()
+
+
+def _write_ranks(out_dir, name, seed, ranks, digest):
+    import numpy as np
+
+    from bench.session_outcomes import _save, sessions_path
+
+    _save(sessions_path(out_dir, "hm-fashion", name, seed), rank=np.asarray(ranks, dtype=np.uint8),
+          cutoff=np.int16(20), digest=np.str_(digest))
+
+
+def test_models_of_one_order_are_paired_over_its_test_sessions_and_other_orders_are_not_mixed(tmp_path):
+    from bench.tie_order import between_models_rows, write_tie_report
+
+    # TPAD ranks every target first; SASRec misses every one under the file order and ranks it 2nd when shuffled
+    for seed in (2020, 2021):
+        _write_ranks(tmp_path, "TPAD-tie_file", seed, [1] * 30, "file-sessions")
+        _write_ranks(tmp_path, "SASRec-tie_file", seed, [0] * 30, "file-sessions")
+        _write_ranks(tmp_path, "TPAD-tie_shuffle0", seed, [1] * 30, "shuffled-sessions")
+        _write_ranks(tmp_path, "SASRec-tie_shuffle0", seed, [2] * 30, "shuffled-sessions")
+    rows = [_run(m, o, s, 0.03, t) for m in ("TPAD", "SASRec") for o, t in (("file", ""), ("shuffle0", 0))
+            for s in (2020, 2021)]
+    paired = {(r["order"], r["metric"]): r for r in between_models_rows(rows, tmp_path, "hm-fashion")}
+    assert set(paired) == {(o, m) for o in ("file", "shuffle0") for m in ("mrr@20", "recall@20")}
+    assert paired[("file", "mrr@20")]["diff"] == 1.0 and float(paired[("file", "mrr@20")]["Wilcoxon p"]) < 1e-5
+    assert paired[("shuffle0", "mrr@20")]["diff"] == 0.5 and paired[("shuffle0", "recall@20")]["diff"] == 0.0
+    assert paired[("shuffle0", "recall@20")]["Wilcoxon p"] == "1"  # no session differs
+    assert all(r["seeds"] == "2 / 2" and r["sessions"] == 30 for r in paired.values())
+    # a run whose file holds other sessions is said, not paired
+    _write_ranks(tmp_path, "SASRec-tie_shuffle0", 2021, [2] * 30, "other-sessions")
+    notes = [r for r in between_models_rows(rows, tmp_path, "hm-fashion") if r["order"] == "shuffle0"]
+    assert len(notes) == 1 and "different test sessions" in notes[0]["note"]
+    assert "## TPAD against the other models under each order" in write_tie_report(
+        rows, tmp_path, "hm-fashion", "python bench/tie_order.py").read_text()
