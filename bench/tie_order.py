@@ -233,7 +233,8 @@ def between_models_rows(rows, out_dir, dataset, reference=PAIRED_REFERENCE):
 
 
 def write_tie_report(rows, out_dir, dataset, command):
-    """``<dataset>-tie-order.md``: the effect table and every run; the effect table also goes into
+    """``<dataset>-tie-order.md``: the effect table, TPAD paired against each other model within each order
+    (``between_models_rows``) and every run; the effect table also goes into
     docs/results.md's ``tie-order-<dataset>`` block when ``out_dir`` is docs/results."""
     effect = _markdown(tie_effect_rows(rows), EFFECT_COLUMNS)
     lines = [f"# Same-day order: {dataset}", "", f"- command: `{command}`",
