@@ -191,13 +191,18 @@ def significance_rows(rows, out_dir, dataset, reference=SIGNIFICANCE_REFERENCE, 
         except ValueError as error:
             table.append({"vs": label, "metric": "", "note": str(error)})
             continue
-        for metric in METRICS:
-            r = results[metric]
-            table.append({"vs": label, "metric": metric, "seeds": f"{len(ours)} / {len(theirs)}",
-                          reference: r["mean_a"], "other": r["mean_b"], "diff": r["diff"],
-                          "rel %": f"{r['rel_%']:+.1f}%", "95% CI of diff": f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]",
-                          "Wilcoxon p": f"{r['p']:.2g}", "sessions": r["n"]})
+        table += [{"vs": label, **paired_cells(results[metric], metric, reference, ours, theirs)} for metric in METRICS]
     return table
+
+
+def paired_cells(result, metric, reference, ours, theirs):
+    """One paired-test table row's cells from a ``bench.significance.paired_comparison`` result of
+    ``reference`` (per-session files ``ours``) against another model (``theirs``)."""
+    r = result
+    return {"metric": metric, "seeds": f"{len(ours)} / {len(theirs)}", reference: r["mean_a"], "other": r["mean_b"],
+            "diff": r["diff"], "rel %": f"{r['rel_%']:+.1f}%",
+            "95% CI of diff": f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]", "Wilcoxon p": f"{r['p']:.2g}",
+            "sessions": r["n"]}
 
 
 def _outcomes(runs, out_dir, dataset):

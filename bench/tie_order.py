@@ -42,7 +42,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.report import _markdown, _outcomes, beyond_noise, replace_marked_block  # noqa: E402
+from bench.report import _markdown, _outcomes, beyond_noise, paired_cells, replace_marked_block  # noqa: E402
 from bench.run_benchmark import every_row_settings, reusable_rows, row_overrides, run_row  # noqa: E402
 from bench.session_outcomes import sessions_path  # noqa: E402
 from bench.significance import METRICS, compare_models  # noqa: E402
@@ -215,20 +215,16 @@ def between_models_rows(rows, out_dir, dataset, reference=PAIRED_REFERENCE):
     for order, by_model in by_order.items():
         ours = _outcomes(by_model.get(reference, []), out_dir, dataset)
         for model, runs in by_model.items():
-            theirs = _outcomes(runs, out_dir, dataset)
-            if model == reference or not ours or not theirs:
+            theirs = _outcomes(runs, out_dir, dataset) if model != reference and ours else []
+            if not theirs:
                 continue
             try:
                 results = compare_models(ours, theirs)
             except ValueError as error:  # files of other test sessions: said, not paired
                 table.append({"order": order, "vs": model, "note": str(error)})
                 continue
-            for metric in METRICS:
-                r = results[metric]
-                table.append({"order": order, "vs": model, "metric": metric, "seeds": f"{len(ours)} / {len(theirs)}",
-                              reference: r["mean_a"], "other": r["mean_b"], "diff": r["diff"],
-                              "rel %": f"{r['rel_%']:+.1f}%", "95% CI of diff": f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]",
-                              "Wilcoxon p": f"{r['p']:.2g}", "sessions": r["n"]})
+            table += [{"order": order, "vs": model, **paired_cells(results[metric], metric, reference, ours, theirs)}
+                      for metric in METRICS]
     return table
 
 
