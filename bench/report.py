@@ -142,6 +142,12 @@ def means_over_seeds(rows, columns):
             for model, runs in by_model.items()]
 
 
+# What each point of the stage-2 learning curve reports: the downstream test, then stage 2's own held-out
+# figures (T's next-item recall, AMIE's retrieval of T's feature from K's), which show what more pairs buy
+# before the downstream model reads them.
+CURVE_FIGURES = ("recall@20", "mrr@20", "stage2_heldout_recall@10_trained", "stage2_amie_recall@1")
+
+
 def stage2_curve(rows, default_pairs=None):
     """Points of the stage-2 learning curve: TPAD-no_distill (0 pairs), TPAD-pairs_N and TPAD (its default)."""
     from recbole_tpad.stages.config import StageConfig
@@ -158,7 +164,7 @@ def stage2_curve(rows, default_pairs=None):
         if not runs:
             continue
         point = {"stage-2 pairs": pairs, "row": name, "seeds": len(runs)}
-        for metric in ("recall@20", "mrr@20", "stage2_heldout_recall@10_trained"):
+        for metric in CURVE_FIGURES:
             mean, std = _mean_std([r.get(metric) for r in runs])
             point[metric] = "" if mean is None else f"{mean:.4f} +- {std:.4f}"
             point[f"_{metric}"] = (mean, std)
@@ -401,8 +407,7 @@ def write_report(rows, out_dir, dataset, header, smoke=False, epoch_limit=None, 
     curve = stage2_curve(rows)
     if curve:
         parts += ["## Learning curve of the Transition Distillation Stage (mean +- std over seeds)",
-                  _markdown(curve, ["stage-2 pairs", "row", "seeds", "recall@20", "mrr@20",
-                                    "stage2_heldout_recall@10_trained"]), ""]
+                  _markdown(curve, ["stage-2 pairs", "row", "seeds", *CURVE_FIGURES]), ""]
     encoded = [row for row in rows if row.get("encode_items_per_s")]
     if encoded:  # a row whose item views came from the cache has no encoding speed of its own
         parts += ["## Item encoding by the Knowledge-MLLM (rows that encoded every item in their run)",

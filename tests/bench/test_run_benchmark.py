@@ -227,10 +227,11 @@ def test_stage_ablations_and_curve_rows_run_with_every_seed_and_make_a_curve(tmp
     assert seeds["TPAD-no_amie"] == [1, 2, 3] and seeds["TPAD-pairs_256"] == [1, 2, 3]
     assert seeds["TPAD-id_only"] == [1]  # the other variants keep the first seed
     results = [{"model": name, "seed": seed, "recall@20": 0.1 + 0.01 * i, "mrr@20": 0.03,
-                "stage2_heldout_recall@10_trained": 0.2}
+                "stage2_heldout_recall@10_trained": 0.2, "stage2_amie_recall@1": 0.1 * seed}
                for i, (name, _, seed, _) in enumerate(rows) if name in ("TPAD", "TPAD-no_distill", "TPAD-pairs_256")]
     curve = stage2_curve(results, default_pairs=1024)
     assert [p["stage-2 pairs"] for p in curve] == [0, 256, 1024] and all(p["seeds"] == 3 for p in curve)
+    assert curve[1]["stage2_amie_recall@1"] == "0.2000 +- 0.1000"  # AMIE's alignment, mean +- std of seeds 1-3
     write_report(results, tmp_path, "hm-fashion", header={})
     text = (tmp_path / "hm-fashion.md").read_text()
     assert "Learning curve of the Transition Distillation Stage" in text and "held out" in text
