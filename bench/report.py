@@ -201,10 +201,9 @@ def significance_rows(rows, out_dir, dataset, reference=SIGNIFICANCE_REFERENCE, 
     return table
 
 
-def paired_cells(result, metric, reference, ours, theirs):
-    """One paired-test table row's cells from a ``bench.significance.paired_comparison`` result of
+def paired_cells(r, metric, reference, ours, theirs):
+    """One paired-test table row's cells from ``r``, a ``bench.significance.paired_comparison`` result of
     ``reference`` (per-session files ``ours``) against another model (``theirs``)."""
-    r = result
     return {"metric": metric, "seeds": f"{len(ours)} / {len(theirs)}", reference: r["mean_a"], "other": r["mean_b"],
             "diff": r["diff"], "rel %": f"{r['rel_%']:+.1f}%",
             "95% CI of diff": f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]", "Wilcoxon p": f"{r['p']:.2g}",
