@@ -164,6 +164,13 @@ class StageConfig:
         """Settings the cached item states depend on (the split layer and the answer spans)."""
         return {k: getattr(self, k) for k in ("lora_layers", "title_words", "answer_words")}
 
+    def head_key(self):
+        """Settings the transition head's fit on the untrained ``T`` depends on (and its held-out figures)."""
+        keep = ("stage2_head_epochs", "stage2_head_batch_size", "stage2_head_learning_rate", "stage2_heldout_pairs",
+                "temperature", "session_items")
+        return dict({k: getattr(self, k) for k in keep}, session_layout="last-item-whole",
+                    next_targets="base-features-head")
+
     def stage2_key(self):
         """Settings stage 2 depends on, beyond stage 1's."""
         skip = ("cache_dir", "checkpoint_steps")

@@ -1,8 +1,10 @@
 """TPAD's stages 1-3 in order, each cached on disk and skipped when its result is valid.
 
 Cache keys: stage 1 = data file hashes + backbone settings + split settings + seed + stage-1
-keys; stage 2 = stage 1's hash + stage-2 keys; stage 3 = the item-view cache of
-``recbole_tpad.features`` tagged with the last stage's hash. Everything the stages draw at random
+keys; stage 2 = stage 1's hash + stage-2 keys, and its transition head's fit before ``T``'s steps
+= the item states' hash + split + seed + the head's keys (one fit for every stage 2 that differs in
+the rest); stage 3 = the item-view cache of ``recbole_tpad.features`` tagged with the last stage's
+hash. Everything the stages draw at random
 is seeded from ``seed`` inside a forked RNG, so the downstream run sees the same random stream
 whether the stages ran or were loaded.
 
@@ -80,7 +82,7 @@ class StagePipeline:
                                                              "projector": self.store_projector.key})
         self.store1 = StageStore(self.root, "knowledge", {"states": self.store_states.key, "seed": self.seed,
                                                           "stage": self.settings.stage1_key()})
-        self.store2 = None
+        self.store2 = self.store_head = None
         if self.settings.run_stage2:
             split = {k: _get(config, k) for k in SPLIT_KEYS}
             if (_get(config, "tie_order") or "file") != "file":
@@ -89,6 +91,10 @@ class StagePipeline:
                 split["tie_order"] = {"order": _get(config, "tie_order"), "seed": _get(config, "tie_seed")}
             self.store2 = StageStore(self.root, "distillation",
                                      {"stage1": self.store1.key, "stage": self.settings.stage2_key(), "split": split})
+            # the bank and the head's fit on it come before T's first step and do not depend on stage 1: one
+            # entry serves every setting of T's steps (a learning curve's points, the ablations) of a seed
+            self.store_head = StageStore(self.root, "transition_head", {
+                "states": self.store_states.key, "seed": self.seed, "split": split, "stage": self.settings.head_key()})
         self.final_hash = (self.store2 or self.store1).key
         self.timings = {}
         self.logger = getLogger()
@@ -226,6 +232,7 @@ class StagePipeline:
             )
         sessions = training_sessions(self.train_dataset)
         heldout = heldout_pairs(sessions, self.settings.stage2_heldout_pairs, self.seed)
-        stage = TransitionDistillation(backbone, item_states, sessions, self.settings, heldout, self.seed)
+        stage = TransitionDistillation(backbone, item_states, sessions, self.settings, heldout, self.seed,
+                                       head_store=self.store_head)
         self._train_or_load(self.store2, stage, self.settings.stage2_learning_rate,
                             lambda folder: load_knowledge_mllm(backbone, folder))

@@ -52,13 +52,14 @@ from torch import nn
 from recbole_tpad.distributed import batch_mean, broadcast_parameters, gather_batch, is_main_process, shard
 from recbole_tpad.features.backbone import IGNORE_INDEX
 from recbole_tpad.stages.knowledge_acquisition import KNOWLEDGE, answer_count, ensure_adapter, save_knowledge_mllm
-from recbole_tpad.stages.loop import TrainableStateMixin, save_safetensors
+from recbole_tpad.stages.loop import TrainableStateMixin, load_safetensors, save_safetensors
 from recbole_tpad.stages.mi_estimators import AMIE, HMIE
 from recbole_tpad.stages.session_prompts import sample_rows
 from recbole_tpad.stages.transition_head import TransitionHead
 
 TRANSFER = "T"
 HEADS_FILE = "alignment_heads.safetensors"
+FIT_FILE = "transition_head_fit.safetensors"  # the head_store entry: the bank and the head fitted on it
 HEADER, FOOTER = "A shopper viewed:", " Next item:"
 
 
@@ -86,19 +87,23 @@ class TransitionDistillation(TrainableStateMixin, nn.Module):
         settings (StageConfig): the stage keys.
         heldout (numpy.ndarray): rows of ``sessions`` kept out of training for the held-out figures.
         seed (int): the sampling seed.
+        head_store (StageStore, optional): where the bank and the head's fit on it are kept: they are the
+            same for every setting of ``T``'s steps (pairs, weights, learning rate) of one split and seed,
+            so a stage-2 run with other such settings loads them instead of fitting again.
     """
 
     title = "Transition Distillation"
     number = 2
     batch_global = True  # its losses are of the whole global batch (train_stage calls it on every rank)
 
-    def __init__(self, backbone, item_states, sessions, settings, heldout, seed=2020):
+    def __init__(self, backbone, item_states, sessions, settings, heldout, seed=2020, head_store=None):
         super(TransitionDistillation, self).__init__()
         self.backbone = backbone
         self.states = item_states
         self.sessions = sessions
         self.settings = settings
         self.seed = seed
+        self.head_store = head_store
         self.top_layers = item_states.top_layers
         self.num_items = len(item_states)
         ensure_adapter(backbone, KNOWLEDGE, settings.lora_layers)
@@ -179,6 +184,8 @@ class TransitionDistillation(TrainableStateMixin, nn.Module):
         self.head.set_centre(self.bank)
         self.bank_ready = True
         super().load_trainable_state(state)
+        manifest = self.head_store.manifest() if self.head_store is not None else None
+        self.head_figures = (manifest or {}).get("head_figures", {})  # the checkpoint keeps weights only
 
     # ---- passes -----------------------------------------------------------------------------------
     def _upper(self, adapter, inputs):
@@ -256,27 +263,47 @@ class TransitionDistillation(TrainableStateMixin, nn.Module):
         return hidden.float()[torch.arange(len(rows)), inputs["state_index"]], hidden, inputs
 
     # ---- training ---------------------------------------------------------------------------------
-    def _prepare(self):
+    def _prepare(self, collective=True):
         r"""Before the first step: the bank (every item's feature under the untrained ``T``) and the
-        head's fit on it; a resumed run has both from its checkpoint."""
+        head's fit on it, loaded from ``head_store`` where an earlier run made them; a resumed run has
+        both from its checkpoint. ``collective=False``: one rank alone prepares (held-out figures)."""
         if self.bank_ready:
             return
+        manifest = self.head_store.manifest() if self.head_store is not None else None
+        if manifest is not None:
+            fit = load_safetensors(self.head_store.folder / FIT_FILE)
+            self.bank.copy_(fit.pop("bank"))
+            self.head.load_state_dict(fit)
+            self.head_figures = manifest.get("head_figures", {})
+            getLogger().info(f"{self.title}: bank and transition head cached in {self.head_store.folder}")
+        else:
+            self._fit_head()
+        self.bank_ready = True
+        if collective:  # every rank starts from rank 0's head (one rank may have loaded what another fitted)
+            broadcast_parameters(list(self.head.parameters()))
+
+    def _fit_head(self):
+        r"""The bank, the head's fit on it over every training pair and its held-out figures; rank 0 keeps
+        them in ``head_store``."""
         s = self.settings
         self.bank.copy_(self.item_features(None, np.arange(self.num_items)))  # the frozen base = untrained T
-        self.bank_ready = True
         self.head.set_centre(self.bank)
+        loss = None
         if s.stage2_head_epochs:
             rows = torch.as_tensor(self.train_rows)
             last = self.sessions.item_seq[rows, self.sessions.item_len[rows] - 1]
             with torch.enable_grad():
                 loss = self.head.fit(self.bank, last, self.sessions.target[rows], s.stage2_head_epochs,
                                      s.stage2_head_batch_size, s.stage2_head_learning_rate, s.temperature, self.seed)
-            broadcast_parameters(list(self.head.parameters()))
             if len(self.heldout) and is_main_process():  # rank 0 alone reports held-out figures
                 self.head_figures = self.next_item_figures(None, self.heldout)
             getLogger().info(f"{self.title}: transition head fitted on {len(rows)} pairs x {s.stage2_head_epochs} "
                              f"epochs (last epoch's L_next {loss:.4f}); held-out with the untrained T "
                              f"{self.head_figures}")
+        if self.head_store is not None and is_main_process():  # no barrier: ranks prepare at different points
+            fit = dict(self.head.state_dict(), bank=self.bank)
+            self.head_store.commit(lambda folder: save_safetensors(fit, folder / FIT_FILE),
+                                   info={"head_figures": self.head_figures, "fit_loss": loss})
 
     def _hmie(self, name, hidden, inputs, generator, summary):
         r"""HMIE of one side on the whole batch: its token level on token states sampled by the step's
@@ -415,7 +442,7 @@ class TransitionDistillation(TrainableStateMixin, nn.Module):
         """
         if len(self.heldout) == 0:
             return {}
-        self._prepare()  # (a stage 2 run without L_next has no bank yet)
+        self._prepare(collective=False)  # (a stage 2 run without L_next has no bank yet; rank 0 alone here)
         rows = self.heldout
         figures = {"heldout_pairs": int(len(rows))}
         runs = [("untrained", None, False), ("trained", TRANSFER, self.settings.stage2_next_weight > 0)]

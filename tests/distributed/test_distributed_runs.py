@@ -147,7 +147,8 @@ def test_tpad_stages_sharded_data_parallel_one_writer_and_resumed_after_a_killed
     assert two["stage2_steps"][0] == 1  # resumed after the checkpointed step, not from 0
     stages = {run: tmp_path / run / "stages" / "tiny" for run in ("one", "two")}
     names = sorted(p.name.split("-")[0] for p in stages["two"].iterdir())
-    assert names == ["distillation", "knowledge", "projector", "representation", "states"]  # one result each
+    # one result each
+    assert names == ["distillation", "knowledge", "projector", "representation", "states", "transition_head"]
     assert not list((tmp_path / "two").rglob("*.partial")) and not list((tmp_path / "two").rglob(".*tmp*"))
     assert two["test_result"] == evaluate_checkpoint("TPAD", two["saved_model_file"])
     # the item states, each rank computing its share of the items, gathered: those of one process
@@ -259,3 +260,19 @@ def test_stage2_on_two_ranks_trains_the_weights_of_one_process(tmp_path):
         print(f"{path}: largest difference {difference:.3g}, largest weight "
               f"{max(float(v.abs().max()) for v in one.values()):.3g}")
         assert difference <= STAGE2_TOLERANCE, (path, difference)
+
+
+def test_stage2_without_l_next_on_two_ranks_reports_its_heldout_figures(tmp_path):
+    """Without L_next the bank and the head are first needed by the held-out figures, which rank 0 alone
+    computes: it prepares them without a collective (a broadcast there waits for ranks that never come)."""
+    from tests.distributed.ranks import train_stage1, train_stage2
+    from tests.stages.stage_keys import STAGE_KEYS
+
+    root = tmp_path / "data"
+    write_tiny_dataset(str(root))
+    config = tiny_config(root, tmp_path, **dict(STAGE_KEYS, **STAGE2, stage2_next_weight=0.0),
+                         feature_cache_dir=str(tmp_path / "cache"))
+    train_stage1(config)
+    manifest = two_ranks(train_stage2, (), config)["distillation"]
+    assert "next" not in manifest["epoch_losses"]["0"]
+    assert {"heldout_mrr_untrained", "heldout_mrr_head", "amie_recall@1"} <= set(manifest["heldout"])

@@ -256,12 +256,53 @@ def test_interrupted_stage_leaves_no_result_and_resumes_to_the_same_adapters(tin
     _pipeline(tiny_dataset, tmp_path / "crash", **keys).run()
     assert seen == [2, 3]  # resumed, not restarted
     assert not crashing.store2.partial.exists()
+    heldout = [pipeline.store2.manifest()["heldout"] for pipeline in (reference, crashing)]
+    head = [{k: v for k, v in figures.items() if k.endswith("_head")} for figures in heldout]
+    assert head[0] and head[0] == head[1]  # the head's figures of before the crash, from its entry
     for adapter in ("adapter_K", "adapter_T"):
         a = load_file(str(reference.store2.folder / adapter / "adapter_model.safetensors"))
         b = load_file(str(crashing.store2.folder / adapter / "adapter_model.safetensors"))
         assert a.keys() == b.keys()
         for key in a:
             torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)
+
+
+def test_stage_twos_that_differ_in_t_steps_share_one_fit_of_the_head(tiny_dataset, tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    from recbole_tpad.stages.transition_distillation import HEADS_FILE
+    from recbole_tpad.stages.transition_head import TransitionHead
+
+    first = _pipeline(tiny_dataset, tmp_path)
+    first.run()
+    assert first.store_head.is_complete()
+    fits = []
+    real_fit = TransitionHead.fit
+    monkeypatch.setattr(TransitionHead, "fit", lambda self, *args: fits.append(1) or real_fit(self, *args))
+    more = dict(stage2_sessions_per_epoch=32, stage2_amie_weight=0.25)  # another point of the learning curve
+    reused = _pipeline(tiny_dataset, tmp_path, **more)
+    assert reused.store_head.key == first.store_head.key and reused.store2.key != first.store2.key
+    reused.run()
+    assert fits == []  # the bank and the fitted head came from the entry
+    names = ("adapter_K/adapter_model.safetensors", "adapter_T/adapter_model.safetensors", HEADS_FILE)
+    kept = {name: load_file(str(reused.store2.folder / name)) for name in names}
+    heldout = reused.store2.manifest()["heldout"]
+    # the same stage 2 again without the entry (stage 1 cached in both): it fits the head, to the same result
+    for folder in (reused.store2.folder, reused.store_head.folder, *Path(reused.root).glob("representation-*")):
+        shutil.rmtree(folder)
+    fresh = _pipeline(tiny_dataset, tmp_path, **more)
+    fresh.run()
+    assert fits == [1] and fresh.store_head.is_complete()
+    for name in names:
+        a, b = kept[name], load_file(str(fresh.store2.folder / name))
+        assert a.keys() == b.keys()
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)
+    assert fresh.store2.manifest()["heldout"] == heldout
+    # what the fit depends on changes its key; stage 1's settings do not
+    assert _pipeline(tiny_dataset, tmp_path, stage2_head_epochs=2).store_head.key != first.store_head.key
+    assert _pipeline(tiny_dataset, tmp_path, seed=7).store_head.key != first.store_head.key
+    assert _pipeline(tiny_dataset, tmp_path, stage1_epochs=2).store_head.key == first.store_head.key
 
 
 def test_a_checkpoint_of_another_schedule_or_a_torn_file_is_ignored(tmp_path):
@@ -337,7 +378,7 @@ def test_lora_on_the_top_layers_only(tiny_dataset, tmp_path):
 @pytest.mark.parametrize("switches,stores", [
     ({"stage_distillation": False}, ["knowledge", "projector", "states"]),
     ({"stage_generation_task": False, "stage_amie": False, "stage_hmie": False},
-     ["distillation", "knowledge", "projector", "states"]),
+     ["distillation", "knowledge", "projector", "states", "transition_head"]),
 ])
 def test_ablation_switches_run_the_remaining_pipeline(tiny_dataset, tmp_path, switches, stores):
     pipeline = _pipeline(tiny_dataset, tmp_path, **switches)

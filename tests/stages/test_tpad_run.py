@@ -32,7 +32,7 @@ def test_tpad_run_trains_the_stages_then_the_recommender(tiny_dataset, tmp_path,
     assert "is read by neither" not in caplog.text
     root = tmp_path / "cache" / "stages" / "tiny"
     names = sorted(p.name.split("-")[0] for p in root.iterdir())
-    assert names == ["distillation", "knowledge", "projector", "representation", "states"]
+    assert names == ["distillation", "knowledge", "projector", "representation", "states", "transition_head"]
     assert not list(root.glob("*.partial")) and not list(root.glob(".*"))
 
 
