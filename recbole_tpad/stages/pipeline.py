@@ -4,9 +4,10 @@ Cache keys: stage 1 = data file hashes + backbone settings + split settings + se
 keys; stage 2 = stage 1's hash + stage-2 keys, and its transition head's fit before ``T``'s steps
 = the item states' hash + split + seed + the head's keys (one fit for every stage 2 that differs in
 the rest); stage 3 = the item-view cache of ``recbole_tpad.features`` tagged with the last stage's
-hash. Everything the stages draw at random
-is seeded from ``seed`` inside a forked RNG, so the downstream run sees the same random stream
-whether the stages ran or were loaded.
+hash. Everything the stages draw at random is seeded from ``seed`` inside a forked RNG, so the
+downstream run sees the same random stream whether the stages ran or were loaded; each trained stage
+starts from its own seed (``seed`` and its number), so its result is the same whether the stages
+before it ran in this process or were loaded.
 
 In a distributed run every rank runs the pipeline: the item encodings are sharded across the ranks
 and gathered, stages 1 and 2 train data-parallel (``loop.train_stage``), and rank 0 alone writes
@@ -182,11 +183,20 @@ class StagePipeline:
             self.logger.info(set_color(stage.title, "yellow") + ": nothing to learn; its weights stay untrained")
             write_once(store.commit, stage.save, info={"epoch_losses": {}, "seconds": 0.0, "steps": 0})
 
+    def _seed_stage(self, number):
+        r"""Torch's RNG from ``seed`` and the stage's ``number`` alone: a stage's adapters and heads are
+        initialised, and its dropout drawn, alike whether the stages before it trained in this process
+        (drawing from the RNG) or were loaded from the cache."""
+        import numpy as np
+
+        torch.manual_seed(int(np.random.SeedSequence([self.seed, 100 + number]).generate_state(1)[0]))
+
     def _projector(self, backbone, items):
         from recbole_tpad.stages.knowledge_acquisition import ProjectorAlignment, load_projector
 
         if backbone.projector is None:
             return
+        self._seed_stage(0)
         stage = ProjectorAlignment(backbone, items, self.settings, self.seed)
         self._train_or_load(self.store_projector, stage, self.settings.stage1_learning_rate,
                             lambda folder: load_projector(backbone, folder))
@@ -212,6 +222,7 @@ class StagePipeline:
 
         rng = np.random.default_rng([self.seed, 3])
         heldout = rng.permutation(np.arange(1, len(item_states)))[: self.settings.stage1_heldout_items]
+        self._seed_stage(1)
         stage = KnowledgeAcquisition(backbone, item_states, self.settings, heldout, self.seed)
         self._train_or_load(self.store1, stage, self.settings.stage1_learning_rate,
                             lambda folder: load_knowledge_mllm(backbone, folder))
@@ -232,6 +243,7 @@ class StagePipeline:
             )
         sessions = training_sessions(self.train_dataset)
         heldout = heldout_pairs(sessions, self.settings.stage2_heldout_pairs, self.seed)
+        self._seed_stage(2)
         stage = TransitionDistillation(backbone, item_states, sessions, self.settings, heldout, self.seed,
                                        head_store=self.store_head)
         self._train_or_load(self.store2, stage, self.settings.stage2_learning_rate,

@@ -305,6 +305,23 @@ def test_stage_twos_that_differ_in_t_steps_share_one_fit_of_the_head(tiny_datase
     assert _pipeline(tiny_dataset, tmp_path, stage1_epochs=2).store_head.key == first.store_head.key
 
 
+def test_stage_two_trains_alike_whether_stage_one_ran_in_this_process_or_was_loaded(tiny_dataset, tmp_path):
+    from safetensors.torch import load_file
+
+    together = _pipeline(tiny_dataset, tmp_path / "together")
+    together.run()
+    _pipeline(tiny_dataset, tmp_path / "apart", stage_distillation=False).run()  # stage 1 alone, cached
+    apart = _pipeline(tiny_dataset, tmp_path / "apart")
+    assert apart.store1.is_complete() and not apart.store2.is_complete()
+    apart.run()
+    for name in ("adapter_K/adapter_model.safetensors", "adapter_T/adapter_model.safetensors",
+                 "alignment_heads.safetensors"):
+        a, b = (load_file(str(pipeline.store2.folder / name)) for pipeline in (together, apart))
+        assert a.keys() == b.keys()
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)
+
+
 def test_a_checkpoint_of_another_schedule_or_a_torn_file_is_ignored(tmp_path):
     from recbole_tpad.stages.stage_cache import StageStore
 
