@@ -472,7 +472,9 @@ def write_figures(rows, out_dir, dataset, curve=()):
             means = [p[f"_{metric}"][0] for p in curve]
             stds = [p[f"_{metric}"][1] for p in curve]
             ax.errorbar(pairs, means, yerr=stds, marker="o", capsize=3)
-            ax.set_xscale("symlog", linthresh=1000)
+            ax.set_xscale("symlog", linthresh=min(p for p in pairs if p > 0) if any(pairs) else 1)
+            ax.set_xticks(pairs, [f"{p:,}" for p in pairs], fontsize=8)  # the points' own pairs, not 10^k
+            ax.minorticks_off()
             ax.set_xlabel("stage-2 training pairs (0: no distillation)", fontsize=8)
             ax.set_ylabel(f"test {metric}")
         fig.suptitle(f"{dataset}: TPAD against the stage-2 training pairs (mean +- std over seeds)", fontsize=9)
