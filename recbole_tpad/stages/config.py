@@ -56,6 +56,11 @@ _KEYS = {
 }
 
 
+# the session layout (last item whole) and L_next's target space (the frozen base's item features through
+# the transition head), in stage 2's keys and its head fit's: results of the older layouts are not reused
+STAGE2_LAYOUT = {"session_layout": "last-item-whole", "next_targets": "base-features-head"}
+
+
 @dataclass
 class StageConfig:
     # one field per key of _KEYS; the defaults are in properties/model/TPAD.yaml
@@ -168,16 +173,13 @@ class StageConfig:
         """Settings the transition head's fit on the untrained ``T`` depends on (and its held-out figures)."""
         keep = ("stage2_head_epochs", "stage2_head_batch_size", "stage2_head_learning_rate", "stage2_heldout_pairs",
                 "temperature", "session_items")
-        return dict({k: getattr(self, k) for k in keep}, session_layout="last-item-whole",
-                    next_targets="base-features-head")
+        return dict({k: getattr(self, k) for k in keep}, **STAGE2_LAYOUT)
 
     def stage2_key(self):
         """Settings stage 2 depends on, beyond stage 1's."""
         skip = ("cache_dir", "checkpoint_steps")
-        # the session layout (last item whole) and L_next's target space (the frozen base's item features
-        # through the transition head): results of the older layouts are not reused
         return dict({k: v for k, v in asdict(self).items() if not k.startswith("stage1_") and k not in skip},
-                    session_layout="last-item-whole", next_targets="base-features-head")
+                    **STAGE2_LAYOUT)
 
     @classmethod
     def from_config(cls, config):
