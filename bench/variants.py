@@ -18,8 +18,10 @@ ADDED_PARTS = {"session_item_bias"}
 # term off (bench/run_benchmark.py, derived_rows) instead of a second training of the same weights.
 TRANSITION_KEYS = {"transition_score", "transition_fusion", "stage_distillation", "stage2_epochs"}
 # The learning curve of the Transition Distillation Stage: rows TPAD-pairs_N train stage 2 on N
-# training pairs (every seed); TPAD-no_distill is its point 0 and TPAD its default (1,024).
-STAGE2_CURVE_PAIRS = (256, 4096, 16384)
+# training pairs (every seed); TPAD-no_distill is its point 0 and TPAD its default (1,024). At 64 pairs T
+# has barely trained, so that point separates what the transition head's fit (on every pair, before T's
+# first step) brings from what T's own steps add.
+STAGE2_CURVE_PAIRS = (64, 256, 4096, 16384)
 
 
 def tpad_variants(has_images):
