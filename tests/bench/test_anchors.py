@@ -27,6 +27,17 @@ def test_our_rows_are_the_seed_means_of_the_rows_that_exist():
     assert anchors_table("hm-fashion", rows) == []
 
 
+def test_our_rows_ranked_without_the_sessions_own_items_sit_under_them():
+    rows = [{"model": "TPAD", "seed": s, "recall@10": 0.09, "ndcg@10": 0.044, "unseen_recall@10": u,
+             "unseen_ndcg@10": 0.06, "epochs": 40} for s, u in ((1, 0.098), (2, 0.100))]
+    rows.append({"model": "SASRec", "seed": 1, "recall@10": 0.08, "ndcg@10": 0.04})  # a row without unseen columns
+    ours = [row for row in anchors_table("amazon-beauty", rows) if "(ours)" in row["model"]]
+    assert [row["model"] for row in ours] == ["**SASRec (ours)**", "**TPAD (ours)**",
+                                              "**TPAD (ours), own items removed**"]
+    assert abs(ours[2]["recall@10"] - 0.099) < 1e-12 and abs(ours[2]["ndcg@10"] - 0.06) < 1e-12
+    assert ours[2]["recall@20"] is None and abs(ours[1]["recall@10"] - 0.09) < 1e-12
+
+
 def test_the_report_rewrites_the_marked_block_of_results_md(tmp_path):
     results_md = tmp_path / "results.md"
     results_md.write_text("# Results\n<!-- begin: anchors-amazon-beauty -->\nold table\n<!-- end: anchors-amazon-beauty -->\nafter\n")
