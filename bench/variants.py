@@ -21,8 +21,8 @@ TRANSITION_KEYS = {"transition_score", "transition_fusion", "stage_distillation"
 # training pairs (every seed); TPAD-no_distill is its point 0 and TPAD its default (1,024). At 64 pairs T
 # has barely trained, so that point separates what the transition head's fit (on every pair, before T's
 # first step) brings from what T's own steps add. The curve stops at 4,096: there stage 2 alone took
-# 1,763-2,389 s on one thread, so `make run`'s hour on the 2-core CPU has no room for more; at 16,384 T's
-# steps alone would take 100-120 min (0.36-0.43 s a pair).
+# 1,629-2,389 s on one thread, so `make run`'s hour on the 2-core CPU has no room for more; at 16,384 T's
+# steps alone would take 100-110 min (0.36-0.40 s a pair).
 STAGE2_CURVE_PAIRS = (64, 256, 4096)
 
 
