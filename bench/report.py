@@ -16,7 +16,7 @@ from recbole_tpad.compare import table_columns, write_csv
 QUALITY = ["recall@10", "recall@20", "mrr@10", "mrr@20", "ndcg@10", "ndcg@20", "hit@20"]
 COLD = ["cold_targets", "cold_recall@20", "cold_mrr@20", "cold_ndcg@20"]
 COST = ["params", "train_s_per_epoch", "epochs", "eval_s", "s_per_1000_sessions", "peak_rss_mb",
-        "stage1_s", "stage2_s", "representation_s", "total_s"]
+        "stage1_s", "stage2_s", "stage1_train_s", "stage2_train_s", "representation_s", "total_s"]
 UNSEEN = ["recall@20", "unseen_recall@20", "mrr@20", "unseen_mrr@20", "ndcg@20", "unseen_ndcg@20"]
 # Where a model's hits sit in its top 20: test-session shares per band of target rank
 RANK_BANDS = ((1, 1), (2, 3), (4, 10), (11, 20))

@@ -45,8 +45,9 @@ def prepare_item_views(config, train_data):
 
     Returns:
         tuple: ``(ItemViews or None, info)``, ``info`` the wall time of each preparation step
-        (TPAD: ``{"stage1_s": ..., "stage2_s": ..., "representation_s": ...}``) and, for TPAD, its
-        stages' held-out figures (``stage1_heldout_...``, ``stage2_heldout_...``).
+        (TPAD: ``{"stage1_s": ..., "stage2_s": ..., "representation_s": ...}``, this process's) and, for
+        TPAD, its stages' held-out figures (``stage1_heldout_...``, ``stage2_heldout_...``) and training
+        seconds (``stage1_train_s``, ``stage2_train_s``) from their cache manifests.
     """
     from recbole_tpad.utils import get_model
 

@@ -226,7 +226,7 @@ class TPAD(MultimodalSequentialRecommender):
                                  settings=StageConfig.from_config(config), features=features)
         item_views = pipeline.run()
         info = {f"{name}_s": round(seconds, 1) for name, seconds in pipeline.timings.items()}
-        return item_views, dict(info, **pipeline.heldout_figures())
+        return item_views, dict(info, **pipeline.stage_figures())
 
     def _register_frozen_views(self, views, image_mask):
         self._view_stats = {}  # the training items' standardisation, kept for items added later

@@ -138,14 +138,18 @@ class StagePipeline:
                 "projector": str(projector) if projector.is_file() else None,
                 "distillation": str(self.store2.folder) if self.store2 is not None else None}
 
-    def heldout_figures(self):
-        r"""The held-out figures of the stages behind the views (``stage1_...``, ``stage2_...``), from
-        their manifests: the same whether the stages ran in this run or were cached."""
+    def stage_figures(self):
+        r"""The held-out figures of the stages behind the views (``stage1_...``, ``stage2_...``) and the
+        seconds each stage's training took when it ran (``stage1_train_s``, ``stage2_train_s``; over every
+        process of a resumed stage), from their manifests: the same whether the stages ran in this run or
+        were cached, where the run's own wall times (``stage1_s``, ...) are those of this process only."""
         figures = {}
         for number, store in ((1, self.store1), (2, self.store2)):
-            manifest = store.manifest() if store is not None else None
-            for name, value in ((manifest or {}).get("heldout") or {}).items():
+            manifest = (store.manifest() if store is not None else None) or {}
+            for name, value in (manifest.get("heldout") or {}).items():
                 figures[f"stage{number}_{name}"] = value
+            if manifest.get("seconds") is not None:
+                figures[f"stage{number}_train_s"] = manifest["seconds"]
         return figures
 
     def _timed(self, name, step, *args):

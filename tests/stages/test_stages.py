@@ -185,6 +185,11 @@ def test_pipeline_caches_and_rebuilds_only_what_changed(tiny_dataset, tmp_path, 
     for name in ("untrained", "trained", "popularity"):
         assert 0 <= heldout2[f"heldout_recall@10_{name}"] <= 1 and 0 < heldout2[f"heldout_mrr_{name}"] <= 1
     assert views.manifest["cache_tag"] == first.final_hash
+    # a cached stage still reports the seconds its training took, from its manifest
+    figures = first.stage_figures()
+    for number, store in ((1, first.store1), (2, first.store2)):
+        assert figures[f"stage{number}_train_s"] == store.manifest()["seconds"] > 0
+    assert figures["stage2_heldout_pairs"] == heldout2["heldout_pairs"]
     # valid caches: nothing trains, nothing is encoded again
     monkeypatch.setattr(loop, "train_stage", _no_training)
     again = first.run()
