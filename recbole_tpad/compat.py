@@ -256,6 +256,24 @@ def _save_checkpoints_for_one_process():
     Trainer._save_checkpoint = _save_checkpoint
 
 
+def _make_directories_race_free():
+    # RecBole's ensure_dir checks for a folder, then makes it: two ranks of a distributed run (or two
+    # runs sharing a checkpoint_dir) can both see it missing, and the second makedirs raises
+    # FileExistsError. Every module that imported it by name gets the race-free one.
+    import recbole.data.dataset.dataset as recbole_dataset
+    import recbole.data.utils as recbole_data_utils
+    import recbole.trainer.trainer as recbole_trainer
+    import recbole.utils as recbole_utils
+    import recbole.utils.logger as recbole_logger
+    import recbole.utils.utils as recbole_utils_utils
+
+    def ensure_dir(dir_path):
+        os.makedirs(dir_path, exist_ok=True)
+
+    for module in (recbole_utils_utils, recbole_utils, recbole_trainer, recbole_dataset, recbole_data_utils, recbole_logger):
+        module.ensure_dir = ensure_dir
+
+
 class _NoTensorboard:
     def __getattr__(self, name):
         return lambda *args, **kwargs: None
@@ -297,4 +315,5 @@ def apply():
     _evaluate_distributed_runs_exactly()
     _save_checkpoints_for_one_process()
     _tensorboard_on_rank_zero()
+    _make_directories_race_free()
     _applied = True

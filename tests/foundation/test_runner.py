@@ -134,3 +134,15 @@ def test_compat_shims():
     assert "ray" not in __import__("sys").modules
     assert recbole_trainer.torch.load is not torch.load  # trusted load for RecBole's own checkpoints
     assert recbole_trainer.torch.nn is torch.nn
+
+
+def test_ensure_dir_survives_another_rank_making_the_folder_first(tmp_path, monkeypatch):
+    import recbole.data.utils as recbole_data_utils
+    import recbole.trainer.trainer as recbole_trainer
+    import recbole.utils.logger as recbole_logger
+
+    # Another rank makes the folder between RecBole's exists-check and its makedirs.
+    monkeypatch.setattr("os.path.exists", lambda path: False)
+    for ensure_dir in (recbole_trainer.ensure_dir, recbole_data_utils.ensure_dir, recbole_logger.ensure_dir):
+        ensure_dir(str(tmp_path))
+    assert tmp_path.is_dir()
