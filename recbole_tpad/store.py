@@ -137,6 +137,8 @@ class CacheEntry:
         payload = {"key": self.key, "step": int(step), "total_steps": int(total_steps), "state": state}
         with atomic_path(self.partial / CHECKPOINT) as tmp:  # also removes a checkpoint torn by a kill
             torch.save(payload, tmp)
+        # the log's only sign of progress where the bar is off (show_progress: False, the benchmark's rows)
+        self.logger.info(f"{self.folder.name}: checkpoint after step {step} of {total_steps} (a cut-off run resumes here)")
 
     def save_checkpoint_when_due(self, step, total_steps, state):
         """``save_checkpoint(step, total_steps, state())`` when ``checkpoint_every_s`` have passed since the

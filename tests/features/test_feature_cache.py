@@ -143,10 +143,13 @@ def test_encoding_killed_halfway_resumes_from_its_checkpoint_to_the_same_views(s
         return as_numpy(tensor)
 
     monkeypatch.setattr(encode_module, "as_numpy", dies_in_fourth_batch)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt), caplog.at_level("INFO"):
         get_item_views(config, dataset, settings, progress=False)
     partial = list((tmp_path / "cache").rglob("*.partial"))
     assert len(partial) == 1 and (partial[0] / "checkpoint.pt").is_file()
+    # without a progress bar the log shows how far the build got
+    assert "checkpoint after step 3 of 8 (a cut-off run resumes here)" in caplog.text
+    caplog.clear()
 
     rerun = []
     monkeypatch.setattr(encode_module, "as_numpy", lambda tensor: rerun.append(1) or as_numpy(tensor))
