@@ -103,6 +103,7 @@ class StagePipeline:
     def run(self):
         r"""The distilled item views (:class:`recbole_tpad.features.ItemViews`)."""
         from recbole_tpad.stages.representation import cached_representations, generate_representations
+        from recbole_tpad.stages.transition_distillation import cached_bank
 
         views = cached_representations(self.root, self.final_hash)
         if views is not None:
@@ -121,7 +122,8 @@ class StagePipeline:
                 self._timed("stage2", self._stage2, backbone, item_states)
             views = self._timed("representation", generate_representations, self.config, self.dataset, self.features,
                                 backbone, items, item_states, self.root, self.final_hash,
-                                self.store2.folder if self.store2 is not None else None, self.show_progress)
+                                self.store2.folder if self.store2 is not None else None, self.show_progress,
+                                cached_bank(self.store_head))
         self.logger.info(set_color("TPAD stages", "green") + " wall time: " +
                          ", ".join(f"{k} {v:.1f} s" for k, v in self.timings.items()))
         views.knowledge_mllm = self.knowledge_mllm_folders()

@@ -65,9 +65,10 @@ def add_successor_views(views, path):
 
 
 def generate_representations(config, dataset, settings, backbone, items, item_states, root, stage_hash,
-                             distillation_folder=None, show_progress=True):
+                             distillation_folder=None, show_progress=True, base_features=None):
     r"""Encode every item with adapter ``K`` (or load the cached views) and remember where they are;
-    with ``distillation_folder`` (stage 2's result) also the successor views.
+    with ``distillation_folder`` (stage 2's result) also the successor views (``base_features``: see
+    :func:`successor_views`).
 
     The top layers run on the cached lower-layer states (:mod:`recbole_tpad.stages.item_states`).
     """
@@ -83,7 +84,7 @@ def generate_representations(config, dataset, settings, backbone, items, item_st
     successor = {}
     if distillation_folder is not None:
         successor = successor_views(backbone, item_states, distillation_folder, backbone.settings.batch_size,
-                                    show_progress)
+                                    show_progress, base_features)
 
     def write(folder):
         if successor:
@@ -101,13 +102,15 @@ def generate_representations(config, dataset, settings, backbone, items, item_st
 
 
 @torch.no_grad()
-def successor_views(backbone, item_states, distillation_folder, batch_size, show_progress=True):
+def successor_views(backbone, item_states, distillation_folder, batch_size, show_progress=True, base_features=None):
     r"""The Transfer-MLLM's successor views of every item (rows follow ``item_states``; row 0 zeros).
 
     ``successor``: the item's fused ``T`` feature through the transition head's session map (AMIE's
     teacher ``t_i``); ``successor_target``: the item's fused feature under the frozen base through
     the head's item map (``L_next``'s target space). Both unit rows, ``float32 [N, H]``: their dot
-    product is the head's score of "item j follows item i".
+    product is the head's score of "item j follows item i". ``base_features`` (``[N, H]``, optional):
+    those frozen-base features where stage 2 kept them (its bank), which saves one pass of the top
+    layers over every item; without them they are encoded here.
     """
     from recbole_tpad.stages.item_states import encode_item_views
     from recbole_tpad.stages.transition_distillation import HEADS_FILE, TRANSFER
@@ -118,7 +121,10 @@ def successor_views(backbone, item_states, distillation_folder, batch_size, show
         backbone.load_adapter(TRANSFER, folder / f"adapter_{TRANSFER}")
     head = load_transition_head(folder / HEADS_FILE, backbone.hidden_size)
     transfer = torch.from_numpy(encode_item_views(backbone, item_states, TRANSFER, batch_size, show_progress)["fused"])
-    base = torch.from_numpy(encode_item_views(backbone, item_states, None, batch_size, show_progress)["fused"])
+    if base_features is not None and len(base_features) == len(item_states):
+        base = base_features.float()
+    else:
+        base = torch.from_numpy(encode_item_views(backbone, item_states, None, batch_size, show_progress)["fused"])
     out = {"successor": head.successor(transfer), "successor_target": head.targets(base)}
     out = {k: v.mul_((torch.arange(len(v)) > 0).unsqueeze(1)).numpy().astype(np.float32) for k, v in out.items()}
     return out

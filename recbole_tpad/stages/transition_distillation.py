@@ -76,6 +76,14 @@ def ranks_of(scores, targets):
     return (scores > scores.gather(1, targets.view(-1, 1))).sum(1) + 1
 
 
+def cached_bank(head_store):
+    r"""The bank kept in ``head_store`` (every item's fused feature under the frozen base, ``[N, H]``;
+    what the successor views' targets are made from), or ``None`` where stage 2 kept none."""
+    if head_store is None or head_store.manifest() is None:
+        return None
+    return load_safetensors(head_store.folder / FIT_FILE)["bank"]
+
+
 class TransitionDistillation(TrainableStateMixin, nn.Module):
     r"""Stage 2 as a trainable object for :func:`recbole_tpad.stages.loop.train_stage`.
 

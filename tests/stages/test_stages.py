@@ -12,11 +12,13 @@ import yaml
 from recbole_tpad.errors import ConfigError
 from recbole_tpad.features.config import FeaturesConfig
 from recbole_tpad.settings import yaml_loader
-from recbole_tpad.stages import loop
+from recbole_tpad.stages import item_states as item_states_module
+from recbole_tpad.stages import loop, transition_distillation
 from recbole_tpad.stages.config import _KEYS, StageConfig
 from recbole_tpad.stages.pipeline import StagePipeline
 
 TRAIN_STAGE = loop.train_stage
+ENCODE_ITEM_VIEWS = item_states_module.encode_item_views
 from tests.stages.stage_keys import STAGE_KEYS
 
 
@@ -195,11 +197,26 @@ def test_pipeline_caches_and_rebuilds_only_what_changed(tiny_dataset, tmp_path, 
     again = first.run()
     assert again.folder == views.folder and again.successor_file is not None
     assert all(np.array_equal(again.views[name], view) for name, view in successor.items())
-    # the views' pointer gone: the stages still load from their caches, only encoding reruns
+    # the views' pointer gone: the stages still load from their caches, only encoding reruns, and the
+    # successor targets come from stage 2's bank (the frozen base's features), not from a pass of their own
+    encoded = []
+
+    def recording(backbone, item_states, adapter, *args, **kwargs):
+        encoded.append(adapter)
+        return ENCODE_ITEM_VIEWS(backbone, item_states, adapter, *args, **kwargs)
+
+    monkeypatch.setattr(item_states_module, "encode_item_views", recording)
     shutil.rmtree(next(Path(first.root).glob("representation-*")))
     remade = _pipeline(tiny_dataset, tmp_path).run()
-    assert remade.folder == views.folder
+    assert remade.folder == views.folder and "T" in encoded and None not in encoded
     assert all(np.allclose(remade.views[name], view, atol=1e-5) for name, view in successor.items())
+    # without the bank they are encoded from the frozen base, and the same
+    encoded.clear()
+    monkeypatch.setattr(transition_distillation, "cached_bank", lambda head_store: None)
+    shutil.rmtree(next(Path(first.root).glob("representation-*")))
+    encoded_again = _pipeline(tiny_dataset, tmp_path).run()
+    assert None in encoded
+    assert all(np.allclose(encoded_again.views[name], view, atol=1e-5) for name, view in successor.items())
     # a stage-2 key changes: stage 1 is reused, stage 2 retrains, new views
     calls = []
 
