@@ -205,7 +205,7 @@ def _resume(checkpoint, batches, per_row):
 def encode_item_views(backbone, item_states, adapter, batch_size, show_progress=True):
     r"""Text, image and fused views of every item through the top layers under ``adapter``, in the
     layout of :func:`recbole_tpad.features.encode.encode_items`."""
-    num_items, hidden = len(item_states), backbone.hidden_size
+    num_items, hidden, start = len(item_states), backbone.hidden_size, time.perf_counter()
     views = {name: np.zeros((num_items, hidden), dtype=np.float32) for name in VIEWS}
     views["image_mask"] = np.zeros(num_items, dtype=bool)
     rows = np.argsort(item_states.lengths.numpy()[1:], kind="stable") + 1  # little padding per batch
@@ -231,7 +231,7 @@ def encode_item_views(backbone, item_states, adapter, batch_size, show_progress=
     if not np.isfinite(np.stack([views[n] for n in VIEWS])).all():
         raise FloatingPointError("Item encoding produced non-finite values; try feature_dtype: fp32.")
     getLogger().info(f"Encoded {num_items - 1} items from their cached states (adapter={adapter}), "
-                     f"{int(views['image_mask'].sum())} with an image.")
+                     f"{int(views['image_mask'].sum())} with an image, in {time.perf_counter() - start:.1f} s.")
     return views
 
 

@@ -103,7 +103,6 @@ class StagePipeline:
     def run(self):
         r"""The distilled item views (:class:`recbole_tpad.features.ItemViews`)."""
         from recbole_tpad.stages.representation import cached_representations, generate_representations
-        from recbole_tpad.stages.transition_distillation import cached_bank
 
         views = cached_representations(self.root, self.final_hash)
         if views is not None:
@@ -123,11 +122,18 @@ class StagePipeline:
             views = self._timed("representation", generate_representations, self.config, self.dataset, self.features,
                                 backbone, items, item_states, self.root, self.final_hash,
                                 self.store2.folder if self.store2 is not None else None, self.show_progress,
-                                cached_bank(self.store_head))
+                                self._cached_bank())
         self.logger.info(set_color("TPAD stages", "green") + " wall time: " +
                          ", ".join(f"{k} {v:.1f} s" for k, v in self.timings.items()))
         views.knowledge_mllm = self.knowledge_mllm_folders()
         return views
+
+    def _cached_bank(self):
+        # stage 2's bank is the frozen base's item features: the successor views' targets need no pass of their own
+        from recbole_tpad.stages.transition_distillation import cached_head_fit
+
+        cached = cached_head_fit(self.store_head)
+        return cached[0]["bank"] if cached is not None else None
 
     def knowledge_mllm_folders(self):
         r"""Where the Knowledge-MLLM behind the views is kept: ``{"adapter": dir, "projector": file or None,

@@ -76,12 +76,14 @@ def ranks_of(scores, targets):
     return (scores > scores.gather(1, targets.view(-1, 1))).sum(1) + 1
 
 
-def cached_bank(head_store):
-    r"""The bank kept in ``head_store`` (every item's fused feature under the frozen base, ``[N, H]``;
-    what the successor views' targets are made from), or ``None`` where stage 2 kept none."""
-    if head_store is None or head_store.manifest() is None:
+def cached_head_fit(head_store):
+    r"""What ``head_store`` keeps, ``(tensors, manifest)``, or ``None`` where no run made it yet: the bank
+    (every item's fused feature under the frozen base, ``[N, H]``; also what the successor views'
+    targets are made from) and the transition head fitted on it."""
+    manifest = head_store.manifest() if head_store is not None else None
+    if manifest is None:
         return None
-    return load_safetensors(head_store.folder / FIT_FILE)["bank"]
+    return load_safetensors(head_store.folder / FIT_FILE), manifest
 
 
 class TransitionDistillation(TrainableStateMixin, nn.Module):
@@ -277,9 +279,9 @@ class TransitionDistillation(TrainableStateMixin, nn.Module):
         both from its checkpoint. ``collective=False``: one rank alone prepares (held-out figures)."""
         if self.bank_ready:
             return
-        manifest = self.head_store.manifest() if self.head_store is not None else None
-        if manifest is not None:
-            fit = load_safetensors(self.head_store.folder / FIT_FILE)
+        cached = cached_head_fit(self.head_store)
+        if cached is not None:
+            fit, manifest = cached
             self.bank.copy_(fit.pop("bank"))
             self.head.load_state_dict(fit)
             self.head_figures = manifest.get("head_figures", {})

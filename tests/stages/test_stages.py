@@ -212,7 +212,7 @@ def test_pipeline_caches_and_rebuilds_only_what_changed(tiny_dataset, tmp_path, 
     assert all(np.allclose(remade.views[name], view, atol=1e-5) for name, view in successor.items())
     # without the bank they are encoded from the frozen base, and the same
     encoded.clear()
-    monkeypatch.setattr(transition_distillation, "cached_bank", lambda head_store: None)
+    monkeypatch.setattr(transition_distillation, "cached_head_fit", lambda head_store: None)
     shutil.rmtree(next(Path(first.root).glob("representation-*")))
     encoded_again = _pipeline(tiny_dataset, tmp_path).run()
     assert None in encoded
