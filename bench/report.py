@@ -172,6 +172,25 @@ def stage2_curve(rows, default_pairs=None):
     return points
 
 
+def curve_comparisons(rows, curve, metrics=("recall@20", "mrr@20")):
+    """Every two points of the stage-2 curve (the one with more pairs first): per metric the difference of
+    their means over seeds, the pooled std and whether it is beyond seed noise (:func:`beyond_noise`)."""
+    by_model, table = _finished_by_model(rows), []
+    for i, fewer in enumerate(curve):
+        for more in curve[i + 1:]:
+            for metric in metrics:
+                values_more, values_fewer = ([r[metric] for r in by_model[point["row"]] if isinstance(r.get(metric), (int, float))]
+                                             for point in (more, fewer))
+                if not values_more or not values_fewer:
+                    continue
+                noise = beyond_noise(values_more, values_fewer)
+                verdict = ("needs 2+ seeds a side" if noise["beyond"] is None
+                           else "beyond seed noise" if noise["beyond"] else "within seed noise")
+                table.append({"pairs": f"{more['stage-2 pairs']} vs {fewer['stage-2 pairs']}", "metric": metric,
+                              "diff": noise["diff"], "pooled std": noise["pooled"], "by seeds": verdict})
+    return table
+
+
 def significance_rows(rows, out_dir, dataset, reference=SIGNIFICANCE_REFERENCE, best_other=None):
     """Paired tests of ``reference`` against each other headline model and ``best_other``, the best other
     stock model as the benchmark chose it (``bench.variants.best_other_stock``), on the seed-averaged per-session outcomes (bench/significance.py); one row
@@ -406,7 +425,10 @@ def write_report(rows, out_dir, dataset, header, smoke=False, epoch_limit=None, 
     curve = stage2_curve(rows)
     if curve:
         parts += ["## Learning curve of the Transition Distillation Stage (mean +- std over seeds)",
-                  _markdown(curve, ["stage-2 pairs", "row", "seeds", *CURVE_FIGURES]), ""]
+                  _markdown(curve, ["stage-2 pairs", "row", "seeds", *CURVE_FIGURES]), "",
+                  "Every two points: `diff` = the mean with more pairs minus the mean with fewer; beyond seed noise "
+                  "where it exceeds twice the pooled std over seeds.",
+                  _markdown(curve_comparisons(rows, curve), ["pairs", "metric", "diff", "pooled std", "by seeds"]), ""]
     encoded = [row for row in rows if row.get("encode_items_per_s")]
     if encoded:  # a row whose item views came from the cache has no encoding speed of its own
         parts += ["## Item encoding by the Knowledge-MLLM (rows that encoded every item in their run)",

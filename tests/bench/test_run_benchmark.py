@@ -1,6 +1,7 @@
 """The benchmark harness keeps finished rows on --resume and runs rows in parallel with --jobs."""
 
 import csv
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -218,7 +219,7 @@ def test_labels_of_coincident_points_do_not_overlap():
 
 
 def test_stage_ablations_and_curve_rows_run_with_every_seed_and_make_a_curve(tmp_path):
-    from bench.report import stage2_curve, write_report
+    from bench.report import curve_comparisons, stage2_curve, write_report
 
     rows = run_benchmark.benchmark_rows("hm-fashion", False, [1, 2, 3], has_images=False)
     seeds = {}
@@ -232,9 +233,17 @@ def test_stage_ablations_and_curve_rows_run_with_every_seed_and_make_a_curve(tmp
     curve = stage2_curve(results, default_pairs=1024)
     assert [p["stage-2 pairs"] for p in curve] == [0, 256, 1024] and all(p["seeds"] == 3 for p in curve)
     assert curve[1]["stage2_amie_recall@1"] == "0.2000 +- 0.1000"  # AMIE's alignment, mean +- std of seeds 1-3
+    compared = {(c["pairs"], c["metric"]): c for c in curve_comparisons(results, curve)}
+    assert len(compared) == 6  # three points, two at a time, two metrics
+    step = compared[("256 vs 0", "recall@20")]  # seeds 0.54-0.56 against 0.39-0.41: std 0.01 a side
+    step_values = [[r["recall@20"] for r in results if r["model"] == m] for m in ("TPAD-pairs_256", "TPAD-no_distill")]
+    assert step["diff"] == pytest.approx(statistics.mean(step_values[0]) - statistics.mean(step_values[1]))
+    assert step["pooled std"] == pytest.approx(0.01) and step["by seeds"] == "beyond seed noise"
+    assert compared[("1024 vs 256", "mrr@20")]["diff"] == 0 and compared[("1024 vs 256", "mrr@20")]["by seeds"] == "within seed noise"
     write_report(results, tmp_path, "hm-fashion", header={})
     text = (tmp_path / "hm-fashion.md").read_text()
     assert "Learning curve of the Transition Distillation Stage" in text and "held out" in text
+    assert "| 256 vs 0 | recall@20 |" in text
     assert (tmp_path / "hm-fashion-stage2-curve.png").is_file()
 
 
