@@ -131,6 +131,16 @@ def beyond_noise(values_a, values_b):
             "beyond": beyond}
 
 
+def noise_verdict(noise, higher, lower, runs="seeds"):
+    """:func:`beyond_noise`'s result in words: ``higher`` or ``lower`` (the sign of diff) where beyond the
+    noise of ``runs``, else within it, or that it needs 2+ of them a side."""
+    if noise["beyond"] is None:
+        return f"needs 2+ {runs} a side"
+    if not noise["beyond"]:
+        return f"within {runs.removesuffix('s')} noise"
+    return higher if noise["diff"] > 0 else lower
+
+
 def means_over_seeds(rows, columns):
     """Per model that has any of ``columns``, the mean over its seeds of each (a TPAD row's stage figures,
     the ``unseen_*`` metrics)."""
@@ -184,8 +194,7 @@ def curve_comparisons(rows, curve, metrics=("recall@20", "mrr@20")):
                 if not values_more or not values_fewer:
                     continue
                 noise = beyond_noise(values_more, values_fewer)
-                verdict = ("needs 2+ seeds a side" if noise["beyond"] is None
-                           else "beyond seed noise" if noise["beyond"] else "within seed noise")
+                verdict = noise_verdict(noise, "beyond seed noise", "beyond seed noise")
                 table.append({"pairs": f"{more['stage-2 pairs']} vs {fewer['stage-2 pairs']}", "metric": metric,
                               "diff": noise["diff"], "pooled std": noise["pooled"], "by seeds": verdict})
     return table
@@ -280,10 +289,7 @@ def ablation_rows(rows, out_dir, dataset, reference="TPAD"):
             noise = beyond_noise(values_a, values_b)
             mean_a, mean_b, diff, pooled = noise["mean_a"], noise["mean_b"], noise["diff"], noise["pooled"]
             seeds = (len(by_model[with_part]), len(by_model[without_part]))
-            if noise["beyond"] is None:
-                verdict = "needs 2+ seeds a side"
-            else:
-                verdict = ("helps" if diff > 0 else "hurts") if noise["beyond"] else "within seed noise"
+            verdict = noise_verdict(noise, "helps", "hurts")
             table.append({"part": variant.removeprefix("no_"), "row": name, "metric": metric,
                           "seeds": f"{seeds[0]} / {seeds[1]}", "with it": mean_a, "without it": mean_b, "diff": diff,
                           "rel %": f"{100 * diff / mean_b:+.1f}%" if mean_b else "", "pooled std": pooled,

@@ -42,7 +42,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.report import _markdown, _outcomes, beyond_noise, paired_cells, replace_marked_block  # noqa: E402
+from bench.report import _markdown, _outcomes, beyond_noise, noise_verdict, paired_cells, replace_marked_block  # noqa: E402
 from bench.run_benchmark import every_row_settings, reusable_rows, row_overrides, run_row  # noqa: E402
 from bench.session_outcomes import sessions_path  # noqa: E402
 from bench.significance import METRICS, compare_models  # noqa: E402
@@ -187,10 +187,7 @@ def tie_effect_rows(rows):
                 continue
             noise = beyond_noise(shuffle_values, file_values)
             diff, pooled, beyond = noise["diff"], noise["pooled"], noise["beyond"]
-            if beyond is None:
-                verdict = "needs 2+ runs a side"
-            else:
-                verdict = ("shuffle higher" if diff > 0 else "shuffle lower") if beyond else "within run noise"
+            verdict = noise_verdict(noise, "shuffle higher", "shuffle lower", runs="runs")
             p = stats.ttest_ind(shuffle_values, file_values, equal_var=False).pvalue if beyond is not None and pooled > 0 else None
             table.append({"model": model, "metric": metric, "runs (file / shuffle)": f"{len(file_values)} / {len(shuffle_values)}",
                           "file mean": noise["mean_b"], "file std": noise["std_b"], "shuffle mean": noise["mean_a"],
