@@ -318,7 +318,8 @@ def anchors_section(dataset, rows):
     table = anchors_table(dataset, rows)
     if not table:
         return ""
-    return "\n".join([_markdown(table, ["model", "recall@10", "ndcg@10", "recall@20", "ndcg@20", "source", "training"]),
+    return "\n".join([_markdown(table, ["model", "recall@10", "ndcg@10", "recall@20", "ndcg@20", "ranking", "source",
+                                        "training"]),
                       "", SOURCES[dataset], "", f"What differs in protocol: {PROTOCOL[dataset]}"])
 
 

@@ -12,7 +12,7 @@ from bench.report import replace_marked_block, write_report  # noqa: E402
 def test_every_anchor_names_its_source_and_a_metric():
     for anchors in ANCHORS.values():
         for anchor in anchors:
-            assert "](https://" in anchor["source"] and anchor["training"]
+            assert "](https://" in anchor["source"] and anchor["training"] and anchor["ranking"]
             assert any(isinstance(anchor.get(m), float) for m in ("recall@10", "ndcg@10", "recall@20", "ndcg@20"))
 
 
@@ -30,12 +30,16 @@ def test_our_rows_are_the_seed_means_of_the_rows_that_exist():
 def test_our_rows_ranked_without_the_sessions_own_items_sit_under_them():
     rows = [{"model": "TPAD", "seed": s, "recall@10": 0.09, "ndcg@10": 0.044, "unseen_recall@10": u,
              "unseen_ndcg@10": 0.06, "epochs": 40} for s, u in ((1, 0.098), (2, 0.100))]
+    rows.append({"model": "TPAD", "seed": 3, "recall@10": 0.09, "ndcg@10": 0.044})  # a seed run before those columns
     rows.append({"model": "SASRec", "seed": 1, "recall@10": 0.08, "ndcg@10": 0.04})  # a row without unseen columns
     ours = [row for row in anchors_table("amazon-beauty", rows) if "(ours)" in row["model"]]
     assert [row["model"] for row in ours] == ["**SASRec (ours)**", "**TPAD (ours)**",
                                               "**TPAD (ours), own items removed**"]
     assert abs(ours[2]["recall@10"] - 0.099) < 1e-12 and abs(ours[2]["ndcg@10"] - 0.06) < 1e-12
     assert ours[2]["recall@20"] is None and abs(ours[1]["recall@10"] - 0.09) < 1e-12
+    assert "3 seed(s)" in ours[1]["source"] and "2 seed(s)" in ours[2]["source"]
+    # each says how it ranks, as the anchors do: RecBole's ranking, then the one of the 'Calculated' anchors
+    assert ours[1]["ranking"] != ours[2]["ranking"] == "without the session's items"
 
 
 def test_the_report_rewrites_the_marked_block_of_results_md(tmp_path):
@@ -46,5 +50,6 @@ def test_the_report_rewrites_the_marked_block_of_results_md(tmp_path):
     write_report(rows, tmp_path / "results", "amazon-beauty", header={"date": "today"})
     text = results_md.read_text()
     assert "old table" not in text and "| **SASRec (ours)** | 0.0824 |" in text and text.endswith("after\n")
+    assert "| without the user's seen items |" in text and "filter_viewed=True" in text
     assert "arXiv:2508.06450" in (tmp_path / "results" / "amazon-beauty.md").read_text()
     assert not replace_marked_block(results_md, "anchors-hm-fashion", "x")  # no markers: untouched
