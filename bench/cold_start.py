@@ -52,14 +52,14 @@ def metrics_from_ranks(ranks, topk=(10, 20)):
             for name, values in session_outcomes(ranks, topk).items()}
 
 
-def ranking_metrics(model, train_dataset, test_data, device, max_train_interactions=5, topk=(10, 20)):
-    """From one test pass: metrics over all test targets (as recomputed here, ``all_*``), over the
-    cold-start ones (``cold_*``), and of the ranking without each session's own items (``unseen_*``).
-    RecBole's full ranking keeps a session's items as candidates, and a set that never repeats an item
-    within a session (amazon-beauty) loses every place they take; ``unseen_*`` is the protocol of
-    evaluation code that removes a user's history."""
+def ranking_metrics(train_dataset, test_ranks_result, max_train_interactions=5, topk=(10, 20)):
+    """From one test pass (``test_ranks_result``: what :func:`test_ranks` returns): metrics over all test
+    targets (as recomputed here, ``all_*``), over the cold-start ones (``cold_*``), and of the ranking
+    without each session's own items (``unseen_*``). RecBole's full ranking keeps a session's items as
+    candidates, and a set that never repeats an item within a session (amazon-beauty) loses every place
+    they take; ``unseen_*`` is the protocol of evaluation code that removes a user's history."""
     counts = training_item_counts(train_dataset)
-    targets, ranks, unseen_ranks = test_ranks(model, test_data, device)
+    targets, ranks, unseen_ranks = test_ranks_result
     cold = counts[targets] <= max_train_interactions
     result = {f"all_{name}": value for name, value in metrics_from_ranks(ranks, topk).items()}
     result.update({f"cold_{name}": value for name, value in metrics_from_ranks(ranks[cold], topk).items()})

@@ -226,6 +226,12 @@ def significance_rows(rows, out_dir, dataset, reference=SIGNIFICANCE_REFERENCE, 
             table.append({"vs": label, "metric": "", "note": str(error)})
             continue
         table += [{"vs": label, **paired_cells(results[metric], metric, reference, ours, theirs)} for metric in METRICS]
+        # the ranking without the session's own items, over the seeds whose files keep it (bench/session_outcomes.py)
+        ours_u, theirs_u = ([run for run in runs if f"unseen_{METRICS[0]}" in run["outcomes"]] for runs in (ours, theirs))
+        if ours_u and theirs_u:
+            unseen = compare_models(ours_u, theirs_u, metrics=[f"unseen_{metric}" for metric in METRICS])
+            table += [{"vs": label, **paired_cells(result, metric, reference, ours_u, theirs_u)}
+                      for metric, result in unseen.items()]
     return table
 
 
@@ -336,7 +342,8 @@ def paired_section(rows, out_dir, dataset, best_other=None):
             f"`diff` = {ref} - other, `rel %` = diff / other; 95% CI: paired bootstrap of the mean difference over "
             "sessions (2,000 resamples, percentile); p: two-sided Wilcoxon signed-rank test on the per-session "
             "differences (sessions where both are equal left out). Seed-to-seed spread is in the headline table, "
-            "not in these intervals.",
+            "not in these intervals. `unseen_*` rows: the same test with the sessions ranked without their own "
+            "items (the `unseen_*` columns), over the seeds whose per-session files keep that ranking.",
             _markdown(table, ["vs", "metric", "seeds", ref, "other", "diff", "rel %", "95% CI of diff", "Wilcoxon p",
                               "sessions", "note"]),
             ""]

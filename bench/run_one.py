@@ -15,7 +15,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.cold_start import ranking_metrics  # noqa: E402
+from bench.cold_start import ranking_metrics, test_ranks  # noqa: E402
 from bench.session_outcomes import write_session_outcomes  # noqa: E402
 from recbole_tpad import compat  # noqa: E402
 from recbole_tpad.precision import amp_dtype, native_bf16  # noqa: E402
@@ -99,9 +99,10 @@ def main():
     if getattr(model, "session_item_bias", None) is not None:  # TPAD's learned offset of the session's own items
         row["session_item_offset"] = round(float(model.session_item_offset()), 3)
     row.update(encoding_speed(config, run["train_data"]._dataset, run["item_views"], run["view_info"]))
-    row.update(ranking_metrics(model, run["train_data"]._dataset, run["test_data"], config["device"]))
+    ranks = test_ranks(model, run["test_data"], config["device"])
+    row.update(ranking_metrics(run["train_data"]._dataset, ranks))
     if args.sessions:
-        write_session_outcomes(args.sessions, run)
+        write_session_outcomes(args.sessions, run, unseen_ranks=ranks[2])
     if args.embeddings and "id" in getattr(model, "views", ()):
         import numpy as np
 
@@ -143,9 +144,10 @@ def write_without_transition(run, row, out, sessions=None):
                                                 show_progress=False)
     derived = {**row, **{metric.lower(): float(value) for metric, value in metrics.items()}}
     derived.update(eval_s=round(seconds, 2), s_per_1000_sessions=round(1000 * seconds / max(run["test_sessions"], 1), 3))
-    derived.update(ranking_metrics(model, run["train_data"]._dataset, run["test_data"], run["config"]["device"]))
+    ranks = test_ranks(model, run["test_data"], run["config"]["device"])
+    derived.update(ranking_metrics(run["train_data"]._dataset, ranks))
     if sessions:
-        write_session_outcomes(sessions, {**run, "test_topk": topk})
+        write_session_outcomes(sessions, {**run, "test_topk": topk}, unseen_ranks=ranks[2])
     Path(out).write_text(json.dumps(derived, indent=1))
 
 

@@ -10,14 +10,18 @@ One small compressed file per row and seed, ``<out>/sessions/<dataset>/<row>-<se
   metrics RecBole reported;
 - ``cutoff``: the largest top-k cut-off of the run (20 with ``properties/overall.yaml``);
 - ``digest``: a hash of the test sessions' and targets' tokens in that order: two files pair
-  session by session only when their digests are equal.
+  session by session only when their digests are equal;
+- ``unseen_rank`` (rows made since it exists): the same, ranked without the session's own items
+  (``bench/cold_start.py``'s ``test_ranks``, the ranking of the ``unseen_*`` columns), so that the
+  protocol of code that removes a user's history can be tested paired as well.
 
 The test sessions themselves (RecBole's internal session ids, int32, in the same order) are the
 same for every row of a split, so they are written once beside the rows, ``test-sessions-<digest>.npz``.
 
 :func:`session_outcomes` turns ranks into the per-session values whose mean is each metric:
 ``mrr@K`` the reciprocal rank within the top K (0 outside), ``recall@K`` = ``hit@K`` (one target
-per session), ``ndcg@K`` = 1 / log2(rank + 1) within the top K.
+per session), ``ndcg@K`` = 1 / log2(rank + 1) within the top K; those of ``unseen_rank`` are named
+``unseen_<metric>``.
 """
 
 import hashlib
@@ -72,9 +76,10 @@ def _save(path, **arrays):
         np.savez_compressed(f, **arrays)
 
 
-def write_session_outcomes(path, run):
+def write_session_outcomes(path, run, unseen_ranks=None):
     """Save the per-session outcomes of a ``run_recbole_tpad`` result (its ``test_topk``) at ``path``,
-    and the split's test sessions beside it if no row has yet."""
+    and the split's test sessions beside it if no row has yet. ``unseen_ranks``: the 1-based ranks
+    without the session's own items, in the same order (``bench.cold_start.test_ranks``), kept too."""
     if run.get("test_topk") is None:
         raise ValueError("the run kept no per-session top-k result: its metrics have no top-k metric")
     test_dataset = run["test_data"]._dataset
@@ -89,23 +94,33 @@ def write_session_outcomes(path, run):
     shared = path.parent / f"test-sessions-{digest}.npz"
     if not shared.is_file():
         _save(shared, session=sessions.astype(np.int32))
-    _save(path, rank=ranks.astype(np.uint8), cutoff=np.int16(cutoff), digest=np.str_(digest))
+    arrays = dict(rank=ranks.astype(np.uint8), cutoff=np.int16(cutoff), digest=np.str_(digest))
+    if unseen_ranks is not None:
+        unseen_ranks = np.asarray(unseen_ranks)
+        if len(unseen_ranks) != len(ranks):
+            raise ValueError(f"{len(unseen_ranks)} ranks without the session's items for {len(ranks)} sessions")
+        arrays["unseen_rank"] = np.where(unseen_ranks <= cutoff, unseen_ranks, 0).astype(np.uint8)
+    _save(path, **arrays)
     return path
 
 
 def load_session_outcomes(path, topk=(10, 20)):
     """``{"rank", "cutoff", "digest", "session", "outcomes"}`` of a file written by :func:`write_session_outcomes`
-    (``session``: ``None`` when the split's test-sessions file is missing)."""
+    (``session``: ``None`` when the split's test-sessions file is missing; ``outcomes`` has the
+    ``unseen_*`` metrics when the file has ``unseen_rank``)."""
     path = Path(path)
     with np.load(path) as saved:
         cutoff, digest = int(saved["cutoff"]), str(saved["digest"])
         if max(topk) > cutoff:
             raise ValueError(f"{path}: ranks were kept up to {cutoff}, not {max(topk)}")
         ranks = saved["rank"].astype(np.int64)
+        unseen = saved["unseen_rank"].astype(np.int64) if "unseen_rank" in saved.files else None
     shared = path.parent / f"test-sessions-{digest}.npz"
     sessions = None
     if shared.is_file():
         with np.load(shared) as saved:
             sessions = saved["session"]
-    return {"rank": ranks, "cutoff": cutoff, "digest": digest, "session": sessions,
-            "outcomes": session_outcomes(ranks, topk)}
+    outcomes = session_outcomes(ranks, topk)
+    if unseen is not None:
+        outcomes.update({f"unseen_{name}": values for name, values in session_outcomes(unseen, topk).items()})
+    return {"rank": ranks, "cutoff": cutoff, "digest": digest, "session": sessions, "outcomes": outcomes}

@@ -50,10 +50,10 @@ def test_nothing_is_derived_for_a_model_that_does_not_pick_the_scale_on_validati
     assert not (tmp_path / "derived.json").exists()
 
 
-def _run_one(config_dict, out, state):
+def _run_one(config_dict, out, state, sessions=None):
     command = [sys.executable, str(Path(__file__).resolve().parents[2] / "bench" / "run_one.py"), "--model=SASRec",
                "--dataset=tiny", "--seed=2020", f"--overrides={json.dumps(config_dict)}", f"--out={out}",
-               f"--train_state={state}"]
+               f"--train_state={state}"] + ([f"--sessions={sessions}"] if sessions else [])
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     return json.loads(out.read_text())
@@ -72,5 +72,9 @@ def test_a_row_cut_off_mid_fit_goes_on_from_its_train_state_kept_only_while_it_m
     assert state.exists()  # it trained to its limit: kept, so that a run under a higher limit goes on from it
     # early stopping ends it (stopping_step 0, a learning rate at which the tiny fit stops early): nothing to keep
     row = _run_one(dict(config_dict, epochs=20, stopping_step=0, learning_rate=0.1), tmp_path / "row2.json",
-                   tmp_path / "state2.pth")
+                   tmp_path / "state2.pth", sessions=tmp_path / "row2.npz")
     assert row["epochs"] < 20 and not (tmp_path / "state2.pth").exists()
+    # its per-session file keeps both rankings, each averaging to the row's own figures
+    outcomes = load_session_outcomes(tmp_path / "row2.npz")["outcomes"]
+    assert outcomes["mrr@20"].mean() == pytest.approx(row["mrr@20"], abs=6e-5)
+    assert outcomes["unseen_mrr@20"].mean() == pytest.approx(row["unseen_mrr@20"])

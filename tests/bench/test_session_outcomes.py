@@ -77,7 +77,7 @@ def test_unseen_ranking_drops_the_session_items_and_only_moves_targets_up(two_ru
     items_above = ranks - unseen
     lengths = np.concatenate([batch[0][model.ITEM_SEQ_LEN].numpy() for batch in test_data])
     assert (items_above[~repeats] <= lengths[~repeats]).all()
-    metrics = ranking_metrics(model, run["train_data"]._dataset, test_data, "cpu")
+    metrics = ranking_metrics(run["train_data"]._dataset, test_ranks(model, test_data, "cpu"))
     assert metrics["unseen_mrr@20"] >= 0 and set(metrics) >= {"unseen_recall@20", "unseen_mrr@20", "unseen_ndcg@20"}
     assert metrics["all_mrr@20"] == pytest.approx(float(np.where(ranks <= 20, 1.0 / ranks, 0).mean()))
     assert metrics["unseen_mrr@20"] == pytest.approx(float(np.where(unseen <= 20, 1.0 / unseen, 0).mean()))
@@ -104,6 +104,31 @@ def test_two_models_pair_and_the_report_tests_them(two_runs, tmp_path):
     missing = significance_rows(rows + [{"model": "SRGNN", "seed": 2020, "mrr@20": 0.1}], tmp_path, "tiny",
                                 reference="SASRec")
     assert missing[-1] == {"vs": "SRGNN", "metric": "", "note": "no per-session files for SRGNN"}
+
+
+def test_the_file_keeps_the_ranking_without_the_sessions_items_and_the_report_pairs_it(two_runs, tmp_path):
+    from bench.cold_start import ranking_metrics, test_ranks
+    from bench.report import significance_rows
+
+    rows, unseen_metrics = [], {}
+    for model, run in two_runs.items():
+        ranks = test_ranks(run["model"], run["test_data"], "cpu")
+        unseen_metrics[model] = ranking_metrics(run["train_data"]._dataset, ranks)
+        write_session_outcomes(sessions_path(tmp_path, "tiny", model, 2020), run, unseen_ranks=ranks[2])
+        rows.append({"model": model, "seed": 2020, **{k.lower(): v for k, v in run["test_result"].items()}})
+    saved = load_session_outcomes(sessions_path(tmp_path, "tiny", "SASRec", 2020))
+    for metric in ("mrr@20", "recall@20", "ndcg@10"):  # the file's outcomes average to the row's unseen_* columns
+        assert saved["outcomes"][f"unseen_{metric}"].mean() == pytest.approx(unseen_metrics["SASRec"][f"unseen_{metric}"])
+    table = significance_rows(rows, tmp_path, "tiny", reference="SASRec")
+    assert [r["metric"] for r in table] == ["mrr@20", "recall@20", "unseen_mrr@20", "unseen_recall@20"]
+    assert table[2]["diff"] == pytest.approx(unseen_metrics["SASRec"]["unseen_mrr@20"]
+                                             - unseen_metrics["GRU4Rec"]["unseen_mrr@20"])
+    # a file written without that ranking (a row made before it was kept): RecBole's ranking only
+    write_session_outcomes(sessions_path(tmp_path, "tiny", "GRU4Rec", 2020), two_runs["GRU4Rec"])
+    assert "unseen_mrr@20" not in load_session_outcomes(sessions_path(tmp_path, "tiny", "GRU4Rec", 2020))["outcomes"]
+    assert [r["metric"] for r in significance_rows(rows, tmp_path, "tiny", reference="SASRec")] == ["mrr@20", "recall@20"]
+    with pytest.raises(ValueError, match="without the session's items"):
+        write_session_outcomes(tmp_path / "x.npz", two_runs["GRU4Rec"], unseen_ranks=[1, 2])
 
 
 def test_the_report_places_the_paired_tests_under_the_headline(two_runs, tmp_path):
