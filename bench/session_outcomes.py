@@ -1,7 +1,7 @@
 """Per-session test outcomes of a benchmark row, kept beside its CSV for paired significance tests.
 
 One small compressed file per row and seed, ``<out>/sessions/<dataset>/<row>-<seed>.npz``
-(:func:`sessions_path`, about 2 KB for amazon-beauty's 22,363 test sessions), holding:
+(:func:`sessions_path`, about 2 KB a ranking for amazon-beauty's 22,363 test sessions), holding:
 
 - ``rank``: uint8, per test session in the order of RecBole's test data loader (the order its
   evaluator sees them; the same for every model of one dataset and split), the 1-based position of
