@@ -342,8 +342,10 @@ def paired_section(rows, out_dir, dataset, best_other=None):
             f"`diff` = {ref} - other, `rel %` = diff / other; 95% CI: paired bootstrap of the mean difference over "
             "sessions (2,000 resamples, percentile); p: two-sided Wilcoxon signed-rank test on the per-session "
             "differences (sessions where both are equal left out). Seed-to-seed spread is in the headline table, "
-            "not in these intervals. `unseen_*` rows: the same test with the sessions ranked without their own "
-            "items (the `unseen_*` columns), over the seeds whose per-session files keep that ranking.",
+            "not in these intervals."
+            + (" `unseen_*` rows: the same test with the sessions ranked without their own items (the `unseen_*` "
+               "columns), over the seeds whose per-session files keep that ranking."
+               if any(row["metric"].startswith("unseen_") for row in table) else ""),
             _markdown(table, ["vs", "metric", "seeds", ref, "other", "diff", "rel %", "95% CI of diff", "Wilcoxon p",
                               "sessions", "note"]),
             ""]

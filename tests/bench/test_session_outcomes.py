@@ -108,25 +108,27 @@ def test_two_models_pair_and_the_report_tests_them(two_runs, tmp_path):
 
 def test_the_file_keeps_the_ranking_without_the_sessions_items_and_the_report_pairs_it(two_runs, tmp_path):
     from bench.cold_start import ranking_metrics, test_ranks
-    from bench.report import significance_rows
+    from bench.report import paired_section, significance_rows
 
     rows, unseen_metrics = [], {}
-    for model, run in two_runs.items():
+    for name, run in (("TPAD", two_runs["SASRec"]), ("GRU4Rec", two_runs["GRU4Rec"])):  # SASRec's run stands in for TPAD
         ranks = test_ranks(run["model"], run["test_data"], "cpu")
-        unseen_metrics[model] = ranking_metrics(run["train_data"]._dataset, ranks)
-        write_session_outcomes(sessions_path(tmp_path, "tiny", model, 2020), run, unseen_ranks=ranks[2])
-        rows.append({"model": model, "seed": 2020, **{k.lower(): v for k, v in run["test_result"].items()}})
-    saved = load_session_outcomes(sessions_path(tmp_path, "tiny", "SASRec", 2020))
+        unseen_metrics[name] = ranking_metrics(run["train_data"]._dataset, ranks)
+        write_session_outcomes(sessions_path(tmp_path, "tiny", name, 2020), run, unseen_ranks=ranks[2])
+        rows.append({"model": name, "seed": 2020, **{k.lower(): v for k, v in run["test_result"].items()}})
+    saved = load_session_outcomes(sessions_path(tmp_path, "tiny", "TPAD", 2020))
     for metric in ("mrr@20", "recall@20", "ndcg@10"):  # the file's outcomes average to the row's unseen_* columns
-        assert saved["outcomes"][f"unseen_{metric}"].mean() == pytest.approx(unseen_metrics["SASRec"][f"unseen_{metric}"])
-    table = significance_rows(rows, tmp_path, "tiny", reference="SASRec")
+        assert saved["outcomes"][f"unseen_{metric}"].mean() == pytest.approx(unseen_metrics["TPAD"][f"unseen_{metric}"])
+    table = significance_rows(rows, tmp_path, "tiny")
     assert [r["metric"] for r in table] == ["mrr@20", "recall@20", "unseen_mrr@20", "unseen_recall@20"]
-    assert table[2]["diff"] == pytest.approx(unseen_metrics["SASRec"]["unseen_mrr@20"]
+    assert table[2]["diff"] == pytest.approx(unseen_metrics["TPAD"]["unseen_mrr@20"]
                                              - unseen_metrics["GRU4Rec"]["unseen_mrr@20"])
+    assert "`unseen_*` rows:" in "\n".join(paired_section(rows, tmp_path, "tiny"))
     # a file written without that ranking (a row made before it was kept): RecBole's ranking only
     write_session_outcomes(sessions_path(tmp_path, "tiny", "GRU4Rec", 2020), two_runs["GRU4Rec"])
     assert "unseen_mrr@20" not in load_session_outcomes(sessions_path(tmp_path, "tiny", "GRU4Rec", 2020))["outcomes"]
-    assert [r["metric"] for r in significance_rows(rows, tmp_path, "tiny", reference="SASRec")] == ["mrr@20", "recall@20"]
+    assert [r["metric"] for r in significance_rows(rows, tmp_path, "tiny")] == ["mrr@20", "recall@20"]
+    assert "`unseen_*` rows:" not in "\n".join(paired_section(rows, tmp_path, "tiny"))  # no such rows to explain
     with pytest.raises(ValueError, match="without the session's items"):
         write_session_outcomes(tmp_path / "x.npz", two_runs["GRU4Rec"], unseen_ranks=[1, 2])
 
