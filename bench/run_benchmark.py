@@ -19,6 +19,9 @@ then share the machine; the Markdown says so). ``--resume`` keeps the rows of an
 ``<dataset>.csv`` that finished without error with the same config overrides (column
 ``overrides``) and runs only the others: use it after an interruption, not after changing the code.
 It keeps them also where ``--models`` or ``--seeds`` leave them out, so that runs of subsets add up.
+``--rerun`` (with ``--resume``) runs the finished rows that ``--models`` and ``--seeds`` name again, e.g.
+rows made before a column or per-session file existed; the CSV keeps each old row until its new one
+replaces it.
 A row's fit saves its state after every validation (``train_state_file``, under
 ``<out>/state/<dataset>/``), so a row cut off mid-fit goes on from its last validation when run again.
 Every row runs with ``DATASET_SETTINGS[dataset]`` (bench/variants.py), then ``--epochs`` and
@@ -70,6 +73,8 @@ def parse_args(argv=None):
     parser.add_argument("--timeout", type=int, default=4 * 3600, help="seconds allowed per row")
     parser.add_argument("--jobs", type=int, default=1, help="rows run at once (each gets cores/jobs threads)")
     parser.add_argument("--resume", action="store_true", help="keep the finished rows of an existing <dataset>.csv")
+    parser.add_argument("--rerun", action="store_true",
+                        help="with --resume: run the finished rows --models/--seeds name again, each replacing its old row")
     parser.add_argument("--report_only", action="store_true",
                         help="run nothing: rebuild the tables and figures from the finished rows of <dataset>.csv")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -92,6 +97,8 @@ def benchmark_rows(dataset, quick, seeds, has_images, best_other=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.rerun and not args.resume:
+        raise SystemExit("--rerun replaces rows of an existing CSV: use it with --resume")
     seeds = [int(s) for s in args.seeds.split(",")]
     out_dir = Path(args.out or (REPO / ("results/bench-quick" if args.quick else "docs/results")))
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -121,9 +128,13 @@ def main(argv=None):
     order = with_other_seeds(order, finished)
     epoch_limit = row_defaults(args.dataset, common)["epochs"]
     for key in [] if args.report_only else [(r[0], r[2]) for r in rows if (r[0], r[2]) in finished]:
-        if below_epoch_limit(finished[key], epoch_limit):  # it trains on; the CSV keeps its row until then
+        # it trains (on, or again); the CSV keeps its row until then
+        if below_epoch_limit(finished[key], epoch_limit):
             print(f"[bench] {key[0]} seed={key[1]}: trained to its epoch limit {finished[key]['epoch_limit']}, "
                   f"trains on to {epoch_limit}", flush=True)
+            del finished[key]
+        elif args.rerun:
+            print(f"[bench] {key[0]} seed={key[1]}: runs again (--rerun); its CSV row stays until then", flush=True)
             del finished[key]
     results = {key: finished[key] for key in order if key in finished}
     for name, seed in results:
@@ -139,12 +150,14 @@ def main(argv=None):
             f"{', '.join(sorted(HEADLINE_MODELS))})" if best_other
             else "not known yet: run again with --resume once the first seed's stock rows are in")
 
+    ran = set()  # rows this run finished: the CSV has the latest of every other row
+
     def report():  # after each row, so an interrupted run keeps a table of what finished
-        # rows that another --resume run of this dataset finished meanwhile are merged, not dropped
+        # rows that another --resume run of this dataset finished (or ran again) meanwhile are merged, not dropped
         meanwhile = reusable_rows(csv_path, wanted_overrides) if args.resume else {}
         order[:] = with_other_seeds(order, meanwhile)
         for key, row in meanwhile.items():
-            if key in order and (key not in results or results[key].get("error")):
+            if key in order and (key not in ran or results[key].get("error")):
                 results[key] = row
         ordered = [results[key] for key in order if key in results]
         write_report(ordered, out_dir, args.dataset, header=with_missing_rows(header, order, results), smoke=args.quick,
@@ -157,6 +170,7 @@ def main(argv=None):
         for future in as_completed(futures):
             for row in future.result():
                 results[(row["model"], row["seed"])] = row
+                ran.add((row["model"], row["seed"]))
                 print(f"[bench] {row['model']} seed={row['seed']}: "
                       + (row.get("error") or f"recall@20={row['recall@20']:.4f} mrr@20={row['mrr@20']:.4f}"), flush=True)
             report()

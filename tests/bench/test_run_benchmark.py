@@ -416,3 +416,45 @@ def test_a_row_at_a_lower_epoch_limit_trains_on_and_the_report_reads_each_rows_o
     # STAMP reached its limit of 50, below this run's 300: it trains on; SRGNN stopped early and NARM's limit
     # is this run's: both kept
     assert ran == ["STAMP"] and reports[-1]["STAMP"]["recall@20"] == 0.1
+
+
+def test_rerun_runs_named_finished_rows_again_and_keeps_each_old_row_until_replaced(tmp_path, monkeypatch):
+    old = [{"model": name, "dataset": "hm-fashion", "seed": "2020", "recall@20": "0.5", "mrr@20": "0.25", "overrides": "{}"}
+           for name in ("GRU4Rec", "SASRec", "KDSR")]
+    _write_csv(tmp_path / "hm-fashion.csv", old)
+    ran = []
+
+    def fake_run_row(row, args, *rest):
+        ran.append(row[0])
+        return [{"model": row[0], "dataset": args.dataset, "seed": row[2], "recall@20": 0.1, "mrr@20": 0.05}]
+
+    reports = []
+    monkeypatch.setattr(run_benchmark, "run_row", fake_run_row)
+    monkeypatch.setattr(run_benchmark, "write_report", lambda rows, *a, **k: reports.append({r["model"]: r for r in rows}))
+    monkeypatch.setattr(run_benchmark, "run_header", lambda args, common: {})
+    argv = ["--dataset=hm-fashion", f"--out={tmp_path}", "--seeds=2020", "--models=SASRec,KDSR"]
+    with pytest.raises(SystemExit, match="--resume"):
+        run_benchmark.main(argv + ["--rerun"])
+    assert run_benchmark.main(argv + ["--resume", "--rerun"]) == 0
+    assert ran == ["SASRec", "KDSR"]  # GRU4Rec, not named, is kept
+    # after the first row, the second still has its old row in the table; in the end both are new
+    assert [reports[0][name]["recall@20"] for name in ("GRU4Rec", "SASRec", "KDSR")] == [0.5, 0.1, 0.5]
+    assert [reports[-1][name]["recall@20"] for name in ("GRU4Rec", "SASRec", "KDSR")] == [0.5, 0.1, 0.1]
+
+
+def test_a_row_another_run_replaced_meanwhile_replaces_the_kept_one(tmp_path, monkeypatch):
+    csv_path = tmp_path / "hm-fashion.csv"
+    gru = {"model": "GRU4Rec", "dataset": "hm-fashion", "seed": "2020", "recall@20": "0.5", "mrr@20": "0.25", "overrides": "{}"}
+    _write_csv(csv_path, [gru])
+
+    def fake_run_row(row, args, *rest):  # meanwhile a --rerun run replaces GRU4Rec's row
+        _write_csv(csv_path, [dict(gru, **{"recall@20": "0.4"})])
+        return [{"model": row[0], "dataset": args.dataset, "seed": row[2], "recall@20": 0.1, "mrr@20": 0.05}]
+
+    reports = []
+    monkeypatch.setattr(run_benchmark, "run_row", fake_run_row)
+    monkeypatch.setattr(run_benchmark, "write_report", lambda rows, *a, **k: reports.append({r["model"]: r for r in rows}))
+    monkeypatch.setattr(run_benchmark, "run_header", lambda args, common: {})
+    assert run_benchmark.main(["--dataset=hm-fashion", f"--out={tmp_path}", "--seeds=2020", "--models=NARM",
+                               "--resume"]) == 0
+    assert reports[-1]["GRU4Rec"]["recall@20"] == 0.4 and reports[-1]["NARM"]["recall@20"] == 0.1
