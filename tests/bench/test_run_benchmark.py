@@ -21,6 +21,23 @@ def _write_csv(path, rows):
         writer.writerows(rows)
 
 
+def _fake_rows(monkeypatch, meanwhile=None):
+    """Rows that 'finish' at once with recall@20 0.1 (``meanwhile()`` runs first, as another run's work):
+    the names run, in order, and each report's rows by model."""
+    ran, reports = [], []
+
+    def fake_run_row(row, args, *rest):
+        if meanwhile:
+            meanwhile()
+        ran.append(row[0])
+        return [{"model": row[0], "dataset": args.dataset, "seed": row[2], "recall@20": 0.1, "mrr@20": 0.05}]
+
+    monkeypatch.setattr(run_benchmark, "run_row", fake_run_row)
+    monkeypatch.setattr(run_benchmark, "write_report", lambda rows, *a, **k: reports.append({r["model"]: r for r in rows}))
+    monkeypatch.setattr(run_benchmark, "run_header", lambda args, common: {})
+    return ran, reports
+
+
 def test_finished_rows_keeps_rows_without_error_and_parses_numbers(tmp_path):
     path = tmp_path / "hm-fashion.csv"
     _write_csv(path, [
@@ -399,16 +416,7 @@ def test_a_row_at_a_lower_epoch_limit_trains_on_and_the_report_reads_each_rows_o
         writer = csv.DictWriter(f, fieldnames=[*rows[0], "dataset", "overrides"])
         writer.writeheader()
         writer.writerows(dict(row, dataset="hm-fashion", overrides="{}") for row in rows)
-    ran = []
-
-    def fake_run_row(row, args, common, work_dir, out_dir, first_seed, threads, derived):
-        ran.append(row[0])
-        return [{"model": row[0], "dataset": args.dataset, "seed": row[2], "recall@20": 0.1, "mrr@20": 0.05}]
-
-    reports = []
-    monkeypatch.setattr(run_benchmark, "run_row", fake_run_row)
-    monkeypatch.setattr(run_benchmark, "write_report", lambda rows, *a, **k: reports.append({r["model"]: r for r in rows}))
-    monkeypatch.setattr(run_benchmark, "run_header", lambda args, common: {})
+    ran, reports = _fake_rows(monkeypatch)
     argv = ["--dataset=hm-fashion", f"--out={tmp_path}", "--seeds=2020", "--resume"]
     assert run_benchmark.main(argv + ["--models=SRGNN"]) == 0
     assert ran == [] and reports[-1]["STAMP"]["recall@20"] == 0.09  # not run: STAMP keeps its row
@@ -422,16 +430,7 @@ def test_rerun_runs_named_finished_rows_again_and_keeps_each_old_row_until_repla
     old = [{"model": name, "dataset": "hm-fashion", "seed": "2020", "recall@20": "0.5", "mrr@20": "0.25", "overrides": "{}"}
            for name in ("GRU4Rec", "SASRec", "KDSR")]
     _write_csv(tmp_path / "hm-fashion.csv", old)
-    ran = []
-
-    def fake_run_row(row, args, *rest):
-        ran.append(row[0])
-        return [{"model": row[0], "dataset": args.dataset, "seed": row[2], "recall@20": 0.1, "mrr@20": 0.05}]
-
-    reports = []
-    monkeypatch.setattr(run_benchmark, "run_row", fake_run_row)
-    monkeypatch.setattr(run_benchmark, "write_report", lambda rows, *a, **k: reports.append({r["model"]: r for r in rows}))
-    monkeypatch.setattr(run_benchmark, "run_header", lambda args, common: {})
+    ran, reports = _fake_rows(monkeypatch)
     argv = ["--dataset=hm-fashion", f"--out={tmp_path}", "--seeds=2020", "--models=SASRec,KDSR"]
     with pytest.raises(SystemExit, match="--resume"):
         run_benchmark.main(argv + ["--rerun"])
@@ -446,15 +445,8 @@ def test_a_row_another_run_replaced_meanwhile_replaces_the_kept_one(tmp_path, mo
     csv_path = tmp_path / "hm-fashion.csv"
     gru = {"model": "GRU4Rec", "dataset": "hm-fashion", "seed": "2020", "recall@20": "0.5", "mrr@20": "0.25", "overrides": "{}"}
     _write_csv(csv_path, [gru])
-
-    def fake_run_row(row, args, *rest):  # meanwhile a --rerun run replaces GRU4Rec's row
-        _write_csv(csv_path, [dict(gru, **{"recall@20": "0.4"})])
-        return [{"model": row[0], "dataset": args.dataset, "seed": row[2], "recall@20": 0.1, "mrr@20": 0.05}]
-
-    reports = []
-    monkeypatch.setattr(run_benchmark, "run_row", fake_run_row)
-    monkeypatch.setattr(run_benchmark, "write_report", lambda rows, *a, **k: reports.append({r["model"]: r for r in rows}))
-    monkeypatch.setattr(run_benchmark, "run_header", lambda args, common: {})
+    # meanwhile a --rerun run replaces GRU4Rec's row
+    _, reports = _fake_rows(monkeypatch, meanwhile=lambda: _write_csv(csv_path, [dict(gru, **{"recall@20": "0.4"})]))
     assert run_benchmark.main(["--dataset=hm-fashion", f"--out={tmp_path}", "--seeds=2020", "--models=NARM",
                                "--resume"]) == 0
     assert reports[-1]["GRU4Rec"]["recall@20"] == 0.4 and reports[-1]["NARM"]["recall@20"] == 0.1
