@@ -241,7 +241,7 @@ def paired_cells(r, metric, reference, ours, theirs):
     return {"metric": metric, "seeds": f"{len(ours)} / {len(theirs)}", reference: r["mean_a"], "other": r["mean_b"],
             "diff": r["diff"], "rel %": f"{r['rel_%']:+.1f}%",
             "95% CI of diff": f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]", "Wilcoxon p": f"{r['p']:.2g}",
-            "sessions": r["n"]}
+            "sessions": r["n"], "ci_has_zero": r["ci_low"] <= 0 <= r["ci_high"]}
 
 
 def _outcomes(runs, out_dir, dataset):
@@ -329,9 +329,66 @@ def anchors_section(dataset, rows):
                       "", SOURCES[dataset], "", f"What differs in protocol: {PROTOCOL[dataset]}"])
 
 
-def paired_section(rows, out_dir, dataset, best_other=None):
-    """The Markdown lines of the paired tests (``significance_rows``); none without the reference model."""
-    table = significance_rows(rows, out_dir, dataset, best_other=best_other)
+def results_headline(rows, paired, best_other=None, ablations=()):
+    """docs/results.md's headline table of a dataset, from the benchmark's rows and their paired tests
+    (``significance_rows``; the transition-score-off row's from ``ablation_rows``): per headline model and the
+    best other stock model, mean +- std over seeds of recall@20 and MRR@20 with the reference's paired gain,
+    then the same ranked without the session's own items (``unseen_*``, over the seeds whose rows have them);
+    '' without the reference model."""
+    ref, by_model = SIGNIFICANCE_REFERENCE, _finished_by_model(rows)
+    if ref not in by_model:
+        return ""
+    tests = {(row["vs"].removesuffix(" (best other stock model)"), row["metric"]): row for row in paired if row.get("metric")}
+    tests.update({(row["row"], row["metric"]): row for row in ablations if row["row"] == f"{ref}-no_transition"})
+
+    def gain(model, metric):
+        test = tests.get((model, metric))
+        if not test:
+            return ""
+        p = test["Wilcoxon p"]  # an ablation without per-session files says so instead of a p
+        return test["rel %"] + (f", p = {p}" if p[:1].isdigit() else "") + (
+            f" (95% CI of the difference {test['95% CI of diff']})" if test.get("ci_has_zero") else "")
+
+    def mean_std(runs, metric):
+        mean, std = _mean_std([run.get(metric) for run in runs])
+        return "" if mean is None else f"{mean:.4f}" + (f" +- {std:.4f}" if len(runs) > 1 else "")
+
+    unseen_ref = [run for run in by_model[ref] if "unseen_mrr@20" in run]
+    table = []
+    for model in [ref, f"{ref}-no_transition"] + [m for m in by_model if m in HEADLINE_MODELS and m != ref] + [best_other]:
+        runs = by_model.get(model)
+        if not runs:
+            continue
+        unseen = [run for run in runs if "unseen_mrr@20" in run]
+        entry = {"model": {ref: f"**{ref}**", f"{ref}-no_transition": f"{ref}, transition score off (same models)",
+                           best_other: f"{best_other} (best other stock model)"}.get(model, model),
+                 "seeds": len(runs), "recall@20": mean_std(runs, "recall@20"), "MRR@20": mean_std(runs, "mrr@20"),
+                 "unseen seeds": len(unseen), "unseen recall@20": mean_std(unseen, "unseen_recall@20"),
+                 "unseen MRR@20": mean_std(unseen, "unseen_mrr@20")}
+        if model != ref:
+            entry[f"{ref}'s recall@20 gain"], entry[f"{ref}'s MRR@20 gain"] = gain(model, "recall@20"), gain(model, "mrr@20")
+        if model in HEADLINE_MODELS | {best_other} and model != ref:
+            if unseen and unseen_ref:  # the means' ratio; the paired test where both sides' files keep the ranking
+                entry[f"{ref}'s gain, unseen"] = " / ".join(
+                    f"{100 * (_mean_std([r[f'unseen_{m}'] for r in unseen_ref])[0] / _mean_std([r[f'unseen_{m}'] for r in unseen])[0] - 1):+.1f}%"
+                    + (f" (p = {tests[(model, f'unseen_{m}')]['Wilcoxon p']}, seeds {tests[(model, f'unseen_{m}')]['seeds']})"
+                       if (model, f"unseen_{m}") in tests else "") for m in ("recall@20", "mrr@20"))
+        table.append(entry)
+    columns = ["model", "seeds", "recall@20", "MRR@20", f"{ref}'s recall@20 gain", f"{ref}'s MRR@20 gain"]
+    text = (f"Mean +- std over seeds. Gains: {ref} against the model, relative, with the paired Wilcoxon p over the "
+            "seed-averaged test sessions (and the bootstrap interval where it includes zero).")
+    if any(f"{ref}'s gain, unseen" in entry for entry in table):  # another model has that ranking to compare
+        columns += ["unseen seeds", "unseen recall@20", "unseen MRR@20", f"{ref}'s gain, unseen"]
+        text += (" `unseen`: the same rows ranked without the session's own items, over the seeds whose rows have "
+                 "that ranking; its gain (recall@20 / MRR@20) is the ratio of those means, with a paired p where "
+                 "both sides' per-session files keep the ranking.")
+    return "\n".join([text, "", _markdown(table, columns)])
+
+
+def paired_section(rows, out_dir, dataset, best_other=None, table=None):
+    """The Markdown lines of the paired tests (``significance_rows``, or ``table`` where the caller has
+    them); none without the reference model."""
+    table = significance_rows(rows, out_dir, dataset, best_other=best_other) if table is None else table
     if not table:
         return []
     ref = SIGNIFICANCE_REFERENCE
@@ -375,9 +432,13 @@ def write_report(rows, out_dir, dataset, header, smoke=False, epoch_limit=None, 
     if note:
         header = {**header, "GPU rows": note}
     title = f"# Benchmark: {dataset}" + (" (SMOKE RUN: small sample, 1 epoch, tiny backbone; not results)" if smoke else "")
-    paired, anchors = paired_section(rows, out_dir, dataset, best_other), anchors_section(dataset, rows)
-    if anchors and not smoke:  # docs/results.md carries the same table between its markers
-        replace_marked_block(out_dir.parent / "results.md", f"anchors-{dataset}", anchors)
+    tests, ablations = significance_rows(rows, out_dir, dataset, best_other=best_other), ablation_rows(rows, out_dir, dataset)
+    paired, anchors = paired_section(rows, out_dir, dataset, best_other, tests), anchors_section(dataset, rows)
+    if not smoke:  # docs/results.md carries these tables between its markers
+        for name, text in ((f"anchors-{dataset}", anchors),
+                           (f"headline-{dataset}", results_headline(rows, tests, best_other, ablations))):
+            if text:
+                replace_marked_block(out_dir.parent / "results.md", name, text)
     parts = [
         title,
         "",
@@ -402,7 +463,6 @@ def write_report(rows, out_dir, dataset, header, smoke=False, epoch_limit=None, 
         _markdown(singles, ["model"] + COST),
         "",
     ]
-    ablations = ablation_rows(rows, out_dir, dataset)
     if ablations:
         parts += ["## TPAD's parts: seeded ablations",
                   "Each row: TPAD with one part against TPAD without it, as the mean over seeds (`seeds`: with / "

@@ -1,0 +1,54 @@
+"""docs/results.md's headline table of a dataset, generated from the benchmark's rows and paired tests."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from bench.report import results_headline, write_report  # noqa: E402
+
+
+def _row(model, seed, recall, mrr, unseen=None):
+    row = {"model": model, "dataset": "amazon-beauty", "seed": seed, "recall@20": recall, "mrr@20": mrr}
+    if unseen:
+        row["unseen_recall@20"], row["unseen_mrr@20"] = unseen
+    return row
+
+
+def _test(vs, metric, rel, p, ci_has_zero=False, seeds="3 / 3"):
+    return {"vs": vs, "metric": metric, "rel %": rel, "Wilcoxon p": p, "95% CI of diff": "[-0.0002, +0.0020]",
+            "ci_has_zero": ci_has_zero, "seeds": seeds}
+
+
+ROWS = [_row("TPAD", 1, 0.12, 0.030, (0.13, 0.050)), _row("TPAD", 2, 0.13, 0.034, (0.13, 0.054)), _row("TPAD", 3, 0.14, 0.032),
+        _row("TPAD-no_transition", 1, 0.11, 0.031),
+        _row("SASRec", 1, 0.10, 0.030, (0.12, 0.040)), _row("SASRec", 2, 0.12, 0.030),
+        _row("STAMP", 1, 0.09, 0.036), _row("NARM", 1, 0.09, 0.020), {"model": "KDSR", "seed": 1, "error": "exit 1"}]
+PAIRED = [_test("SASRec", "mrr@20", "+6.7%", "0.001"), _test("SASRec", "recall@20", "+20.0%", "1e-05"),
+          _test("SASRec", "unseen_mrr@20", "+30.0%", "0.02", seeds="1 / 1"),
+          _test("STAMP (best other stock model)", "mrr@20", "-11.1%", "0.3", ci_has_zero=True)]
+
+
+def test_the_headline_has_each_headline_model_and_the_best_other_with_tpads_gains():
+    text = results_headline(ROWS, PAIRED, best_other="STAMP",
+                            ablations=[{"row": "TPAD-no_transition", "metric": "recall@20", "rel %": "+18.2%",
+                                        "Wilcoxon p": "no per-session files"}])
+    lines = {line.split(" | ")[0].lstrip("| "): line for line in text.splitlines() if line.startswith("| ")}
+    # NARM (neither headline nor the best other) and the failed KDSR are left out
+    assert list(lines) == ["model", "**TPAD**", "TPAD, transition score off (same models)", "SASRec",
+                           "STAMP (best other stock model)"]
+    assert "| **TPAD** | 3 | 0.1300 +- 0.0100 | 0.0320 +- 0.0020 |  |  | 2 | 0.1300 +- 0.0000 | 0.0520 +- 0.0028 |  |" in text
+    assert "| 0.1100 | 0.0310 | +18.2% |  | 0 |" in lines["TPAD, transition score off (same models)"]  # one seed: no std
+    # SASRec: paired gains; unseen: the ratio of the means (0.052 / 0.04) with the paired p over the seeds that have it
+    assert "| +20.0%, p = 1e-05 | +6.7%, p = 0.001 | 1 | 0.1200 | 0.0400 | +8.3% / +30.0% (p = 0.02, seeds 1 / 1) |" in lines["SASRec"]
+    assert "-11.1%, p = 0.3 (95% CI of the difference [-0.0002, +0.0020])" in lines["STAMP (best other stock model)"]
+
+
+def test_without_another_models_unseen_ranking_the_headline_has_no_unseen_columns(tmp_path):
+    rows = [row for row in ROWS if row["model"] != "SASRec"]
+    assert "unseen" not in results_headline(rows, [], best_other="STAMP").split("\n\n")[1]
+    assert results_headline([_row("SASRec", 1, 0.1, 0.03)], []) == ""  # no TPAD row: no table
+    results_md = tmp_path / "results.md"  # the report writes it between the dataset's markers
+    results_md.write_text("<!-- begin: headline-amazon-beauty -->\nold\n<!-- end: headline-amazon-beauty -->\n")
+    write_report(rows, tmp_path / "results", "amazon-beauty", header={"date": "today"}, best_other="STAMP")
+    assert "old" not in results_md.read_text() and "| **TPAD** | 3 | 0.1300 +- 0.0100 |" in results_md.read_text()
