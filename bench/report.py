@@ -354,6 +354,13 @@ def results_headline(rows, paired, best_other=None, ablations=()):
         return "" if mean is None else f"{mean:.4f}" + (f" +- {std:.4f}" if len(runs) > 1 else "")
 
     unseen_ref = [run for run in by_model[ref] if "unseen_mrr@20" in run]
+
+    def unseen_gain(model, unseen, metric):  # the means' ratio; the paired test where both sides' files keep the ranking
+        ours, theirs = (_mean_std([run[f"unseen_{metric}"] for run in runs])[0] for runs in (unseen_ref, unseen))
+        test = tests.get((model, f"unseen_{metric}"))
+        return (f"{100 * (ours / theirs - 1):+.1f}%" if theirs else "") + (
+            f" (p = {test['Wilcoxon p']}, seeds {test['seeds']})" if test else "")
+
     table = []
     for model in [ref, f"{ref}-no_transition"] + [m for m in by_model if m in HEADLINE_MODELS and m != ref] + [best_other]:
         runs = by_model.get(model)
@@ -367,12 +374,8 @@ def results_headline(rows, paired, best_other=None, ablations=()):
                  "unseen MRR@20": mean_std(unseen, "unseen_mrr@20")}
         if model != ref:
             entry[f"{ref}'s recall@20 gain"], entry[f"{ref}'s MRR@20 gain"] = gain(model, "recall@20"), gain(model, "mrr@20")
-        if model in HEADLINE_MODELS | {best_other} and model != ref:
-            if unseen and unseen_ref:  # the means' ratio; the paired test where both sides' files keep the ranking
-                entry[f"{ref}'s gain, unseen"] = " / ".join(
-                    f"{100 * (_mean_std([r[f'unseen_{m}'] for r in unseen_ref])[0] / _mean_std([r[f'unseen_{m}'] for r in unseen])[0] - 1):+.1f}%"
-                    + (f" (p = {tests[(model, f'unseen_{m}')]['Wilcoxon p']}, seeds {tests[(model, f'unseen_{m}')]['seeds']})"
-                       if (model, f"unseen_{m}") in tests else "") for m in ("recall@20", "mrr@20"))
+            if unseen and unseen_ref:
+                entry[f"{ref}'s gain, unseen"] = " / ".join(unseen_gain(model, unseen, m) for m in ("recall@20", "mrr@20"))
         table.append(entry)
     columns = ["model", "seeds", "recall@20", "MRR@20", f"{ref}'s recall@20 gain", f"{ref}'s MRR@20 gain"]
     text = (f"Mean +- std over seeds. Gains: {ref} against the model, relative, with the paired Wilcoxon p over the "
