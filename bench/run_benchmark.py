@@ -21,7 +21,7 @@ then share the machine; the Markdown says so). ``--resume`` keeps the rows of an
 It keeps them also where ``--models`` or ``--seeds`` leave them out, so that runs of subsets add up.
 ``--rerun`` (with ``--resume``) runs the finished rows that ``--models`` and ``--seeds`` name again, e.g.
 rows made before a column or per-session file existed; the CSV keeps each old row until its new one
-replaces it.
+replaces it. A TPAD row brings its ``TPAD-no_transition`` row along, which tests the same model.
 A row's fit saves its state after every validation (``train_state_file``, under
 ``<out>/state/<dataset>/``), so a row cut off mid-fit goes on from its last validation when run again.
 Every row runs with ``DATASET_SETTINGS[dataset]`` (bench/variants.py), then ``--epochs`` and
@@ -120,6 +120,8 @@ def main(argv=None):
     wanted_overrides = {(name, seed): row_overrides(common, overrides) for name, _, seed, overrides in rows}
     if args.models:  # the rows named, seed by seed, in the order named (the table keeps the benchmark's order)
         wanted = args.models.split(",")
+        if args.rerun and "TPAD" in wanted and "TPAD-no_transition" not in wanted:
+            wanted.append("TPAD-no_transition")  # its row tests TPAD's model (derived_rows): made again with it
         # seed-major, so that an interrupted run has every named model of its first seeds (paired tests)
         rows = sorted((row for row in rows if row[0] in wanted), key=lambda row: (seeds.index(row[2]), wanted.index(row[0])))
 

@@ -441,6 +441,21 @@ def test_rerun_runs_named_finished_rows_again_and_keeps_each_old_row_until_repla
     assert [reports[-1][name]["recall@20"] for name in ("GRU4Rec", "SASRec", "KDSR")] == [0.5, 0.1, 0.1]
 
 
+def test_rerunning_tpad_makes_its_transition_score_off_row_again_from_the_new_model(tmp_path, monkeypatch):
+    _write_csv(tmp_path / "hm-fashion.csv", [
+        {"model": name, "dataset": "hm-fashion", "seed": "2020", "recall@20": "0.5", "mrr@20": "0.25", "overrides": "{}"}
+        for name in ("TPAD", "TPAD-no_transition")])
+    derived = []
+    monkeypatch.setattr(run_benchmark, "run_row", lambda row, args, *rest: derived.append((row[0], rest[-1] and rest[-1][0])) or [
+        {"model": name, "dataset": args.dataset, "seed": row[2], "recall@20": 0.1, "mrr@20": 0.05}
+        for name in [row[0]] + ([rest[-1][0]] if rest[-1] else [])])
+    monkeypatch.setattr(run_benchmark, "write_report", lambda *a, **k: None)
+    monkeypatch.setattr(run_benchmark, "run_header", lambda args, common: {})
+    assert run_benchmark.main(["--dataset=hm-fashion", f"--out={tmp_path}", "--seeds=2020", "--models=TPAD",
+                               "--resume", "--rerun"]) == 0
+    assert derived == [("TPAD", "TPAD-no_transition")]  # one run, which gives both rows
+
+
 def test_a_row_another_run_replaced_meanwhile_replaces_the_kept_one(tmp_path, monkeypatch):
     csv_path = tmp_path / "hm-fashion.csv"
     gru = {"model": "GRU4Rec", "dataset": "hm-fashion", "seed": "2020", "recall@20": "0.5", "mrr@20": "0.25", "overrides": "{}"}
