@@ -388,6 +388,53 @@ def results_headline(rows, paired, best_other=None, ablations=()):
     return "\n".join([text, "", _markdown(table, columns)])
 
 
+# docs/results.md's ablation table: each removed part in the order the text reads them, and its label there
+ABLATION_LABELS = {
+    "distill": "stage 2 (`no_distill`: no distilled views, no transition score)",
+    "amie": "AMIE (`no_amie`)",
+    "hmie": "HMIE (`no_hmie`)",
+    "gen": "the generation tasks (`no_gen`)",
+    "transition": "the transition score (same models, term off)",
+}
+
+
+def results_ablations(rows, ablations, reference=SIGNIFICANCE_REFERENCE):
+    """docs/results.md's table of TPAD's removed parts, from ``ablation_rows``: per part TPAD's means without
+    it, the part's relative effect (recall@20 / MRR@20), its verdict against seed noise and the paired p;
+    parts a row adds (``ADDED_PARTS``) are left to the dataset's Markdown. '' without such a row."""
+    cells = {(row["part"], row["metric"]): row for row in ablations}
+    table = []
+    for part, label in ABLATION_LABELS.items():
+        recall, mrr = cells.get((part, "recall@20")), cells.get((part, "mrr@20"))
+        if not recall or not mrr:
+            continue
+        verdicts = dict.fromkeys((recall["the part, by seeds"], mrr["the part, by seeds"]))
+        table.append({f"{reference} without": label, "recall@20": recall["without it"], "MRR@20": mrr["without it"],
+                      "the part, recall@20 / MRR@20": f"{recall['rel %']} / {mrr['rel %']}",
+                      "by seeds (twice the pooled std)": " / ".join(verdicts),
+                      "Wilcoxon p": f"{recall['Wilcoxon p']} / {mrr['Wilcoxon p']}"})
+    if not table:
+        return ""
+    runs = _finished_by_model(rows)[reference]
+    means = " / ".join(f"{_mean_std([r.get(m) for r in runs])[0]:.4f}" for m in ("recall@20", "mrr@20"))
+    return "\n".join([f"Means over seeds, recall@20 / MRR@20, against {reference}'s {means} ({len(runs)} seeds); a part's "
+                      "effect is relative to the row without it, beyond seed noise where the difference exceeds twice "
+                      "the pooled std over seeds; Wilcoxon p: paired over the seed-averaged test sessions.",
+                      "", _markdown(table, list(table[0]))])
+
+
+def results_curve(curve):
+    """docs/results.md's stage-2 learning curve, from ``stage2_curve``: '' without its points."""
+    if not curve:
+        return ""
+    names = {"stage2_heldout_recall@10_trained": "T's held-out recall@10", "stage2_amie_recall@1": "AMIE recall@1"}
+    table = [{"stage-2 pairs": f"{point['stage-2 pairs']:,}", "row": point["row"], "seeds": point["seeds"],
+              **{names.get(figure, figure.replace("mrr", "MRR")): point[figure] for figure in CURVE_FIGURES}}
+             for point in curve]
+    return "\n".join(["Mean +- std over seeds; stage 2's own figures on held-out training pairs.", "",
+                      _markdown(table, list(table[0]))])
+
+
 def paired_section(rows, out_dir, dataset, best_other=None, table=None):
     """The Markdown lines of the paired tests (``significance_rows``, or ``table`` where the caller has
     them); none without the reference model."""
@@ -437,9 +484,12 @@ def write_report(rows, out_dir, dataset, header, smoke=False, epoch_limit=None, 
     title = f"# Benchmark: {dataset}" + (" (SMOKE RUN: small sample, 1 epoch, tiny backbone; not results)" if smoke else "")
     tests, ablations = significance_rows(rows, out_dir, dataset, best_other=best_other), ablation_rows(rows, out_dir, dataset)
     paired, anchors = paired_section(rows, out_dir, dataset, best_other, tests), anchors_section(dataset, rows)
+    curve = stage2_curve(rows)
     if not smoke:  # docs/results.md carries these tables between its markers
         for name, text in ((f"anchors-{dataset}", anchors),
-                           (f"headline-{dataset}", results_headline(rows, tests, best_other, ablations))):
+                           (f"headline-{dataset}", results_headline(rows, tests, best_other, ablations)),
+                           (f"ablations-{dataset}", results_ablations(rows, ablations)),
+                           (f"curve-{dataset}", results_curve(curve))):
             if text:
                 replace_marked_block(out_dir.parent / "results.md", name, text)
     parts = [
@@ -501,7 +551,6 @@ def write_report(rows, out_dir, dataset, header, smoke=False, epoch_limit=None, 
                   "session state against every item on training pairs of held-out sessions (untrained T, trained "
                   "T, popularity), and AMIE's retrieval of an item's T feature from its K feature among 1,000.",
                   _markdown(means_over_seeds(rows, stage_columns), ["model", "seeds"] + stage_columns), ""]
-    curve = stage2_curve(rows)
     if curve:
         parts += ["## Learning curve of the Transition Distillation Stage (mean +- std over seeds)",
                   _markdown(curve, ["stage-2 pairs", "row", "seeds", *CURVE_FIGURES]), "",

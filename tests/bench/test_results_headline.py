@@ -1,11 +1,12 @@
-"""docs/results.md's headline table of a dataset, generated from the benchmark's rows and paired tests."""
+"""docs/results.md's tables of a dataset (headline, seeded ablations, stage-2 learning curve), generated from the
+benchmark's rows and paired tests."""
 
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from bench.report import results_headline, write_report  # noqa: E402
+from bench.report import results_ablations, results_curve, results_headline, stage2_curve, write_report  # noqa: E402
 
 
 def _row(model, seed, recall, mrr, unseen=None):
@@ -52,3 +53,45 @@ def test_without_another_models_unseen_ranking_the_headline_has_no_unseen_column
     results_md.write_text("<!-- begin: headline-amazon-beauty -->\nold\n<!-- end: headline-amazon-beauty -->\n")
     write_report(rows, tmp_path / "results", "amazon-beauty", header={"date": "today"}, best_other="STAMP")
     assert "old" not in results_md.read_text() and "| **TPAD** | 3 | 0.1300 +- 0.0100 |" in results_md.read_text()
+
+
+def _part(part, metric, without, rel, verdict, p):
+    return {"part": part, "row": f"TPAD-no_{part}", "metric": metric, "without it": without, "rel %": rel,
+            "the part, by seeds": verdict, "Wilcoxon p": p}
+
+
+def test_the_ablation_table_reads_each_removed_part_in_the_texts_order_and_leaves_added_parts_out():
+    ablations = [_part("amie", "mrr@20", 0.031, "-2.2%", "within seed noise", "0.0027"),
+                 _part("amie", "recall@20", 0.126, "-0.3%", "within seed noise", "0.047"),
+                 _part("distill", "mrr@20", 0.0323, "+0.3%", "within seed noise", "0.0034"),
+                 _part("distill", "recall@20", 0.1209, "+4.2%", "helps", "3.5e-09"),
+                 _part("session_item_bias", "recall@20", 0.13, "+2.7%", "helps", "0.0004"),
+                 _part("session_item_bias", "mrr@20", 0.05, "+51.0%", "helps", "3e-175")]
+    text = results_ablations(ROWS, ablations)
+    assert "against TPAD's 0.1300 / 0.0320 (3 seeds)" in text
+    table = [line for line in text.splitlines() if line.startswith("| ")][1:]
+    assert table == ["| stage 2 (`no_distill`: no distilled views, no transition score) | 0.1209 | 0.0323 | +4.2% / +0.3% "
+                     "| helps / within seed noise | 3.5e-09 / 0.0034 |",
+                     "| AMIE (`no_amie`) | 0.1260 | 0.0310 | -0.3% / -2.2% | within seed noise | 0.047 / 0.0027 |"]
+    assert results_ablations(ROWS, ablations[-2:]) == ""  # an added part alone: nothing for the table
+
+
+def test_the_learning_curve_table_and_both_blocks_come_from_the_rows(tmp_path):
+    rows = [_row(model, seed, recall, 0.03)
+            for model, recall in (("TPAD", 0.12), ("TPAD-no_distill", 0.11), ("TPAD-pairs_64", 0.125))
+            for seed in (1, 2)]
+    for row in rows:
+        if row["model"] != "TPAD-no_distill":
+            row["stage2_heldout_recall@10_trained"], row["stage2_amie_recall@1"] = 0.1, 0.5
+    text = results_curve(stage2_curve(rows, default_pairs=1024))
+    assert "| stage-2 pairs | row | seeds | recall@20 | MRR@20 | T's held-out recall@10 | AMIE recall@1 |" in text
+    assert "| 0 | TPAD-no_distill | 2 | 0.1100 +- 0.0000 | 0.0300 +- 0.0000 |  |  |" in text
+    assert "| 1,024 | TPAD | 2 | 0.1200 +- 0.0000 | 0.0300 +- 0.0000 | 0.1000 +- 0.0000 | 0.5000 +- 0.0000 |" in text
+    assert results_curve([]) == ""
+    results_md = tmp_path / "results.md"
+    results_md.write_text("".join(f"<!-- begin: {name}-amazon-beauty -->\nold\n<!-- end: {name}-amazon-beauty -->\n"
+                                  for name in ("ablations", "curve")))
+    write_report(rows, tmp_path / "results", "amazon-beauty", header={"date": "today"})
+    written = results_md.read_text()
+    assert "old" not in written and "| 64 | TPAD-pairs_64 | 2 |" in written
+    assert "| stage 2 (`no_distill`: no distilled views, no transition score) | 0.1100 | 0.0300 | +9.1% / +0.0% |" in written
