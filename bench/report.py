@@ -398,16 +398,17 @@ ABLATION_LABELS = {
 }
 
 
-def results_ablations(rows, ablations, reference=SIGNIFICANCE_REFERENCE):
+def results_ablations(ablations, reference=SIGNIFICANCE_REFERENCE):
     """docs/results.md's table of TPAD's removed parts, from ``ablation_rows``: per part TPAD's means without
     it, the part's relative effect (recall@20 / MRR@20), its verdict against seed noise and the paired p;
     parts a row adds (``ADDED_PARTS``) are left to the dataset's Markdown. '' without such a row."""
     cells = {(row["part"], row["metric"]): row for row in ablations}
-    table = []
+    table, with_part = [], None
     for part, label in ABLATION_LABELS.items():
         recall, mrr = cells.get((part, "recall@20")), cells.get((part, "mrr@20"))
         if not recall or not mrr:
             continue
+        with_part = with_part or (recall, mrr)  # a removed part's "with it" is the reference's own mean
         verdicts = dict.fromkeys((recall["the part, by seeds"], mrr["the part, by seeds"]))
         table.append({f"{reference} without": label, "recall@20": recall["without it"], "MRR@20": mrr["without it"],
                       "the part, recall@20 / MRR@20": f"{recall['rel %']} / {mrr['rel %']}",
@@ -415,21 +416,25 @@ def results_ablations(rows, ablations, reference=SIGNIFICANCE_REFERENCE):
                       "Wilcoxon p": f"{recall['Wilcoxon p']} / {mrr['Wilcoxon p']}"})
     if not table:
         return ""
-    runs = _finished_by_model(rows)[reference]
-    means = " / ".join(f"{_mean_std([r.get(m) for r in runs])[0]:.4f}" for m in ("recall@20", "mrr@20"))
-    return "\n".join([f"Means over seeds, recall@20 / MRR@20, against {reference}'s {means} ({len(runs)} seeds); a part's "
+    means = " / ".join(f"{cell['with it']:.4f}" for cell in with_part)
+    seeds = with_part[0]["seeds"].split(" / ")[0]
+    return "\n".join([f"Means over seeds, recall@20 / MRR@20, against {reference}'s {means} ({seeds} seeds); a part's "
                       "effect is relative to the row without it, beyond seed noise where the difference exceeds twice "
                       "the pooled std over seeds; Wilcoxon p: paired over the seed-averaged test sessions.",
                       "", _markdown(table, list(table[0]))])
+
+
+# docs/results.md's names of the learning curve's figures (CURVE_FIGURES)
+CURVE_LABELS = {"recall@20": "recall@20", "mrr@20": "MRR@20", "stage2_heldout_recall@10_trained": "T's held-out recall@10",
+                "stage2_amie_recall@1": "AMIE recall@1"}
 
 
 def results_curve(curve):
     """docs/results.md's stage-2 learning curve, from ``stage2_curve``: '' without its points."""
     if not curve:
         return ""
-    names = {"stage2_heldout_recall@10_trained": "T's held-out recall@10", "stage2_amie_recall@1": "AMIE recall@1"}
     table = [{"stage-2 pairs": f"{point['stage-2 pairs']:,}", "row": point["row"], "seeds": point["seeds"],
-              **{names.get(figure, figure.replace("mrr", "MRR")): point[figure] for figure in CURVE_FIGURES}}
+              **{CURVE_LABELS[figure]: point[figure] for figure in CURVE_FIGURES}}
              for point in curve]
     return "\n".join(["Mean +- std over seeds; stage 2's own figures on held-out training pairs.", "",
                       _markdown(table, list(table[0]))])
@@ -488,7 +493,7 @@ def write_report(rows, out_dir, dataset, header, smoke=False, epoch_limit=None, 
     if not smoke:  # docs/results.md carries these tables between its markers
         for name, text in ((f"anchors-{dataset}", anchors),
                            (f"headline-{dataset}", results_headline(rows, tests, best_other, ablations)),
-                           (f"ablations-{dataset}", results_ablations(rows, ablations)),
+                           (f"ablations-{dataset}", results_ablations(ablations)),
                            (f"curve-{dataset}", results_curve(curve))):
             if text:
                 replace_marked_block(out_dir.parent / "results.md", name, text)
