@@ -359,7 +359,7 @@ def results_headline(rows, paired, best_other=None, ablations=()):
         ours, theirs = (_mean_std([run[f"unseen_{metric}"] for run in runs])[0] for runs in (unseen_ref, unseen))
         test = tests.get((model, f"unseen_{metric}"))
         return (f"{100 * (ours / theirs - 1):+.1f}%" if theirs else "") + (
-            f" (p = {test['Wilcoxon p']}, seeds {test['seeds']})" if test else "")
+            f" (paired on seeds {test['seeds']}: p = {test['Wilcoxon p']})" if test else "")
 
     table = []
     for model in [ref, f"{ref}-no_transition"] + [m for m in by_model if m in HEADLINE_MODELS and m != ref] + [best_other]:
@@ -383,8 +383,8 @@ def results_headline(rows, paired, best_other=None, ablations=()):
     if any(f"{ref}'s gain, unseen" in entry for entry in table):  # another model has that ranking to compare
         columns += ["unseen seeds", "unseen recall@20", "unseen MRR@20", f"{ref}'s gain, unseen"]
         text += (" `unseen`: the same rows ranked without the session's own items, over the seeds whose rows have "
-                 "that ranking; its gain (recall@20 / MRR@20) is the ratio of those means, with a paired p where "
-                 "both sides' per-session files keep the ranking.")
+                 "that ranking; its gain (recall@20 / MRR@20) is the ratio of those means, with the paired Wilcoxon p "
+                 f"over the seeds (`{ref}'s / the other's`) whose per-session files on both sides keep the ranking.")
     return "\n".join([text, "", _markdown(table, columns)])
 
 

@@ -41,7 +41,7 @@ def test_the_headline_has_each_headline_model_and_the_best_other_with_tpads_gain
     assert "| **TPAD** | 3 | 0.1300 +- 0.0100 | 0.0320 +- 0.0020 |  |  | 2 | 0.1300 +- 0.0000 | 0.0520 +- 0.0028 |  |" in text
     assert "| 0.1100 | 0.0310 | +18.2% |  | 0 |" in lines["TPAD, transition score off (same models)"]  # one seed: no std
     # SASRec: paired gains; unseen: the ratio of the means (0.052 / 0.04) with the paired p over the seeds that have it
-    assert "| +20.0%, p = 1e-05 | +6.7%, p = 0.001 | 1 | 0.1200 | 0.0400 | +8.3% / +30.0% (p = 0.02, seeds 1 / 1) |" in lines["SASRec"]
+    assert "| +20.0%, p = 1e-05 | +6.7%, p = 0.001 | 1 | 0.1200 | 0.0400 | +8.3% / +30.0% (paired on seeds 1 / 1: p = 0.02) |" in lines["SASRec"]
     assert "-11.1%, p = 0.3 (95% CI of the difference [-0.0002, +0.0020])" in lines["STAMP (best other stock model)"]
 
 
