@@ -37,17 +37,27 @@ def result_row(model, dataset, seed, run):
     return row
 
 
-def table_columns(rows):
+def table_columns(rows, order=()):
     """Leading columns and ``loss_type`` (the comparison's rows have it, the benchmark's not), every
-    metric seen (in first-seen order), costs, ``settings`` and the benchmark's ``overrides`` if any, ``error``."""
+    metric seen, costs, ``settings`` and the benchmark's ``overrides`` if any, ``error``. Metrics come in
+    ``order`` (an earlier header), then the others in first-seen order."""
     leading = LEADING_COLUMNS + [key for key in ("loss_type",) if any(key in row for row in rows)]
     trailing = [key for key in ("settings", "overrides") if any(key in row for row in rows)] + ["error"]
-    metrics = []
+    seen = {key for row in rows for key in row}
+    metrics = [key for key in order if key in seen and key not in leading + COST_COLUMNS + trailing]
     for row in rows:
         for key in row:
             if key not in leading + COST_COLUMNS + trailing + metrics:
                 metrics.append(key)
     return leading + metrics + COST_COLUMNS + trailing
+
+
+def csv_header(path):
+    """The column names of an existing table, or none."""
+    if not Path(path).is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as f:
+        return next(csv.reader(f), [])
 
 
 def to_markdown(rows):
@@ -59,9 +69,12 @@ def to_markdown(rows):
 
 
 def write_csv(rows, path):
-    """Write the table atomically (``recbole_tpad.atomic``): a reader never sees half a file."""
+    """Write the table atomically (``recbole_tpad.atomic``): a reader never sees half a file. A rewrite
+    keeps the columns of the file it replaces in their order (new ones after), so a new row shows in a
+    diff as that row."""
+    columns = table_columns(rows, order=csv_header(path))
     with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=table_columns(rows), restval="")
+        writer = csv.DictWriter(f, fieldnames=columns, restval="")
         writer.writeheader()
         writer.writerows(rows)
 

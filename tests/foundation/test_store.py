@@ -102,3 +102,19 @@ def test_compare_csv_temporaries_are_found_by_the_clean_up(tmp_path, monkeypatch
     with pytest.raises(KeyboardInterrupt):
         write_csv([{"model": "SASRec", "dataset": "tiny", "seed": 1}], tmp_path / "table.csv")
     assert os.listdir(tmp_path) == ["table.csv"] and "GRU4Rec" in (tmp_path / "table.csv").read_text()
+
+
+def test_compare_csv_rewrite_keeps_the_column_order_of_the_file_it_replaces(tmp_path):
+    import csv
+
+    path = tmp_path / "table.csv"
+    old = {"model": "GRU4Rec", "dataset": "tiny", "seed": 1, "mrr@20": 0.1, "recall@20": 0.5, "cpu": "AVX2"}
+    write_csv([old], path)
+    # a new row lists its keys in another order and brings one more: the old columns keep their places
+    new = {"model": "SASRec", "dataset": "tiny", "seed": 1, "unseen_mrr@20": 0.2, "cpu": "AMX", "recall@20": 0.6,
+           "mrr@20": 0.3}
+    write_csv([new, old], path)
+    with open(path, newline="", encoding="utf-8") as f:
+        header = next(csv.reader(f))
+    assert header == ["model", "dataset", "seed", "mrr@20", "recall@20", "cpu", "unseen_mrr@20",
+                      "params", "train_s_per_epoch", "epochs", "eval_s", "error"]
