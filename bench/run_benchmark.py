@@ -99,14 +99,14 @@ def main(argv=None):
     args = parse_args(argv)
     if args.rerun and not args.resume:
         raise SystemExit("--rerun replaces rows of an existing CSV: use it with --resume")
-    seeds = [int(s) for s in args.seeds.split(",")]
+    run_seeds = [int(s) for s in args.seeds.split(",")]  # the seeds this run trains
     out_dir = Path(args.out or (REPO / ("results/bench-quick" if args.quick else "docs/results")))
     out_dir.mkdir(parents=True, exist_ok=True)
     work_dir = Path(tempfile.mkdtemp(prefix=f"bench-{args.dataset}-"))
     common = {"show_progress": False, **every_row_settings(args)}
     data_path = common.get("data_path")  # --set data_path=DIR: the folder that holds <dataset>/
     if args.quick:
-        seeds = seeds[:1]
+        run_seeds = run_seeds[:1]
         data_path = write_sample(args.dataset, work_dir / "data", n_sessions=150)
         common.update(QUICK_OVERRIDES, data_path=str(data_path))
     from recbole_tpad.utils import resolve_data_path
@@ -114,16 +114,19 @@ def main(argv=None):
     dataset_dir = Path(resolve_data_path(args.dataset, data_path)) / args.dataset
     has_images = (dataset_dir / "images").is_dir()
     csv_path = out_dir / f"{args.dataset}.csv"
-    best_other = best_other_stock(finished_rows(csv_path).values(), seeds[0]) if args.resume or args.report_only else None
+    earlier = finished_rows(csv_path) if args.resume or args.report_only else {}
+    seeds = benchmark_seeds(run_seeds, earlier)
+    best_other = best_other_stock(earlier.values(), seeds[0])
     rows = benchmark_rows(args.dataset, args.quick, seeds, has_images, best_other)
     order = [(name, seed) for name, _, seed, _ in rows]
     wanted_overrides = {(name, seed): row_overrides(common, overrides) for name, _, seed, overrides in rows}
+    rows = [row for row in rows if row[2] in run_seeds]
     if args.models:  # the rows named, seed by seed, in the order named (the table keeps the benchmark's order)
         wanted = args.models.split(",")
         if args.rerun and "TPAD" in wanted and "TPAD-no_transition" not in wanted:
             wanted.append("TPAD-no_transition")  # its row tests TPAD's model (derived_rows): made again with it
         # seed-major, so that an interrupted run has every named model of its first seeds (paired tests)
-        rows = sorted((row for row in rows if row[0] in wanted), key=lambda row: (seeds.index(row[2]), wanted.index(row[0])))
+        rows = sorted((row for row in rows if row[0] in wanted), key=lambda row: (run_seeds.index(row[2]), wanted.index(row[0])))
 
     # --resume keeps every finished row of the CSV, also those outside --models and --seeds, so subsets add up
     finished = reusable_rows(csv_path, wanted_overrides, log=True) if args.resume or args.report_only else {}
@@ -195,6 +198,14 @@ def reusable_rows(csv_path, wanted_overrides, log=False):
                       f"{row.get('overrides', '(not recorded)')}, not {wanted_overrides[key]}", flush=True)
             del finished[key]
     return finished
+
+
+def benchmark_seeds(run_seeds, finished):
+    """The seeds of the whole benchmark, in ascending order: those this run trains (``--seeds``) and those
+    of the ``finished`` rows it keeps. A run of one seed (``--seeds=2022 --resume``) rewrites the table of
+    every seed, and the first seed (the rows that run once, the best other stock model) stays the smallest,
+    whichever seeds a run names."""
+    return sorted(set(run_seeds) | {seed for _, seed in finished})
 
 
 def with_other_seeds(order, finished):

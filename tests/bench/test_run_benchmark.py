@@ -92,7 +92,7 @@ def test_resume_runs_only_missing_rows_and_keeps_the_rest(tmp_path, monkeypatch)
 def test_a_resume_run_with_fewer_seeds_keeps_the_other_seeds_rows(tmp_path, monkeypatch):
     _write_csv(tmp_path / "hm-fashion.csv", [
         {"model": "TPAD-no_hmie", "dataset": "hm-fashion", "seed": "2020", "recall@20": "0.5", "mrr@20": "0.25",
-         "overrides": "{}"},
+         "overrides": '{"stage_hmie": false}'},
     ])
     reports = []
     monkeypatch.setattr(run_benchmark, "run_row", lambda row, args, *rest: [
@@ -101,12 +101,38 @@ def test_a_resume_run_with_fewer_seeds_keeps_the_other_seeds_rows(tmp_path, monk
     monkeypatch.setattr(run_benchmark, "run_header", lambda args, common: {})
     assert run_benchmark.main(["--dataset=hm-fashion", f"--out={tmp_path}", "--seeds=2021",
                                "--models=TPAD-no_hmie,TPAD-no_gen", "--resume"]) == 0
-    # the seed-2020 row stays in the table (and so in the CSV), beside its model's new seed
+    # the seed-2020 row stays in the table (and so in the CSV), beside its model's new seed, seeds in order
     assert [(row["model"], row["seed"]) for row in reports[-1]] == [
-        ("TPAD-no_gen", 2021), ("TPAD-no_hmie", 2021), ("TPAD-no_hmie", 2020)]
-    assert reports[-1][2]["recall@20"] == 0.5
+        ("TPAD-no_gen", 2021), ("TPAD-no_hmie", 2020), ("TPAD-no_hmie", 2021)]
+    assert reports[-1][1]["recall@20"] == 0.5
     order = [("A", 1), ("B", 1)]
     assert run_benchmark.with_other_seeds(order, {("A", 0): {}, ("C", 0): {}}) == [("A", 1), ("A", 0), ("B", 1)]
+
+
+def test_a_run_of_a_later_seed_keeps_the_benchmarks_first_seed(tmp_path, monkeypatch):
+    # the CSV holds seeds 2020 and 2021; a run of seed 2022 alone must not make 2022 the first seed: the
+    # rows that run once (NARM; STAMP is the best other stock model) are not scheduled again, and the
+    # table lists every seed in order
+    _write_csv(tmp_path / "hm-fashion.csv", [
+        {"model": model, "dataset": "hm-fashion", "seed": "2020", "recall@20": "0.5", "mrr@20": mrr, "overrides": "{}"}
+        for model, mrr in [("NARM", "0.25"), ("STAMP", "0.3")]] + [
+        {"model": "SASRec", "dataset": "hm-fashion", "seed": str(seed), "recall@20": "0.5", "mrr@20": "0.25", "overrides": "{}"}
+        for seed in (2020, 2021)])
+    ran, headers = [], []
+    monkeypatch.setattr(run_benchmark, "run_row", lambda row, args, *rest: ran.append((row[0], row[2])) or [
+        {"model": row[0], "dataset": args.dataset, "seed": row[2], "recall@20": 0.1, "mrr@20": 0.05}])
+    reports = []
+    monkeypatch.setattr(run_benchmark, "write_report", lambda rows, *a, **k: (reports.append(list(rows)),
+                                                                              headers.append(k["header"])))
+    monkeypatch.setattr(run_benchmark, "run_header", lambda args, common: {})
+    assert run_benchmark.main(["--dataset=hm-fashion", f"--out={tmp_path}", "--seeds=2022",
+                               "--models=SASRec,NARM", "--resume"]) == 0
+    assert ran == [("SASRec", 2022)]
+    assert [(row["model"], row["seed"]) for row in reports[-1]] == [
+        ("NARM", 2020), ("STAMP", 2020), ("SASRec", 2020), ("SASRec", 2021), ("SASRec", 2022)]
+    assert "NARM" not in headers[-1]["missing rows"] and "STAMP (seed 2022)" in headers[-1]["missing rows"]
+    assert "GRU4Rec (seed 2020)" in headers[-1]["missing rows"]
+    assert run_benchmark.benchmark_seeds([2022], {("A", 2021): {}, ("B", 2020): {}}) == [2020, 2021, 2022]
 
 
 def test_set_data_path_reads_the_dataset_from_that_folder(tmp_path, monkeypatch):
