@@ -16,7 +16,10 @@ A subclass implements:
 - optionally ``make_item_views(config, train_dataset, features)``, a class method: where the views come from
   (default: the base backbone's feature cache; TPAD: its MLLM stages);
 - ``__init__``: every parameter, views included (``self.read_item_views(config, dataset)``);
-- ``item_representations()``: ``[V, n_items, H]``, every item under every view;
+- ``item_representations()``: ``[V, n_items, H]``, every item under every view, as the session encoder
+  reads it;
+- optionally ``target_representations(items)``: ``[V, n_items, H]``, every item as it is scored (default:
+  ``items``, the same vectors);
 - ``encode_sessions(item_seq, item_seq_len, items)``: ``[V, B, H]`` from the item representations;
 - optionally ``view_weights()`` (``[V]``, the late-fusion weights),
   ``extra_logits(item_seq, item_seq_len, candidates=None)`` (scores added to the fused ones:
@@ -95,16 +98,25 @@ class MultimodalSequentialRecommender(SequentialRecommender):
         return super().load_state_dict(state_dict, strict=strict, **kwargs)
 
     def _items(self):
-        """``item_representations()``, computed once per evaluation (eval mode, no grad) and reused."""
+        """``(items, targets)``: the item representations the sessions read and those they score, computed
+        once per evaluation (eval mode, no grad) and reused."""
         if self.training or torch.is_grad_enabled():
-            return self.item_representations()
+            return self._item_sides()
         if self._item_cache is None:
-            self._item_cache = self.item_representations()
+            self._item_cache = self._item_sides()
         return self._item_cache
+
+    def _item_sides(self):
+        items = self.item_representations()
+        return items, self.target_representations(items)
 
     # ------------------------------------------------------------------ scoring
     def item_representations(self):
         raise NotImplementedError
+
+    def target_representations(self, items):
+        """Every item as a session scores it, ``[V, n_items, H]``; by default the vectors the sessions read."""
+        return items
 
     def encode_sessions(self, item_seq, item_seq_len, items):
         raise NotImplementedError
@@ -121,54 +133,54 @@ class MultimodalSequentialRecommender(SequentialRecommender):
         """Scores added to the fused view scores, ``[B, n_items]`` (or ``[B]`` for ``candidates`` ``[B]``); none by default."""
         return None
 
-    def _session_logits(self, item_seq, item_seq_len, seq_output, items):
-        logits = self._fused_logits(seq_output, items)
+    def _session_logits(self, item_seq, item_seq_len, seq_output, targets):
+        logits = self._fused_logits(seq_output, targets)
         extra = self.extra_logits(item_seq, item_seq_len)
         return logits if extra is None else logits + extra
 
     def forward(self, item_seq, item_seq_len):
         """Session representations ``[V, B, H]``, one per view."""
-        return self.encode_sessions(item_seq, item_seq_len, self._items())
+        return self.encode_sessions(item_seq, item_seq_len, self._items()[0])
 
-    def _view_logits(self, seq_output, items):
-        return torch.einsum("vbh,vnh->vbn", seq_output, items)  # [V, B, n_items]
+    def _view_logits(self, seq_output, targets):
+        return torch.einsum("vbh,vnh->vbn", seq_output, targets)  # [V, B, n_items]
 
     def _fuse(self, view_scores):
         return torch.einsum("v...,v->...", view_scores, self.view_weights())
 
-    def _fused_logits(self, seq_output, items):
+    def _fused_logits(self, seq_output, targets):
         """``sum_v w_v <s_v, e_v(i)>`` for every item, ``[B, n_items]``.
 
         One matmul over the views laid side by side, so the ``[V, B, n_items]`` per-view scores, the
         largest tensors of a training step, are never built (epoch times: docs/results.md).
         """
         query = (seq_output * self.view_weights()[:, None, None]).permute(1, 0, 2).flatten(1)  # [B, V*H]
-        return query @ items.permute(1, 0, 2).flatten(1).T
+        return query @ targets.permute(1, 0, 2).flatten(1).T
 
     def calculate_loss(self, interaction):
         item_seq = interaction[self.ITEM_SEQ]
         item_seq_len = interaction[self.ITEM_SEQ_LEN]
         pos_items = interaction[self.POS_ITEM_ID]
-        items = self.item_representations()  # fresh each batch: adapters are training
+        items, targets = self._item_sides()  # fresh each batch: adapters are training
         seq_output = self.encode_sessions(item_seq, item_seq_len, items)
-        loss = self.loss_fct(self._session_logits(item_seq, item_seq_len, seq_output, items), pos_items)
-        return (loss, *self.view_losses(seq_output, items, pos_items), *self.auxiliary_losses(interaction, items))
+        loss = self.loss_fct(self._session_logits(item_seq, item_seq_len, seq_output, targets), pos_items)
+        return (loss, *self.view_losses(seq_output, targets, pos_items), *self.auxiliary_losses(interaction, items))
 
-    def view_losses(self, seq_output, items, pos_items):
+    def view_losses(self, seq_output, targets, pos_items):
         """Per-view loss terms (already weighted); none by default."""
         return ()
 
     def predict(self, interaction):
-        items = self._items()
+        items, targets = self._items()
         item_seq, item_seq_len, test_item = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN], interaction[self.ITEM_ID]
         seq_output = self.encode_sessions(item_seq, item_seq_len, items)
-        scores = self._fuse((seq_output * items[:, test_item]).sum(-1))  # [B]
+        scores = self._fuse((seq_output * targets[:, test_item]).sum(-1))  # [B]
         extra = self.extra_logits(item_seq, item_seq_len, candidates=test_item)
         return scores if extra is None else scores + extra
 
     def full_sort_predict(self, interaction):
         # Reads the session only: the batch also carries the target item's id and features.
-        items = self._items()
+        items, targets = self._items()
         item_seq, item_seq_len = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
         seq_output = self.encode_sessions(item_seq, item_seq_len, items)
-        return self._session_logits(item_seq, item_seq_len, seq_output, items)  # [B, n_items]
+        return self._session_logits(item_seq, item_seq_len, seq_output, targets)  # [B, n_items]

@@ -76,6 +76,11 @@ class TPAD(MultimodalSequentialRecommender):
         with the rest by the CE loss from 0. Not in the paper: RecBole's full ranking keeps a session's
         own items as candidates, and where a dataset never repeats an item in a session (amazon-beauty)
         ``b`` learns to move them out of the way; where items repeat it can learn to favour them.
+
+        ``tied_output: False`` scores items with their own ID table, view adapters and "no image" vector
+        (``target_representations``) instead of those the session encoder reads, as ``e_v(i)`` above. Tied,
+        the encoder's residual stream carries the last item's input vector into ``s_v``, so a session scores
+        its own last item near the top. Not in the paper; measured in docs/results.md.
     """
 
     def __init__(self, config, dataset):
@@ -121,6 +126,7 @@ class TPAD(MultimodalSequentialRecommender):
             # validation: off until TPADTrainer has picked the scale after training (saved with the weights)
             self.register_buffer("transition_ready", torch.tensor(joint))
         self.session_item_bias = nn.Parameter(torch.zeros(())) if config["session_item_bias"] else None
+        self.tied_output = bool(config["tied_output"])
         if self.fusion == "learned":
             self.fusion_logits = nn.Parameter(fusion_weights.log())
         else:
@@ -143,11 +149,27 @@ class TPAD(MultimodalSequentialRecommender):
             encoder.reset_parameters()
         # The view adapters draw from the RNG after everything else, as they did when the views
         # came after construction: a seed gives the same weights as before.
+        self.view_adapters.update(self._build_view_adapters(views))
+        # untied: the items as scored get their own ID table, view adapters and "no image" vector, drawn
+        # last, so that a seed gives the rest the weights of the tied model
+        self.output_embedding = self.output_missing_image = None
+        self.output_adapters = nn.ModuleDict()
+        if not self.tied_output:
+            if "id" in self.views:
+                self.output_embedding = nn.Embedding(self.n_items, self.embedding_size, padding_idx=0)
+                self._init_weights(self.output_embedding)
+            if "image" in self.views:
+                self.output_missing_image = nn.Parameter(torch.zeros(self.embedding_size).normal_(std=self.initializer_range))
+            self.output_adapters.update(self._build_view_adapters(views))
+
+    def _build_view_adapters(self, views):
+        adapters = {}
         for name in self.views:
             if name != "id":
                 adapter = ViewAdapter(views[name].size(1), self.embedding_size, self.view_adapter, self.view_adapter_dropout)
                 adapter.reset_parameters(self.initializer_range)
-                self.view_adapters[name] = adapter
+                adapters[name] = adapter
+        return adapters
 
     @classmethod
     def check_config(cls, config):
@@ -276,10 +298,10 @@ class TPAD(MultimodalSequentialRecommender):
                 new = standardize_view(view, rows[name], statistics=[s.cpu() for s in self._view_stats[name]])
                 self._append_rows(f"view_{name}", new.to(device))
         self._append_rows("image_mask", image_mask.to(device))
-        if self.item_embedding is not None:
-            weight = self.item_embedding.weight
-            self.item_embedding.weight = nn.Parameter(torch.cat([weight, weight.new_zeros(n_new, weight.size(1))]))
-            self.item_embedding.num_embeddings += n_new
+        for table in (self.item_embedding, self.output_embedding):
+            if table is not None:
+                table.weight = nn.Parameter(torch.cat([table.weight, table.weight.new_zeros(n_new, table.weight.size(1))]))
+                table.num_embeddings += n_new
         self.n_items += n_new
         self._item_cache = None
 
@@ -288,14 +310,25 @@ class TPAD(MultimodalSequentialRecommender):
 
     # ------------------------------------------------------------------ scoring
     def item_representations(self):
+        return self._representations(self.item_embedding, self.view_adapters, self.missing_image)
+
+    def target_representations(self, items):
+        r"""The items as scored: with ``tied_output: False`` from their own ID table and view adapters, so
+        that a session need not score its own last item highest (the residual stream of its encoder
+        carries that item's input vector into the session vector)."""
+        if self.tied_output:
+            return items
+        return self._representations(self.output_embedding, self.output_adapters, self.output_missing_image)
+
+    def _representations(self, item_embedding, view_adapters, missing_image):
         reps = []
         for name in self.views:
             if name == "id":
-                rep = self.item_embedding.weight
+                rep = item_embedding.weight
             else:
-                rep = self.view_adapters[name](getattr(self, f"view_{name}"))
+                rep = view_adapters[name](getattr(self, f"view_{name}"))
                 if name == "image":
-                    rep = torch.where(self.image_mask.unsqueeze(-1), rep, self.missing_image)
+                    rep = torch.where(self.image_mask.unsqueeze(-1), rep, missing_image)
             reps.append(rep)
         reps = torch.stack(reps)  # [V, n_items, H]
         return reps * (torch.arange(self.n_items, device=reps.device) > 0).unsqueeze(-1)  # padding row 0
@@ -359,10 +392,10 @@ class TPAD(MultimodalSequentialRecommender):
             return len(self.views) * torch.softmax(self.fusion_logits, dim=0)
         return self.fixed_fusion_weights
 
-    def view_losses(self, seq_output, items, pos_items):
+    def view_losses(self, seq_output, targets, pos_items):
         if not self.view_loss_weight:
             return ()
-        losses = [F.cross_entropy(logits, pos_items) for logits in self._view_logits(seq_output, items)]
+        losses = [F.cross_entropy(logits, pos_items) for logits in self._view_logits(seq_output, targets)]
         return (self.view_loss_weight * torch.stack(losses).mean(),)
 
     def auxiliary_losses(self, interaction, items):

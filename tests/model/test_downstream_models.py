@@ -65,7 +65,8 @@ def build(tiny, model_class, with_views_of=True, **overrides):
     return model_class(config, dataset)
 
 
-CASES = [(TPAD, e, {"shared_encoder": s}) for e in SESSION_ENCODERS for s in (True, False)] + [(KDSR, e, {}) for e in SESSION_ENCODERS]
+CASES = ([(TPAD, e, {"shared_encoder": s}) for e in SESSION_ENCODERS for s in (True, False)]
+         + [(TPAD, e, {"tied_output": False}) for e in SESSION_ENCODERS] + [(KDSR, e, {}) for e in SESSION_ENCODERS])
 
 
 @pytest.mark.parametrize("model_class,session_encoder,extra", CASES, ids=lambda v: getattr(v, "__name__", str(v)))
@@ -269,6 +270,44 @@ def test_fused_logits_equal_the_weighted_sum_of_view_scores(tiny):
     seq_output = torch.randn(len(model.views), 5, items.size(-1))
     per_view = model._fuse(model._view_logits(seq_output, items))
     assert torch.allclose(model._fused_logits(seq_output, items), per_view, atol=1e-5)
+
+
+def test_untied_output_scores_items_with_their_own_tables(tiny):
+    tied = build(tiny, TPAD, transition_score=False)
+    untied = build(tiny, TPAD, transition_score=False, tied_output=False)
+    assert not any(name.startswith("output_") for name, _ in tied.named_parameters())
+    # the output side is drawn after everything else: a seed gives the input side the tied model's weights
+    tied_weights = dict(tied.named_parameters())
+    for name, weight in untied.named_parameters():
+        if not name.startswith("output_"):
+            assert torch.equal(weight, tied_weights[name]), name
+    items, targets = untied.item_representations(), untied.target_representations(untied.item_representations())
+    assert targets.shape == items.shape and not torch.allclose(targets, items)
+    assert torch.equal(tied.target_representations(items), items)
+
+    loss = untied.calculate_loss(tiny[2])[0]
+    loss.backward()  # both sides learn: the input side through the sessions, the output side through the scores
+    for table in (untied.item_embedding, untied.output_embedding):
+        assert table.weight.grad.abs().sum() > 0
+    assert all(p.grad is not None for p in untied.output_adapters.parameters())
+    assert untied.output_missing_image.grad is not None
+
+    untied.eval()
+    batch = tiny[3]
+    with torch.no_grad():
+        before, sessions = untied.full_sort_predict(batch), untied(batch[untied.ITEM_SEQ], batch[untied.ITEM_SEQ_LEN])
+        untied.output_embedding.weight.mul_(2.0)
+        untied.eval()  # drops the cached item side
+        after = untied.full_sort_predict(batch)
+        assert torch.equal(untied(batch[untied.ITEM_SEQ], batch[untied.ITEM_SEQ_LEN]), sessions)  # sessions read the input side
+    assert not torch.allclose(before, after)
+
+    views, image_mask = random_views(3, seed=1)
+    untied.add_items(views, image_mask)  # items added after training: zero rows in both ID tables
+    assert untied.item_embedding.weight.shape == untied.output_embedding.weight.shape == (untied.n_items, 16)
+    assert untied.output_embedding.weight[-3:].abs().sum() == 0
+    with torch.no_grad():
+        assert untied.full_sort_predict(batch).shape == (len(batch), untied.n_items)
 
 
 def test_neighbour_views_add_the_scaled_cosine_with_the_last_item(tiny):
