@@ -38,6 +38,17 @@ SESSION_ITEM_BIAS_RATE = 20.0
 TRANSITION_FUSIONS = ("validation", "joint")
 
 
+def untied_views(config):
+    r"""The views scored with their own output-side ID table or view adapter: ``tied_output`` True (every
+    view tied), False (none) or the list of views that stay tied."""
+    tied, views = config["tied_output"], list(config["views"])
+    if isinstance(tied, bool):
+        return [] if tied else views
+    if not isinstance(tied, (list, tuple)) or any(v not in views for v in tied):
+        raise ConfigError(f"tied_output={tied!r}: give True, False or a list of the views that stay tied, from views={views}.")
+    return [v for v in views if v not in tied]
+
+
 class TPAD(MultimodalSequentialRecommender):
     r"""TPAD scores a session against every item under several item views and fuses the scores late.
 
@@ -78,9 +89,10 @@ class TPAD(MultimodalSequentialRecommender):
         ``b`` learns to move them out of the way; where items repeat it can learn to favour them.
 
         ``tied_output: False`` scores items with their own ID table, view adapters and "no image" vector
-        (``target_representations``) instead of those the session encoder reads, as ``e_v(i)`` above. Tied,
-        the encoder's residual stream carries the last item's input vector into ``s_v``, so a session scores
-        its own last item near the top. Not in the paper; measured in docs/results.md.
+        (``target_representations``) instead of those the session encoder reads, as ``e_v(i)`` above; a list
+        (e.g. ``[id]``) keeps those views tied and unties the rest. Tied, the encoder's residual stream carries
+        the last item's input vector into ``s_v``, so a session scores its own last item near the top. Not in
+        the paper; measured in docs/results.md.
     """
 
     def __init__(self, config, dataset):
@@ -126,7 +138,7 @@ class TPAD(MultimodalSequentialRecommender):
             # validation: off until TPADTrainer has picked the scale after training (saved with the weights)
             self.register_buffer("transition_ready", torch.tensor(joint))
         self.session_item_bias = nn.Parameter(torch.zeros(())) if config["session_item_bias"] else None
-        self.tied_output = bool(config["tied_output"])
+        self.untied_views = untied_views(config)
         if self.fusion == "learned":
             self.fusion_logits = nn.Parameter(fusion_weights.log())
         else:
@@ -149,22 +161,20 @@ class TPAD(MultimodalSequentialRecommender):
             encoder.reset_parameters()
         # The view adapters draw from the RNG after everything else, as they did when the views
         # came after construction: a seed gives the same weights as before.
-        self.view_adapters.update(self._build_view_adapters(views))
-        # untied: the items as scored get their own ID table, view adapters and "no image" vector, drawn
-        # last, so that a seed gives the rest the weights of the tied model
+        self.view_adapters.update(self._build_view_adapters(views, self.views))
+        # untied views: the items as scored get their own ID table, view adapters and "no image" vector,
+        # drawn last, so that a seed gives the rest the weights of the tied model
         self.output_embedding = self.output_missing_image = None
-        self.output_adapters = nn.ModuleDict()
-        if not self.tied_output:
-            if "id" in self.views:
-                self.output_embedding = nn.Embedding(self.n_items, self.embedding_size, padding_idx=0)
-                self._init_weights(self.output_embedding)
-            if "image" in self.views:
-                self.output_missing_image = nn.Parameter(torch.zeros(self.embedding_size).normal_(std=self.initializer_range))
-            self.output_adapters.update(self._build_view_adapters(views))
+        if "id" in self.untied_views:
+            self.output_embedding = nn.Embedding(self.n_items, self.embedding_size, padding_idx=0)
+            self._init_weights(self.output_embedding)
+        if "image" in self.untied_views:
+            self.output_missing_image = nn.Parameter(torch.zeros(self.embedding_size).normal_(std=self.initializer_range))
+        self.output_adapters = nn.ModuleDict(self._build_view_adapters(views, self.untied_views))
 
-    def _build_view_adapters(self, views):
+    def _build_view_adapters(self, views, names):
         adapters = {}
-        for name in self.views:
+        for name in names:
             if name != "id":
                 adapter = ViewAdapter(views[name].size(1), self.embedding_size, self.view_adapter, self.view_adapter_dropout)
                 adapter.reset_parameters(self.initializer_range)
@@ -202,6 +212,7 @@ class TPAD(MultimodalSequentialRecommender):
             scales = list(config["transition_scales"] or [])
             if config["transition_fusion"] == "validation" and (not scales or any(float(x) < 0 for x in scales)):
                 raise ConfigError(f"transition_scales={scales}: give the scales to try on the validation split, each >= 0.")
+        untied_views(config)  # raises on a bad tied_output
         correlation_views = list(config["correlation_views"] or [])
         if config["correlation_supervision"]:
             bad = [v for v in correlation_views if v not in views or v == "id"]
@@ -310,27 +321,29 @@ class TPAD(MultimodalSequentialRecommender):
 
     # ------------------------------------------------------------------ scoring
     def item_representations(self):
-        return self._representations(self.item_embedding, self.view_adapters, self.missing_image)
+        reps = [self._view_representation(name, self.item_embedding, self.view_adapters, self.missing_image)
+                for name in self.views]
+        return self._without_padding(torch.stack(reps))  # [V, n_items, H]
 
     def target_representations(self, items):
-        r"""The items as scored: with ``tied_output: False`` from their own ID table and view adapters, so
-        that a session need not score its own last item highest (the residual stream of its encoder
-        carries that item's input vector into the session vector)."""
-        if self.tied_output:
+        r"""The items as scored: a view of ``untied_views`` (``tied_output``) from its own ID table or view
+        adapter, so that a session need not score its own last item highest (the residual stream of its
+        encoder carries that item's input vector into the session vector); the other views as read."""
+        if not self.untied_views:
             return items
-        return self._representations(self.output_embedding, self.output_adapters, self.output_missing_image)
+        reps = [self._view_representation(name, self.output_embedding, self.output_adapters, self.output_missing_image)
+                if name in self.untied_views else items[v] for v, name in enumerate(self.views)]
+        return self._without_padding(torch.stack(reps))
 
-    def _representations(self, item_embedding, view_adapters, missing_image):
-        reps = []
-        for name in self.views:
-            if name == "id":
-                rep = item_embedding.weight
-            else:
-                rep = view_adapters[name](getattr(self, f"view_{name}"))
-                if name == "image":
-                    rep = torch.where(self.image_mask.unsqueeze(-1), rep, missing_image)
-            reps.append(rep)
-        reps = torch.stack(reps)  # [V, n_items, H]
+    def _view_representation(self, name, item_embedding, view_adapters, missing_image):
+        if name == "id":
+            return item_embedding.weight
+        rep = view_adapters[name](getattr(self, f"view_{name}"))
+        if name == "image":
+            rep = torch.where(self.image_mask.unsqueeze(-1), rep, missing_image)
+        return rep
+
+    def _without_padding(self, reps):
         return reps * (torch.arange(self.n_items, device=reps.device) > 0).unsqueeze(-1)  # padding row 0
 
     def encode_sessions(self, item_seq, item_seq_len, items):

@@ -160,7 +160,8 @@ def test_views_are_validated(tiny):
                                        {"fusion_weights": {"text": -1.0}}, {"session_length": -1},
                                        {"neighbour_views": ["id"]}, {"neighbour_views": ["text"], "neighbour_scale": 0},
                                        {"transition_scale": 0}, {"transition_fusion": "late"},
-                                       {"transition_scales": []}, {"transition_scales": [0.0, -1.0]}])
+                                       {"transition_scales": []}, {"transition_scales": [0.0, -1.0]},
+                                       {"tied_output": ["foo"]}, {"tied_output": "id"}])
 def test_bad_tpad_config_fails_early(tiny, overrides):
     with pytest.raises(ConfigError):
         TPAD.check_config(load_config("TPAD", "tiny", config_dict={**tiny[0], **overrides}))  # the runner's early check
@@ -308,6 +309,13 @@ def test_untied_output_scores_items_with_their_own_tables(tiny):
     assert untied.output_embedding.weight[-3:].abs().sum() == 0
     with torch.no_grad():
         assert untied.full_sort_predict(batch).shape == (len(batch), untied.n_items)
+
+    # a list keeps those views tied: here the ID table is shared, the text view gets its own adapter
+    partial = build(tiny, TPAD, transition_score=False, tied_output=["id"], views=["id", "text"])
+    assert partial.output_embedding is None and list(partial.output_adapters) == ["text"]
+    items = partial.item_representations()
+    targets = partial.target_representations(items)
+    assert torch.equal(targets[0], items[0]) and not torch.allclose(targets[1], items[1])
 
 
 def test_neighbour_views_add_the_scaled_cosine_with_the_last_item(tiny):
