@@ -525,7 +525,7 @@ def write_report(rows, out_dir, dataset, header, smoke=False, epoch_limit=None, 
         parts += ["## TPAD's parts: seeded ablations",
                   "Each row: TPAD with one part against TPAD without it, as the mean over seeds (`seeds`: with / "
                   "without). A `no_*` row is TPAD without a part of its defaults; `session_item_bias`, "
-                  "`untied_output` and `untied_views` are TPAD with a part its defaults leave out (additions, not "
+                  "`untied_output`, `untied_views` and `output_map` are TPAD with a part its defaults leave out (additions, not "
                   "the paper's). A part helps beyond seed noise "
                   "where the difference exceeds twice the pooled std over seeds. Wilcoxon p: paired signed-rank "
                   "test over the seed-averaged test sessions (as the paired tests above). `no_transition` is "

@@ -10,10 +10,10 @@ STOCK_MODELS = ["GRU4Rec", "NARM", "STAMP", "SRGNN", "GCSAN", "SASRec", "BERT4Re
 HEADLINE_MODELS = {"GRU4Rec", "SASRec", "SRGNN", "KDSR", "TPAD"}
 # TPAD's stage ablations: with every seed, so that a part's effect is read against seed noise.
 SEEDED_VARIANTS = {"no_gen", "no_amie", "no_hmie", "no_distill", "no_transition", "session_item_bias", "untied_output",
-                   "untied_views"}
+                   "untied_views", "output_map"}
 # Of those, the rows that add a part to TPAD's defaults instead of removing one (the ablation table
 # reads them the other way round: the variant is TPAD with the part, TPAD is without it).
-ADDED_PARTS = {"session_item_bias", "untied_output", "untied_views"}
+ADDED_PARTS = {"session_item_bias", "untied_output", "untied_views", "output_map"}
 # Settings that decide whether TPAD trains without its transition score (transition_fusion: validation);
 # where the benchmark sets none of them, TPAD-no_transition is TPAD's trained model tested with the
 # term off (bench/run_benchmark.py, derived_rows) instead of a second training of the same weights.
@@ -41,6 +41,7 @@ def tpad_variants(has_images):
         # with their own view adapters and the shared ID table
         "untied_output": {"tied_output": False},
         "untied_views": {"tied_output": ["id"]},
+        "output_map": {"output_map": True},  # each view scored through a learned map from the identity
         # one modality: no other view, and no neighbour or transition term beside it (hm-fashion's neighbour is fused)
         "text_only": {"views": ["id", "text"], "neighbour_views": [], "transition_score": False},  # ID + text view
         "id_only": {"views": ["id"], "neighbour_views": [], "transition_score": False},  # ID embeddings alone

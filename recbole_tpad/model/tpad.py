@@ -91,8 +91,10 @@ class TPAD(MultimodalSequentialRecommender):
         ``tied_output: False`` scores items with their own ID table, view adapters and "no image" vector
         (``target_representations``) instead of those the session encoder reads, as ``e_v(i)`` above; a list
         (e.g. ``[id]``) keeps those views tied and unties the rest. Tied, the encoder's residual stream carries
-        the last item's input vector into ``s_v``, so a session scores its own last item near the top. Not in
-        the paper; measured in docs/results.md.
+        the last item's input vector into ``s_v``, so a session scores its own last item near the top.
+        ``output_map: True`` instead scores ``W_v e_v(i)``, one ``H x H`` map per view learned from the
+        identity: the model starts as the tied one and can learn scores that are not symmetric in the
+        session's last item and the candidate. Neither is in the paper; measured in docs/results.md.
     """
 
     def __init__(self, config, dataset):
@@ -171,6 +173,8 @@ class TPAD(MultimodalSequentialRecommender):
         if "image" in self.untied_views:
             self.output_missing_image = nn.Parameter(torch.zeros(self.embedding_size).normal_(std=self.initializer_range))
         self.output_adapters = nn.ModuleDict(self._build_view_adapters(views, self.untied_views))
+        # output_map: one linear map per view on the items as scored, from the identity (starts as the tied model)
+        self.output_maps = nn.Parameter(torch.eye(self.embedding_size).repeat(len(self.views), 1, 1)) if config["output_map"] else None
 
     def _build_view_adapters(self, views, names):
         adapters = {}
@@ -327,13 +331,17 @@ class TPAD(MultimodalSequentialRecommender):
 
     def target_representations(self, items):
         r"""The items as scored: a view of ``untied_views`` (``tied_output``) from its own ID table or view
-        adapter, so that a session need not score its own last item highest (the residual stream of its
-        encoder carries that item's input vector into the session vector); the other views as read."""
-        if not self.untied_views:
-            return items
-        reps = [self._view_representation(name, self.output_embedding, self.output_adapters, self.output_missing_image)
-                if name in self.untied_views else items[v] for v, name in enumerate(self.views)]
-        return self._without_padding(torch.stack(reps))
+        adapter, the other views as read; then, with ``output_map``, each view through its own linear map.
+        Either lets a session not score its own last item highest (the residual stream of its encoder
+        carries that item's input vector into the session vector)."""
+        targets = items
+        if self.untied_views:
+            reps = [self._view_representation(name, self.output_embedding, self.output_adapters, self.output_missing_image)
+                    if name in self.untied_views else items[v] for v, name in enumerate(self.views)]
+            targets = self._without_padding(torch.stack(reps))
+        if self.output_maps is not None:
+            targets = torch.einsum("vnh,vgh->vng", targets, self.output_maps)  # e_v(i) W_v^T
+        return targets
 
     def _view_representation(self, name, item_embedding, view_adapters, missing_image):
         if name == "id":

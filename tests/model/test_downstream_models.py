@@ -66,7 +66,8 @@ def build(tiny, model_class, with_views_of=True, **overrides):
 
 
 CASES = ([(TPAD, e, {"shared_encoder": s}) for e in SESSION_ENCODERS for s in (True, False)]
-         + [(TPAD, e, {"tied_output": False}) for e in SESSION_ENCODERS] + [(KDSR, e, {}) for e in SESSION_ENCODERS])
+         + [(TPAD, e, {"tied_output": False}) for e in SESSION_ENCODERS] + [(TPAD, "SASRec", {"output_map": True})]
+         + [(KDSR, e, {}) for e in SESSION_ENCODERS])
 
 
 @pytest.mark.parametrize("model_class,session_encoder,extra", CASES, ids=lambda v: getattr(v, "__name__", str(v)))
@@ -316,6 +317,24 @@ def test_untied_output_scores_items_with_their_own_tables(tiny):
     items = partial.item_representations()
     targets = partial.target_representations(items)
     assert torch.equal(targets[0], items[0]) and not torch.allclose(targets[1], items[1])
+
+
+def test_output_map_starts_as_the_tied_model_and_learns(tiny):
+    tied = build(tiny, TPAD, transition_score=False).eval()
+    mapped = build(tiny, TPAD, transition_score=False, output_map=True).eval()
+    batch = tiny[3]
+    with torch.no_grad():
+        assert torch.allclose(mapped.full_sort_predict(batch), tied.full_sort_predict(batch), atol=1e-5)  # W_v = I
+    mapped.train()
+    mapped.calculate_loss(tiny[2])[0].backward()
+    assert mapped.output_maps.grad is not None and mapped.output_maps.grad.abs().sum() > 0
+    with torch.no_grad():
+        mapped.output_maps[0].mul_(-1.0)  # the ID view's map: its scores flip sign, the sessions stay as they were
+    mapped.eval()
+    with torch.no_grad():
+        items = mapped.item_representations()
+        assert torch.allclose(mapped.target_representations(items)[0], -items[0]) and torch.equal(
+            mapped.target_representations(items)[1], items[1])
 
 
 def test_neighbour_views_add_the_scaled_cosine_with_the_last_item(tiny):
