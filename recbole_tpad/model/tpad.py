@@ -42,6 +42,8 @@ def untied_views(config):
     r"""The views scored with their own output-side ID table or view adapter: ``tied_output`` True (every
     view tied), False (none) or the list of views that stay tied."""
     tied, views = config["tied_output"], list(config["views"])
+    if tied is None:  # a config from before the key (an older checkpoint's): tied, as TPAD was then
+        tied = True
     if isinstance(tied, bool):
         return [] if tied else views
     if not isinstance(tied, (list, tuple)) or any(v not in views for v in tied):

@@ -278,6 +278,7 @@ def test_untied_output_scores_items_with_their_own_tables(tiny):
     tied = build(tiny, TPAD, transition_score=False)
     untied = build(tiny, TPAD, transition_score=False, tied_output=False)
     assert not any(name.startswith("output_") for name, _ in tied.named_parameters())
+    assert build(tiny, TPAD, transition_score=False, tied_output=None).untied_views == []  # an older checkpoint's config
     # the output side is drawn after everything else: a seed gives the input side the tied model's weights
     tied_weights = dict(tied.named_parameters())
     for name, weight in untied.named_parameters():
