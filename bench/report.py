@@ -271,7 +271,7 @@ def rank_band_rows(rows, out_dir, dataset):
 
 
 def ablation_rows(rows, out_dir, dataset, reference="TPAD"):
-    """TPAD with each part of ``SEEDED_VARIANTS`` against TPAD without it (a ``no_*`` row removes a
+    """TPAD with each part of ``SEEDED_VARIANTS`` and ``ADDED_PARTS`` against TPAD without it (a ``no_*`` row removes a
     part of TPAD; an ``ADDED_PARTS`` row adds one): per metric, the mean over seeds of each, the
     difference, the pooled std over seeds (sqrt of the mean of the two variances) and whether the
     difference is beyond seed noise (more than twice the pooled std; it needs 2+ seeds on each side),
@@ -280,7 +280,7 @@ def ablation_rows(rows, out_dir, dataset, reference="TPAD"):
     if reference not in by_model:
         return []
     table = []
-    for variant in sorted(SEEDED_VARIANTS):
+    for variant in sorted(SEEDED_VARIANTS | ADDED_PARTS):
         name = f"{reference}-{variant}"
         if name not in by_model:
             continue
@@ -524,9 +524,9 @@ def write_report(rows, out_dir, dataset, header, smoke=False, epoch_limit=None, 
     if ablations:
         parts += ["## TPAD's parts: seeded ablations",
                   "Each row: TPAD with one part against TPAD without it, as the mean over seeds (`seeds`: with / "
-                  "without). A `no_*` row is TPAD without a part of its defaults; `session_item_bias`, "
-                  "`untied_output`, `untied_views` and `output_map` are TPAD with a part its defaults leave out (additions, not "
-                  "the paper's). A part helps beyond seed noise "
+                  "without). A `no_*` row is TPAD without a part of its defaults; "
+                  + ", ".join(f"`{part}`" for part in sorted(ADDED_PARTS))
+                  + " are TPAD with a part its defaults leave out (additions, not the paper's). A part helps beyond seed noise "
                   "where the difference exceeds twice the pooled std over seeds. Wilcoxon p: paired signed-rank "
                   "test over the seed-averaged test sessions (as the paired tests above). `no_transition` is "
                   "TPAD's own trained model tested with the transition score off (bench/run_benchmark.py), so its "

@@ -38,7 +38,7 @@ SESSION_ITEM_BIAS_RATE = 20.0
 TRANSITION_FUSIONS = ("validation", "joint")
 
 
-def untied_views(config):
+def views_to_untie(config):
     r"""The views scored with their own output-side ID table or view adapter: ``tied_output`` True (every
     view tied), False (none) or the list of views that stay tied."""
     tied, views = config["tied_output"], list(config["views"])
@@ -142,7 +142,7 @@ class TPAD(MultimodalSequentialRecommender):
             # validation: off until TPADTrainer has picked the scale after training (saved with the weights)
             self.register_buffer("transition_ready", torch.tensor(joint))
         self.session_item_bias = nn.Parameter(torch.zeros(())) if config["session_item_bias"] else None
-        self.untied_views = untied_views(config)
+        self.untied_views = views_to_untie(config)
         if self.fusion == "learned":
             self.fusion_logits = nn.Parameter(fusion_weights.log())
         else:
@@ -218,7 +218,7 @@ class TPAD(MultimodalSequentialRecommender):
             scales = list(config["transition_scales"] or [])
             if config["transition_fusion"] == "validation" and (not scales or any(float(x) < 0 for x in scales)):
                 raise ConfigError(f"transition_scales={scales}: give the scales to try on the validation split, each >= 0.")
-        untied_views(config)  # raises on a bad tied_output
+        views_to_untie(config)  # raises on a bad tied_output
         correlation_views = list(config["correlation_views"] or [])
         if config["correlation_supervision"]:
             bad = [v for v in correlation_views if v not in views or v == "id"]
