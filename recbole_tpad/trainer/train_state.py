@@ -20,7 +20,9 @@ been the limit from the start; a fit that early stopping ended stays ended. A st
 the run with an error that names the keys (keys a state holds that are no longer settings, such as
 ``epochs`` in a state written before the limit could change, are not compared); an unreadable state is
 logged and the fit starts over.
-The plugin's code is not part of the settings: resuming across a code change is the user's call.
+The plugin's code is not part of the settings: resuming across a code change is the user's call. So is a
+key the code has gained since the state was written (a new switch, such as TPAD's ``output_map``): it is
+not compared, and the resume logs it with its value now.
 """
 
 import json
@@ -118,9 +120,15 @@ class TrainState:
             return
         # a key that is no longer a setting (a state written before it became one of NOT_SETTINGS) is not compared
         then = {key: value for key, value in state["settings"].items() if key not in NOT_SETTINGS}
-        differ = sorted(key for key in set(then) | set(self.settings) if then.get(key) != self.settings.get(key))
+        # a key the state does not hold came with a code change after it was written: the user's call, logged
+        added = sorted(set(self.settings) - set(then))
+        if added:
+            self.logger.warning(f"train_state_file {self.path} was written before these settings existed: "
+                                + ", ".join(f"{key} ({self.settings[key]} now)" for key in added)
+                                + "; the fit resumes with them. Delete the file to train from the start instead.")
+        differ = sorted(key for key in then if then[key] != self.settings.get(key))
         if differ:
-            shown = "; ".join(f"{key}: {then.get(key, '(unset)')} then, {self.settings.get(key, '(unset)')} now"
+            shown = "; ".join(f"{key}: {then[key]} then, {self.settings.get(key, '(unset)')} now"
                               for key in differ[:5])
             raise ConfigError(f"train_state_file {self.path} holds a fit with other settings ({shown}"
                               f"{'; ...' if len(differ) > 5 else ''}). Run with the settings it was made with, "

@@ -113,3 +113,18 @@ def test_state_written_with_keys_that_are_no_longer_settings_resumes(tiny_datase
     longer = run_recbole_tpad("SASRec", "tiny", config_dict=_config(tiny_dataset, tmp_path, train_state_file=state))
     assert longer["resumed_after_epoch"] == 1 and len(longer["epoch_seconds"]) == EPOCHS
     assert longer["epoch_seconds"][:2] == first["epoch_seconds"]
+
+
+def test_state_written_before_a_setting_existed_resumes_and_logs_it(tiny_dataset, tmp_path, caplog):
+    import torch
+
+    state = str(tmp_path / "state.pth")
+    first = run_recbole_tpad("SASRec", "tiny", config_dict=_config(tiny_dataset, tmp_path, epochs=2, train_state_file=state))
+    saved = torch.load(state, weights_only=False)  # as a state written before the code had the key
+    del saved["settings"]["hidden_dropout_prob"]
+    torch.save(saved, state)
+    with caplog.at_level("WARNING"):
+        longer = run_recbole_tpad("SASRec", "tiny", config_dict=_config(tiny_dataset, tmp_path, train_state_file=state))
+    assert longer["resumed_after_epoch"] == 1 and len(longer["epoch_seconds"]) == EPOCHS
+    assert longer["epoch_seconds"][:2] == first["epoch_seconds"]
+    assert "written before these settings existed: hidden_dropout_prob" in caplog.text
