@@ -349,8 +349,8 @@ def settings_line(dataset, common):
     epochs, stopping = settings["epochs"], settings["stopping_step"]
     extra = {key: value for key, value in common.items() if key not in ("show_progress", "data_path", "epochs")}
     return (f"at most {epochs} epochs (a row made under a lower limit records it in `epoch_limit`), early "
-            f"stopping after {stopping} evaluations without a better valid "
-            f"{settings['valid_metric']}" + (f"; on top of the YAML defaults: {json.dumps(extra, sort_keys=True)}" if extra else ""))
+            f"stopping when {stopping + 1} evaluations in a row stay below the best valid "
+            f"{settings['valid_metric']} (`stopping_step: {stopping}`)" + (f"; on top of the YAML defaults: {json.dumps(extra, sort_keys=True)}" if extra else ""))
 
 
 if __name__ == "__main__":

@@ -206,9 +206,9 @@ def test_every_row_settings_layer_dataset_defaults_epochs_and_set():
                         "views": ["id", "text"]}
     line = run_benchmark.settings_line("amazon-beauty", settings)
     assert line.startswith("at most 7 epochs (a row made under a lower limit records it in `epoch_limit`), early stopping "
-                           "after 5 evaluations without a better valid MRR@20")
+                           "when 6 evaluations in a row stay below the best valid MRR@20 (`stopping_step: 5`)")
     assert '"learning_rate": 0.01' in line and '"epochs"' not in line
-    assert "after 10 evaluations" in run_benchmark.settings_line("hm-fashion", {})  # hm-fashion.yaml's stopping_step
+    assert "when 11 evaluations in a row" in run_benchmark.settings_line("hm-fashion", {})  # hm-fashion.yaml's stopping_step
     bad = run_benchmark.parse_args(["--dataset=hm-fashion", "--set", "epochs"])
     try:
         run_benchmark.every_row_settings(bad)
