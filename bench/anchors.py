@@ -14,6 +14,10 @@ SEEN_REMOVED = "without the user's seen items"
 SEEN_KEPT = "RecBole's: a session's items kept"
 OWN_REMOVED = "without the session's items"  # ours, as the 'Calculated' anchors rank
 NOT_STATED = "not stated"
+KANISHKA = ("[kanishkaRandunu/pswrec2k26](https://github.com/kanishkaRandunu/pswrec2k26), "
+            "`archives/results/results_old/benchmark_beauty.md`")
+KANISHKA_TRAINING = ("RecBole's defaults (the same parameter counts as ours: SASRec 877,824, BERT4Rec 894,278), "
+                     "early stopping on valid NDCG@10, one run, seed 2026")
 SOURCES = {"amazon-beauty": (
     "Sources: eSASRec: Tikhonovich et al., *eSASRec: Enhancing Transformer-based Recommendations in a "
     "Modular Fashion*, RecSys 2025, arXiv:2508.06450; its preliminary-study table on Amazon Beauty (22,363 "
@@ -26,7 +30,9 @@ SOURCES = {"amazon-beauty": (
     "cold items and already seen items filtered) keeps 22,311 of the 22,363 test users "
     "(`data/s3_beauty/statistics.csv`). "
     "The two RecBole threads are users' runs of RecBole's SASRec with its default CE loss, ranked as RecBole "
-    "ranks (a session's items kept)."
+    "ranks (a session's items kept). The pswrec2k26 file is another user's RecBole runs on the same set "
+    "(22,364 users and 12,102 items as RecBole counts them, padding included), ranked as RecBole ranks and "
+    "stopped early on valid NDCG@10: a repository's results file, not a paper."
 )}
 
 # Amazon Beauty 5-core, leave-one-out (22,363 users, 12,101 items, 198,502 interactions): the same
@@ -54,6 +60,11 @@ ANCHORS = {
          "source": "[HonghuiBao2000/LETTER#20](https://github.com/HonghuiBao2000/LETTER/issues/20)",
          "training": "RecBole's SASRec, CE; LETTER's Beauty files (counts not given in the thread)",
          "ranking": SEEN_KEPT},
+        # one file of a user's RecBole runs gives both models: both are here, so that neither is picked alone
+        {"model": "RecBole BERT4Rec (a user's run)", "recall@10": 0.0404, "ndcg@10": 0.0211,
+         "source": KANISHKA, "training": KANISHKA_TRAINING, "ranking": SEEN_KEPT},
+        {"model": "RecBole SASRec (a user's run)", "recall@10": 0.0736, "ndcg@10": 0.0391,
+         "source": KANISHKA, "training": KANISHKA_TRAINING, "ranking": SEEN_KEPT},
     ],
 }
 
