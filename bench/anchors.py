@@ -16,8 +16,8 @@ OWN_REMOVED = "without the session's items"  # ours, as the 'Calculated' anchors
 NOT_STATED = "not stated"
 KANISHKA = ("[kanishkaRandunu/pswrec2k26](https://github.com/kanishkaRandunu/pswrec2k26), "
             "`archives/results/results_old/benchmark_beauty.md`")
-KANISHKA_TRAINING = ("RecBole's defaults (the same parameter counts as ours: SASRec 877,824, BERT4Rec 894,278), "
-                     "early stopping on valid NDCG@10, one run, seed 2026")
+KANISHKA_TRAINING = ("RecBole's model with the same parameter count as ours (SASRec 877,824, BERT4Rec 894,278); "
+                     "its config files not read here; early stopping on valid NDCG@10, one run, seed 2026")
 SOURCES = {"amazon-beauty": (
     "Sources: eSASRec: Tikhonovich et al., *eSASRec: Enhancing Transformer-based Recommendations in a "
     "Modular Fashion*, RecSys 2025, arXiv:2508.06450; its preliminary-study table on Amazon Beauty (22,363 "
