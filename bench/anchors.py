@@ -14,10 +14,10 @@ SEEN_REMOVED = "without the user's seen items"
 SEEN_KEPT = "RecBole's: a session's items kept"
 OWN_REMOVED = "without the session's items"  # ours, as the 'Calculated' anchors rank
 NOT_STATED = "not stated"
-KANISHKA = ("[kanishkaRandunu/pswrec2k26](https://github.com/kanishkaRandunu/pswrec2k26), "
-            "`archives/results/results_old/benchmark_beauty.md`")
-KANISHKA_TRAINING = ("RecBole's model with the same parameter count as ours (SASRec 877,824, BERT4Rec 894,278); "
-                     "its config files not read here; early stopping on valid NDCG@10, one run, seed 2026")
+PSWREC = ("[kanishkaRandunu/pswrec2k26](https://github.com/kanishkaRandunu/pswrec2k26), "
+          "`archives/results/results_old/benchmark_beauty.md`")
+PSWREC_TRAINING = ("RecBole's model with the same parameter count as ours (SASRec 877,824, BERT4Rec 894,278); "
+                   "its config files not read here; early stopping on valid NDCG@10, one run, seed 2026")
 SOURCES = {"amazon-beauty": (
     "Sources: eSASRec: Tikhonovich et al., *eSASRec: Enhancing Transformer-based Recommendations in a "
     "Modular Fashion*, RecSys 2025, arXiv:2508.06450; its preliminary-study table on Amazon Beauty (22,363 "
@@ -62,9 +62,9 @@ ANCHORS = {
          "ranking": SEEN_KEPT},
         # one file of a user's RecBole runs gives both models: both are here, so that neither is picked alone
         {"model": "RecBole BERT4Rec (a user's run)", "recall@10": 0.0404, "ndcg@10": 0.0211,
-         "source": KANISHKA, "training": KANISHKA_TRAINING, "ranking": SEEN_KEPT},
+         "source": PSWREC, "training": PSWREC_TRAINING, "ranking": SEEN_KEPT},
         {"model": "RecBole SASRec (a user's run)", "recall@10": 0.0736, "ndcg@10": 0.0391,
-         "source": KANISHKA, "training": KANISHKA_TRAINING, "ranking": SEEN_KEPT},
+         "source": PSWREC, "training": PSWREC_TRAINING, "ranking": SEEN_KEPT},
     ],
 }
 
@@ -75,8 +75,8 @@ PROTOCOL = {
         "Same split in principle: per sequence, the last item is the test target, the one before it the "
         "validation target, the rest trains. What differs: (1) training, as each row says: the anchors "
         "tuned their hyper-parameters, sampled softmax or BCE losses and patience of 50 epochs; ours are "
-        "RecBole's defaults with CE over all items, early stopping when 6 evaluations in a row stay below the "
-        "best valid MRR@20 (`stopping_step: 5`, `properties/overall.yaml`); (2) ranking (the `ranking` column): ours ranks all 12,101 "
+        "RecBole's defaults with CE over all items, early stopping on valid MRR@20 (the rule in the header of "
+        "`docs/results/amazon-beauty.md`, from `stopping_step` in `properties/overall.yaml`); (2) ranking (the `ranking` column): ours ranks all 12,101 "
         "items with RecBole's sequential full ranking, which keeps a session's earlier items as candidates; "
         "the eSASRec authors' runs ('Calculated') rank without a user's seen items, which on this set (no item "
         "repeats within a session) only moves targets up, and they leave out the 52 test users whose test "
