@@ -62,6 +62,13 @@ def run_settings(config):
     return settings
 
 
+def _other_parameter(other):
+    """A model's ``other_parameter`` without its modules. A module's weights are in the state_dict already
+    (FDSA keeps its feature embedding layer among both, with the dataset's feature tables: 100 MB a copy on
+    amazon-beauty), and loading a saved copy in its place would leave the optimizer training the replaced one."""
+    return {key: value for key, value in (other or {}).items() if not isinstance(value, torch.nn.Module)}
+
+
 def _rng_state(train_data):
     return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "random": random.getstate(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
@@ -142,11 +149,11 @@ class TrainState:
         self.best = state["best"]
         if self.best is not None:  # RecBole's checkpoint of the best epoch, which its test loads
             model.load_state_dict(self.best[1])
-            model.load_other_parameter(self.best[2])
+            model.load_other_parameter(_other_parameter(self.best[2]))
             trainer._save_checkpoint(self.best[0], verbose=False)
         if not ended:  # go on from the last epoch's weights; an ended fit keeps the best ones
             model.load_state_dict(state["state_dict"])
-            model.load_other_parameter(state["other_parameter"])
+            model.load_other_parameter(_other_parameter(state["other_parameter"]))
         trainer.train_loss_dict = state["train_loss_dict"]
         trainer.start_epoch = trainer.epochs if ended else state["epoch"] + 1
         _set_rng_state(state["rng"][distributed.get_rank()], self.train_data)  # each rank its own generators
@@ -163,7 +170,7 @@ class TrainState:
         trainer, model = self.trainer, self.trainer.model
         if trainer.cur_step == 0:  # this epoch is the new best (RecBole's early_stopping resets the count)
             weights = {name: value.detach().clone() for name, value in model.state_dict().items()}
-            self.best = (epoch_idx, weights, model.other_parameter())
+            self.best = (epoch_idx, weights, _other_parameter(model.other_parameter()))
         state = {
             "format": FORMAT,
             "settings": self.settings,
@@ -173,7 +180,7 @@ class TrainState:
             "best_valid_result": trainer.best_valid_result,
             "train_loss_dict": trainer.train_loss_dict,
             "state_dict": model.state_dict(),
-            "other_parameter": model.other_parameter(),
+            "other_parameter": _other_parameter(model.other_parameter()),
             "optimizer": trainer.optimizer.state_dict(),
             "best": self.best,
             "rng": distributed.all_gather_object(_rng_state(self.train_data)),  # every rank's, in rank order

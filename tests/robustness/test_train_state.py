@@ -32,12 +32,16 @@ def _interrupted(monkeypatch, config, model, at_epoch):
     monkeypatch.setattr(Trainer, "_train_epoch", train_epoch)
 
 
-@pytest.mark.parametrize("model", ["SASRec", "TPAD"])
+# FDSA keeps a module among its other_parameter (its feature embedding layer, whose weights are in its
+# state_dict too): a resume that put the saved module in its place would leave the optimizer training the
+# replaced one, and the fit would part from the uninterrupted one
+@pytest.mark.parametrize("model", ["SASRec", "TPAD", "FDSA"])
 def test_interrupted_fit_resumes_to_the_uninterrupted_result(tiny_dataset, tmp_path, monkeypatch, model):
-    clean = run_recbole_tpad(model, "tiny", config_dict=_config(tiny_dataset, tmp_path))
+    features = {"selected_features": ["title", "categories", "brand"]} if model == "FDSA" else {}
+    clean = run_recbole_tpad(model, "tiny", config_dict=_config(tiny_dataset, tmp_path, **features))
     assert len(clean["epoch_seconds"]) == EPOCHS and clean["resumed_after_epoch"] is None
 
-    config = _config(tiny_dataset, tmp_path, train_state_file=str(tmp_path / "state" / f"{model}.pth"))
+    config = _config(tiny_dataset, tmp_path, train_state_file=str(tmp_path / "state" / f"{model}.pth"), **features)
     _interrupted(monkeypatch, config, model, at_epoch=2)
     resumed = run_recbole_tpad(model, "tiny", config_dict=config)
     assert resumed["resumed_after_epoch"] == 1
